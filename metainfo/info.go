@@ -38,6 +38,13 @@ type MetaInfo struct {
 
 // Info is the validated info dictionary. Its file list is always non-empty:
 // a single-file torrent has one File whose Path is [Name].
+//
+// Parse and ParseInfo guarantee: 1 <= PieceLength <= MaxPieceLength;
+// TotalLength >= 1, so NumPieces() >= 1 and equals
+// ceil(TotalLength/PieceLength); Files are contiguous (each Offset is the
+// sum of the lengths before it); every path component is safe; no two files
+// share a path and no file sits where another needs a directory (Parse
+// documents the renaming rule).
 type Info struct {
 	// Name is the suggested top-level name, already made safe.
 	Name string

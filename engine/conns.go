@@ -1,0 +1,252 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"btfs/engine/wire"
+	"btfs/metainfo"
+)
+
+// acceptLoop accepts incoming connections and handshakes them, each in its
+// own goroutine so a slow peer cannot hold the listener.
+func (t *Torrent) acceptLoop(ln net.Listener) {
+	defer t.wg.Done()
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if t.ctx.Err() == nil {
+				t.log.Warn("listener stopped", "err", err)
+			}
+			return
+		}
+		t.wg.Add(1)
+		go func() {
+			defer t.wg.Done()
+			ctx, cancel := context.WithTimeout(t.ctx, t.cfg.HandshakeTimeout)
+			defer cancel()
+			peerHS, _, err := wire.Accept(ctx, conn, func(h metainfo.Hash) (wire.Handshake, bool) {
+				return t.ours, h == t.ours.InfoHash
+			})
+			if err != nil {
+				t.log.Debug("incoming handshake failed", "addr", conn.RemoteAddr(), "err", err)
+				conn.Close()
+				return
+			}
+			conn.SetDeadline(time.Time{})
+			if !t.post(t.ctx, connEvent{conn: conn, addr: addrOf(conn.RemoteAddr()), hs: peerHS}) {
+				conn.Close()
+			}
+		}()
+	}
+}
+
+// dial connects to addr and handshakes, reporting to the loop.
+func (t *Torrent) dial(addr netip.AddrPort) {
+	defer t.wg.Done()
+	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.DialTimeout+t.cfg.HandshakeTimeout)
+	defer cancel()
+	d := net.Dialer{Timeout: t.cfg.DialTimeout}
+	conn, err := d.DialContext(ctx, "tcp", addr.String())
+	if err != nil {
+		t.post(t.ctx, dialFailedEvent{addr: addr, err: err})
+		return
+	}
+	hs, err := wire.Initiate(ctx, conn, t.ours)
+	if err != nil {
+		conn.Close()
+		t.post(t.ctx, dialFailedEvent{addr: addr, err: err})
+		return
+	}
+	conn.SetDeadline(time.Time{})
+	if !t.post(t.ctx, connEvent{conn: conn, addr: addr, hs: hs, outgoing: true}) {
+		conn.Close()
+	}
+}
+
+func addrOf(a net.Addr) netip.AddrPort {
+	if tcp, ok := a.(*net.TCPAddr); ok {
+		return tcp.AddrPort()
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+// addPeers remembers addresses and dials what the slots allow.
+func (s *state) addPeers(addrs []netip.AddrPort, source string) {
+	added := 0
+	for _, a := range addrs {
+		a = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+		if !a.IsValid() || a.Port() == 0 || s.banned[a.Addr()] {
+			continue
+		}
+		if _, ok := s.known[a]; ok || len(s.known) >= maxKnownPeers {
+			continue
+		}
+		s.known[a] = &known{}
+		added++
+	}
+	if added > 0 {
+		s.t.log.Debug("new peer addresses", "source", source, "added", added, "known", len(s.known))
+	}
+	s.maybeDial(time.Now())
+}
+
+// maybeDial starts dials while connection slots are free. Half the slots
+// are reserved for... nobody: a torrent client for streaming wants every
+// fast peer it can get, so it dials up to MaxPeers.
+func (s *state) maybeDial(now time.Time) {
+	for a, k := range s.known {
+		if len(s.peers)+s.dialing >= s.t.cfg.MaxPeers {
+			return
+		}
+		if k.connected || k.dialing || k.self || now.Before(k.nextTry) || s.banned[a.Addr()] {
+			continue
+		}
+		k.dialing = true
+		s.dialing++
+		s.t.wg.Add(1)
+		go s.t.dial(a)
+	}
+}
+
+func (s *state) onDialFailed(addr netip.AddrPort, err error) {
+	s.dialing--
+	k := s.known[addr]
+	if k == nil {
+		return
+	}
+	k.dialing = false
+	k.failures++
+	k.nextTry = time.Now().Add(redialBackoff << min(k.failures-1, 6))
+	s.t.log.Debug("dial failed", "addr", addr, "failures", k.failures, "err", err)
+}
+
+// onConn admits a handshaken connection as a peer, or closes it.
+func (s *state) onConn(ev connEvent) {
+	if ev.outgoing {
+		s.dialing--
+		if k := s.known[ev.addr]; k != nil {
+			k.dialing = false
+		}
+	}
+	reject := func(why string) {
+		s.t.log.Debug("connection refused", "addr", ev.addr, "why", why)
+		ev.conn.Close()
+	}
+	switch {
+	case ev.hs.PeerID == s.t.cfg.PeerID:
+		if k := s.known[ev.addr]; k != nil {
+			k.self = true
+		}
+		reject("connection to ourselves")
+		return
+	case s.banned[ev.addr.Addr()]:
+		reject("banned")
+		return
+	case s.byID[ev.hs.PeerID] != nil:
+		reject("duplicate peer id")
+		return
+	case len(s.peers) >= s.t.cfg.MaxPeers:
+		reject("connection cap")
+		return
+	}
+	p := newPeer(s.t, ev.conn, ev.addr, ev.hs)
+	s.peers[p] = struct{}{}
+	s.byID[p.id] = p
+	if k := s.known[ev.addr]; k != nil {
+		k.connected, k.failures = true, 0
+	} else if ev.outgoing {
+		s.known[ev.addr] = &known{connected: true}
+	}
+	s.t.log.Debug("peer connected", "addr", p.addr, "outgoing", ev.outgoing, "fast", p.fast, "ext", p.ext)
+	p.start()
+	s.greet(p)
+}
+
+// greet sends what opens a connection: the extension handshake, then our
+// pieces (BEP 6 have-all/have-none when both speak it).
+func (s *state) greet(p *peer) {
+	if p.ext {
+		eh := wire.ExtHandshake{
+			M:    map[string]int{},
+			V:    "btfs 0.1",
+			Reqq: maxUploadQueue,
+		}
+		if ap := s.t.ListenAddr(); ap.IsValid() {
+			eh.Port = int(ap.Port())
+		}
+		if p.addr.Addr().IsValid() {
+			eh.YourIP = p.addr.Addr()
+		}
+		if payload, err := eh.Encode(); err == nil {
+			p.send(wire.Message{ID: wire.Extended, ExtendedID: 0, Payload: payload})
+		}
+	}
+	bf := s.t.sw.Bitfield()
+	switch {
+	case p.fast && bf.Count() == bf.Len():
+		p.send(wire.Message{ID: wire.HaveAll})
+	case p.fast && bf.Count() == 0:
+		p.send(wire.Message{ID: wire.HaveNone})
+	case bf.Count() > 0:
+		p.send(wire.Message{ID: wire.Bitfield, Bitfield: bf.Bytes()})
+	}
+	// A peer that is interested at once gets a slot at once if one is free;
+	// otherwise the next rechoke decides.
+}
+
+// dropPeer forgets a peer: its requests go back, its pieces leave the
+// availability counts.
+func (s *state) dropPeer(p *peer, err error) {
+	if p.closed {
+		return
+	}
+	p.closed = true
+	p.close()
+	delete(s.peers, p)
+	if s.byID[p.id] == p {
+		delete(s.byID, p.id)
+	}
+	if k := s.known[p.addr]; k != nil {
+		k.connected = false
+		k.nextTry = time.Now().Add(redialBackoff)
+	}
+	for b := range p.outstanding {
+		s.releaseRequest(p, b, false)
+	}
+	switch {
+	case p.seed:
+		s.pk.RemoveSeed()
+	case p.has != nil:
+		if err := s.pk.RemovePeer(p.has); err != nil {
+			s.t.log.Error("picker out of step", "peer", p.key, "err", err)
+		}
+	}
+	if err != nil {
+		s.t.log.Debug("peer gone", "addr", p.addr, "err", err)
+	}
+	s.fillAll()
+}
+
+// ban closes every connection from addr's host and refuses it from now on.
+func (s *state) ban(addr netip.Addr, why string) {
+	if s.banned[addr] {
+		return
+	}
+	s.banned[addr] = true
+	s.t.log.Warn("peer banned", "addr", addr, "why", why)
+	for p := range s.peers {
+		if p.addr.Addr() == addr {
+			s.dropPeer(p, fmt.Errorf("banned: %s", why))
+		}
+	}
+}
+
+// netip4Port is the listen address a peer announced: its IP, its port.
+func netip4Port(p *peer, port int) netip.AddrPort {
+	return netip.AddrPortFrom(p.addr.Addr(), uint16(port))
+}

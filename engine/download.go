@@ -1,0 +1,394 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"btfs/engine/wire"
+	"btfs/picker"
+	"btfs/storagewrapper"
+)
+
+// Request pipeline sizing. The seed kept 2 + 4·rate/16 KiB requests per
+// peer; libtorrent's better model keeps queueTime seconds of the peer's
+// measured rate outstanding, so a fast peer never idles between round trips
+// and a slow one does not hoard blocks a reader may be waiting on.
+const (
+	queueTime      = 2 * time.Second
+	minPipeline    = 4   // blocks, before a rate is known and for slow peers
+	startPipeline  = 32  // blocks for a new peer (slow start is short on a LAN)
+	maxPipeline    = 512 // blocks, whatever the rate
+	urgentExtra    = 16  // blocks beyond the target allowed for Now-priority pieces
+	urgentSlowPeer = time.Second
+	fillBudget     = 4 * maxPipeline // NewRequest calls per fill, a guard against loops
+)
+
+// target is how many requests to keep outstanding at p.
+func (s *state) target(p *peer) int {
+	n := startPipeline
+	if r := p.down.Rate(); r > 0 || time.Since(p.started) > 5*time.Second {
+		n = int(r * queueTime.Seconds() / wire.BlockSize)
+	}
+	n = max(n, minPipeline)
+	if p.reqq > 0 {
+		n = min(n, p.reqq)
+	}
+	return min(n, maxPipeline)
+}
+
+// queueTime estimates how long p needs for what we already asked of it.
+func (s *state) queueTime(p *peer) time.Duration {
+	r := max(p.down.Rate(), 16<<10) // unknown or tiny rates: assume 16 KiB/s
+	return time.Duration(float64(p.outBytes) / r * float64(time.Second))
+}
+
+// fillAll tops up every peer's pipeline, fastest queue first, so that the
+// pieces readers wait on go to the peers that will deliver them soonest.
+func (s *state) fillAll() {
+	ps := make([]*peer, 0, len(s.peers))
+	for p := range s.peers {
+		if s.canRequest(p) {
+			ps = append(ps, p)
+		}
+	}
+	slices.SortFunc(ps, func(a, b *peer) int { return int(s.queueTime(a) - s.queueTime(b)) })
+	for _, p := range ps {
+		s.fill(p)
+	}
+}
+
+// canRequest reports whether p may be asked for blocks at all.
+func (s *state) canRequest(p *peer) bool {
+	return !p.closed && p.amInterested && (!p.peerChoking || len(p.allowedFast) > 0)
+}
+
+// fill tops up p's pipeline: the picker chooses pieces, the storagewrapper
+// hands out their blocks (the seed's SingleDownload._request_more).
+func (s *state) fill(p *peer) {
+	if !s.canRequest(p) {
+		return
+	}
+	target := s.target(p)
+	if p.peerChoking {
+		s.fillAllowedFast(p, target)
+		return
+	}
+	slow := s.queueTime(p) > urgentSlowPeer && s.fasterPeerExists(p)
+	has := p.pieces()
+	for budget := fillBudget; budget > 0; budget-- {
+		piece, ok := s.pk.Next(has)
+		if !ok {
+			break
+		}
+		urgent := s.pk.Priority(piece) == picker.Now
+		limit := target
+		if urgent {
+			if slow {
+				break // leave urgent pieces to faster peers
+			}
+			limit += urgentExtra
+		}
+		if len(p.outstanding) >= limit {
+			break
+		}
+		if s.pk.EndgameCandidate(piece) {
+			if !s.requestDuplicates(p, piece, limit) {
+				break
+			}
+			continue
+		}
+		b, st := s.t.sw.NewRequest(piece)
+		switch st {
+		case storagewrapper.RequestGranted:
+			s.pk.Started(piece)
+			s.request(p, b)
+		case storagewrapper.RequestExhausted, storagewrapper.RequestBusy:
+			s.pk.FullyRequested(piece)
+		case storagewrapper.RequestVerified:
+			s.pk.Verified(piece)
+		case storagewrapper.RequestAtCap:
+			s.fillInFlight(p, limit)
+			return
+		default:
+			return
+		}
+	}
+	if s.pk.Endgame() {
+		s.fillEndgame(p, target)
+	}
+}
+
+// fasterPeerExists reports whether an unchoked peer with a shorter queue
+// could take urgent blocks instead of p.
+func (s *state) fasterPeerExists(p *peer) bool {
+	qt := s.queueTime(p)
+	for q := range s.peers {
+		if q != p && s.canRequest(q) && !q.peerChoking && s.queueTime(q) < qt/2 {
+			return true
+		}
+	}
+	return false
+}
+
+// fillInFlight requests blocks of pieces already in flight only: the
+// storagewrapper's in-flight cap stops new pieces from starting.
+func (s *state) fillInFlight(p *peer, limit int) {
+	for _, piece := range s.t.sw.InFlight() {
+		if !p.hasPiece(piece) {
+			continue
+		}
+		for len(p.outstanding) < limit {
+			b, st := s.t.sw.NewRequest(piece)
+			if st != storagewrapper.RequestGranted {
+				if st == storagewrapper.RequestExhausted {
+					s.pk.FullyRequested(piece)
+				}
+				break
+			}
+			s.request(p, b)
+		}
+	}
+}
+
+// fillAllowedFast requests blocks of BEP 6 allowed-fast pieces while p
+// chokes us.
+func (s *state) fillAllowedFast(p *peer, limit int) {
+	for piece := range p.allowedFast {
+		if !p.hasPiece(piece) || s.t.sw.DoIHave(piece) {
+			continue
+		}
+		for len(p.outstanding) < limit {
+			b, st := s.t.sw.NewRequest(piece)
+			if st != storagewrapper.RequestGranted {
+				break
+			}
+			s.pk.Started(piece)
+			s.request(p, b)
+		}
+	}
+}
+
+// fillEndgame sends duplicate requests for the last missing blocks.
+func (s *state) fillEndgame(p *peer, limit int) {
+	for _, piece := range s.pk.AppendEndgame(nil, p.pieces()) {
+		if !s.requestDuplicates(p, piece, limit) {
+			return
+		}
+	}
+}
+
+// requestDuplicates asks p for the missing blocks of piece that it has not
+// been asked for; false when p's pipeline is full.
+func (s *state) requestDuplicates(p *peer, piece, limit int) bool {
+	for _, b := range s.t.sw.Missing(piece) {
+		if len(p.outstanding) >= limit {
+			return false
+		}
+		if _, ok := p.outstanding[b]; ok || s.reqCount[b] >= 2 {
+			continue
+		}
+		s.request(p, b)
+	}
+	return len(p.outstanding) < limit
+}
+
+// request sends one request and books it.
+func (s *state) request(p *peer, b storagewrapper.Block) {
+	p.outstanding[b] = time.Now()
+	p.outBytes += b.Length
+	s.reqCount[b]++
+	p.send(wire.Message{ID: wire.Request, Index: uint32(b.Piece), Begin: uint32(b.Begin), Length: uint32(b.Length)})
+}
+
+// releaseRequest unbooks a request of p; with cancel, the peer is told.
+// The storagewrapper gets the block back when no other peer has it
+// outstanding.
+func (s *state) releaseRequest(p *peer, b storagewrapper.Block, cancel bool) {
+	if _, ok := p.outstanding[b]; !ok {
+		return
+	}
+	delete(p.outstanding, b)
+	p.outBytes -= b.Length
+	if cancel && !p.closed {
+		p.send(wire.Message{ID: wire.Cancel, Index: uint32(b.Piece), Begin: uint32(b.Begin), Length: uint32(b.Length)})
+	}
+	if s.reqCount[b]--; s.reqCount[b] > 0 {
+		return
+	}
+	delete(s.reqCount, b)
+	if s.t.sw.RequestLost(b) {
+		s.pk.Started(b.Piece) // pickable again; the storagewrapper hands the block out anew
+	}
+}
+
+// onBlock applies what PieceCameIn did with a block p sent.
+func (s *state) onBlock(p *peer, b storagewrapper.Block, res storagewrapper.Result, err error) {
+	now := time.Now()
+	if _, ok := p.outstanding[b]; ok {
+		delete(p.outstanding, b)
+		p.outBytes -= b.Length
+		p.lastBlock, p.snubbed = now, false
+		if s.reqCount[b]--; s.reqCount[b] <= 0 {
+			delete(s.reqCount, b)
+		} else {
+			s.cancelDuplicates(b)
+		}
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, storagewrapper.ErrDuplicate):
+		s.wasted += int64(b.Length) // an endgame or urgent duplicate: expected
+	case errors.Is(err, storagewrapper.ErrUnrequested):
+		s.wasted += int64(b.Length)
+		if p.unrequested++; p.unrequested > 4*maxPipeline {
+			s.dropPeer(p, fmt.Errorf("%w: %d blocks nobody asked for", errProtocol, p.unrequested))
+			return
+		}
+	case errors.Is(err, storagewrapper.ErrOutOfRange), errors.Is(err, storagewrapper.ErrUnaligned),
+		errors.Is(err, storagewrapper.ErrWrongLength):
+		s.dropPeer(p, fmt.Errorf("%w: %v", errProtocol, err))
+		return
+	case errors.Is(err, storagewrapper.ErrClosed):
+		return
+	default: // the store failed (a full disk): the block was put back
+		s.t.log.Error("cannot store block", "piece", b.Piece, "err", err)
+		s.pk.Started(b.Piece)
+	}
+	if res.Completed {
+		s.pieceDone(res)
+	}
+	if !p.closed {
+		s.fill(p)
+	}
+}
+
+// onOrphanBlock handles a block that arrived after its peer was dropped.
+func (s *state) onOrphanBlock(_ storagewrapper.Block, res storagewrapper.Result, _ error) {
+	if res.Completed {
+		s.pieceDone(res)
+	}
+}
+
+// cancelDuplicates cancels b at every peer still waiting for it.
+func (s *state) cancelDuplicates(b storagewrapper.Block) {
+	for q := range s.peers {
+		if _, ok := q.outstanding[b]; ok {
+			delete(q.outstanding, b)
+			q.outBytes -= b.Length
+			q.send(wire.Message{ID: wire.Cancel, Index: uint32(b.Piece), Begin: uint32(b.Begin), Length: uint32(b.Length)})
+		}
+	}
+	delete(s.reqCount, b)
+}
+
+// pieceDone reacts to a completed piece: HAVE to the swarm, or blame.
+func (s *state) pieceDone(res storagewrapper.Result) {
+	i := res.Piece
+	switch {
+	case res.Verified:
+		s.pk.Verified(i)
+		for q := range s.peers {
+			if !q.hasPiece(i) {
+				q.send(wire.Message{ID: wire.Have, Index: uint32(i)})
+			}
+			if q.amInterested && q.hasPiece(i) {
+				s.updateInterest(q)
+			}
+		}
+		s.checkComplete()
+	case res.HashFailed:
+		s.hashFail++
+		s.wasted += s.t.info.PieceLen(i)
+		s.pk.Failed(i)
+		s.blame(res)
+		s.fillAll()
+	default:
+		// The store failed while publishing; the storagewrapper has re-queued it.
+		s.pk.Unrequested(i)
+	}
+}
+
+// blame charges the peers that sent a piece that failed its hash: one that
+// sent every block is banned at once; peers in a shared failure are banned
+// after banStrikes.
+func (s *state) blame(res storagewrapper.Result) {
+	s.t.log.Warn("piece failed its hash check", "piece", res.Piece, "contributors", res.Contributors, "blamed", res.Blamed)
+	if res.Blamed != "" {
+		if ap, err := parseKey(res.Blamed); err == nil {
+			s.ban(ap.Addr(), fmt.Sprintf("sent every block of piece %d, which failed its hash", res.Piece))
+		}
+		return
+	}
+	for _, c := range res.Contributors {
+		ap, err := parseKey(c.Peer)
+		if err != nil {
+			continue
+		}
+		if s.strikes[ap.Addr()]++; s.strikes[ap.Addr()] >= banStrikes {
+			s.ban(ap.Addr(), fmt.Sprintf("contributed to %d pieces that failed their hash", s.strikes[ap.Addr()]))
+		}
+	}
+}
+
+// checkSnub marks a peer that sits on our requests, and gives its blocks
+// to others (the seed's snubbing).
+func (s *state) checkSnub(p *peer, now time.Time) {
+	if len(p.outstanding) == 0 || p.snubbed {
+		return
+	}
+	last := p.lastBlock
+	for _, at := range p.outstanding {
+		if last.IsZero() || at.Before(last) {
+			last = at
+		}
+	}
+	if now.Sub(last) < snubTimeout {
+		return
+	}
+	p.snubbed = true
+	s.t.log.Debug("peer snubbed us", "peer", p.key, "outstanding", len(p.outstanding))
+	for b := range p.outstanding {
+		s.releaseRequest(p, b, true)
+	}
+	s.fillAll()
+}
+
+// rerequestLate gives a late block of an urgent piece (a reader waits on
+// it) to a second, faster peer: libtorrent's time-critical pieces. The
+// first copy to arrive wins; the other request is cancelled.
+func (s *state) rerequestLate(now time.Time) {
+	if len(s.wants) == 0 {
+		return
+	}
+	for p := range s.peers {
+		grace := max(3*s.queueTime(p), 500*time.Millisecond)
+		for b, at := range p.outstanding {
+			if now.Sub(at) < grace || s.reqCount[b] > 1 || s.pk.Priority(b.Piece) != picker.Now {
+				continue
+			}
+			if q := s.fastestOther(p, b); q != nil {
+				s.request(q, b)
+			}
+		}
+	}
+}
+
+// fastestOther is the unchoked peer with the shortest queue, other than p,
+// that has b's piece and has not been asked for b.
+func (s *state) fastestOther(p *peer, b storagewrapper.Block) *peer {
+	var best *peer
+	for q := range s.peers {
+		if q == p || q.peerChoking || !q.amInterested || !q.hasPiece(b.Piece) {
+			continue
+		}
+		if _, ok := q.outstanding[b]; ok || len(q.outstanding) >= s.target(q)+urgentExtra {
+			continue
+		}
+		if best == nil || s.queueTime(q) < s.queueTime(best) {
+			best = q
+		}
+	}
+	return best
+}

@@ -1,0 +1,268 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"time"
+
+	"btfs/bitfield"
+	"btfs/engine/choker"
+	"btfs/engine/tracker"
+	"btfs/engine/wire"
+	"btfs/picker"
+	"btfs/storagewrapper"
+)
+
+// Events that goroutines send to the loop. They are small: block bytes never
+// travel through the loop.
+type event interface{}
+
+type (
+	// msgEvent: a peer sent a message other than a block.
+	msgEvent struct {
+		p *peer
+		m wire.Message
+	}
+	// blockEvent: a peer's block went through PieceCameIn.
+	blockEvent struct {
+		p   *peer
+		b   storagewrapper.Block
+		res storagewrapper.Result
+		err error
+	}
+	// closedEvent: a peer's connection failed or ended.
+	closedEvent struct {
+		p   *peer
+		err error
+	}
+	// connEvent: a handshake completed, in either direction.
+	connEvent struct {
+		conn     net.Conn
+		addr     netip.AddrPort
+		hs       wire.Handshake
+		outgoing bool
+	}
+	// dialFailedEvent: an outgoing connection or its handshake failed.
+	dialFailedEvent struct {
+		addr netip.AddrPort
+		err  error
+	}
+	// peersEvent: a tracker (or another source) gave us addresses.
+	peersEvent struct {
+		addrs  []netip.AddrPort
+		source string
+	}
+)
+
+// post sends an event to the loop unless ctx ends or the loop has stopped.
+func (t *Torrent) post(ctx context.Context, ev event) bool {
+	select {
+	case t.events <- ev:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-t.done:
+		return false
+	}
+}
+
+// Tunables of the loop.
+const (
+	tickInterval   = time.Second
+	urgentInterval = 200 * time.Millisecond // how often late urgent blocks are re-requested
+	snubTimeout    = 30 * time.Second       // requests with no block for this long: snubbed
+	banStrikes     = 3                      // hash failures shared with others before a ban
+	maxUploadQueue = 256                    // requests we queue per peer
+	redialBackoff  = 15 * time.Second       // first wait before redialling a failed address
+	maxKnownPeers  = 2000                   // addresses remembered
+)
+
+// known is what the loop remembers about an address.
+type known struct {
+	connected bool      // a live connection exists
+	dialing   bool      // a dial is under way
+	failures  int       // consecutive failures
+	nextTry   time.Time // not before
+	self      bool      // it is us
+}
+
+// state is the swarm state, owned by the loop goroutine.
+type state struct {
+	t         *Torrent
+	pk        *picker.Picker
+	choker    *choker.Choker[*peer]
+	peers     map[*peer]struct{}
+	byID      map[[20]byte]*peer
+	known     map[netip.AddrPort]*known
+	dialing   int
+	banned    map[netip.Addr]bool
+	strikes   map[netip.Addr]int
+	reqCount  map[storagewrapper.Block]int // peers each outstanding block is requested from
+	wants     []picker.Want                // last wants read from the storagewrapper
+	stats     Stats                        // refreshed every tick
+	hashFail  int                          // pieces that failed their hash
+	wasted    int64                        // bytes received and thrown away
+	announcer *tracker.Announcer           // nil without trackers
+}
+
+func newState(t *Torrent, pk *picker.Picker) *state {
+	return &state{
+		t:        t,
+		pk:       pk,
+		choker:   choker.New[*peer](t.cfg.Rand),
+		peers:    make(map[*peer]struct{}),
+		byID:     make(map[[20]byte]*peer),
+		known:    make(map[netip.AddrPort]*known),
+		banned:   make(map[netip.Addr]bool),
+		strikes:  make(map[netip.Addr]int),
+		reqCount: make(map[storagewrapper.Block]int),
+	}
+}
+
+// run is the loop: the only goroutine that touches state.
+func (t *Torrent) run() {
+	s := t.s
+	defer close(t.done)
+	defer s.shutdown()
+
+	// Our pieces so far (resumed from disk).
+	bf := t.sw.Bitfield()
+	for i, ok := bf.NextSet(0); ok; i, ok = bf.NextSet(i + 1) {
+		s.pk.Verified(i)
+	}
+	s.checkComplete()
+	s.readWants()
+	s.addPeers(t.cfg.Peers, "config")
+	stopTrackers := t.startTrackers()
+	defer stopTrackers()
+
+	tick := time.NewTicker(tickInterval)
+	defer tick.Stop()
+	urgent := time.NewTicker(urgentInterval)
+	defer urgent.Stop()
+	rechoke := time.NewTicker(choker.DefaultInterval)
+	defer rechoke.Stop()
+	var ticks int
+	for {
+		select {
+		case <-t.ctx.Done():
+			return
+		case fn := <-t.cmds:
+			fn()
+		case ev := <-t.events:
+			s.handle(ev)
+		case <-t.sw.Kick():
+			s.readWants()
+			s.fillAll()
+		case now := <-urgent.C:
+			s.rerequestLate(now)
+		case now := <-tick.C:
+			ticks++
+			s.tick(now)
+			if ticks == 2 {
+				s.rechoke(now) // an early first rechoke so new swarms start trading
+			}
+		case now := <-rechoke.C:
+			s.rechoke(now)
+		}
+	}
+}
+
+// handle dispatches one event.
+func (s *state) handle(ev event) {
+	switch ev := ev.(type) {
+	case msgEvent:
+		if !ev.p.closed {
+			s.onMessage(ev.p, ev.m)
+		}
+	case blockEvent:
+		if !ev.p.closed {
+			s.onBlock(ev.p, ev.b, ev.res, ev.err)
+		} else {
+			s.onOrphanBlock(ev.b, ev.res, ev.err)
+		}
+	case closedEvent:
+		s.dropPeer(ev.p, ev.err)
+	case connEvent:
+		s.onConn(ev)
+	case dialFailedEvent:
+		s.onDialFailed(ev.addr, ev.err)
+	case peersEvent:
+		s.addPeers(ev.addrs, ev.source)
+	}
+}
+
+// readWants refreshes the picker's wants from the storagewrapper (readers'
+// reads and readahead windows).
+func (s *state) readWants() {
+	s.wants = s.t.sw.Wants()
+	if err := s.pk.SetWants(s.wants); err != nil {
+		s.t.log.Warn("bad wants", "err", err)
+	}
+	// In FetchReads mode interest follows the wants.
+	for p := range s.peers {
+		s.updateInterest(p)
+	}
+}
+
+// tick runs once a second: rates, snubs, dials.
+func (s *state) tick(now time.Time) {
+	s.t.down.Tick(now)
+	s.t.up.Tick(now)
+	for p := range s.peers {
+		p.down.Tick(now)
+		p.up.Tick(now)
+		s.checkSnub(p, now)
+	}
+	s.maybeDial(now)
+	s.refreshStats()
+	s.fillAll()
+}
+
+// checkComplete closes t.complete once everything is verified, and tells
+// peers we are no longer interested.
+func (s *state) checkComplete() {
+	if s.pk.NumVerified() < s.pk.NumPieces() {
+		return
+	}
+	select {
+	case <-s.t.complete:
+	default:
+		close(s.t.complete)
+		s.t.log.Info("download complete", "pieces", s.pk.NumPieces())
+		for p := range s.peers {
+			s.updateInterest(p)
+		}
+	}
+}
+
+// shutdown closes every connection when the loop ends.
+func (s *state) shutdown() {
+	for p := range s.peers {
+		p.closed = true
+		p.close()
+	}
+}
+
+// isComplete reports whether we are a seed.
+func (s *state) isComplete() bool { return s.pk.NumVerified() == s.pk.NumPieces() }
+
+// peerHas is the picker's view of a peer's pieces: nil for have-all.
+func (p *peer) pieces() *bitfield.Bitfield {
+	if p.seed {
+		return nil
+	}
+	return p.has
+}
+
+// hasPiece reports whether the peer has piece i.
+func (p *peer) hasPiece(i int) bool {
+	if p.seed {
+		return true
+	}
+	return p.has != nil && p.has.Has(i)
+}
+
+var errProtocol = errors.New("protocol violation")

@@ -1,0 +1,168 @@
+package engine
+
+import (
+	"fmt"
+
+	"btfs/bitfield"
+	"btfs/engine/wire"
+	"btfs/storagewrapper"
+)
+
+// onMessage applies one message from a peer (the seed's
+// Connection._got_message). A protocol violation drops the peer.
+func (s *state) onMessage(p *peer, m wire.Message) {
+	// The bitfield (or have-all/have-none) must be the first message after
+	// the handshake; the BEP 10 handshake may come before it (libtorrent and
+	// we send it first).
+	first := !p.gotFirst
+	if m.ID != wire.Extended {
+		p.gotFirst = true
+	}
+	if m.ID.IsFast() && !p.fast {
+		s.dropPeer(p, fmt.Errorf("%w: %s without the fast extension", errProtocol, m.ID))
+		return
+	}
+	switch m.ID {
+	case wire.Choke:
+		p.peerChoking = true
+		if !p.fast {
+			// Without BEP 6 a choke discards every pending request.
+			for b := range p.outstanding {
+				s.releaseRequest(p, b, false)
+			}
+			s.fillAll()
+		}
+	case wire.Unchoke:
+		p.peerChoking = false
+		s.fill(p)
+	case wire.Interested:
+		p.peerInterested = true
+		s.maybeQuickUnchoke(p)
+	case wire.NotInterested:
+		p.peerInterested = false
+	case wire.Have:
+		s.onHave(p, int(m.Index))
+	case wire.Bitfield:
+		if !first || p.has != nil || p.seed {
+			s.dropPeer(p, fmt.Errorf("%w: bitfield not first", errProtocol))
+			return
+		}
+		bf, err := bitfield.FromBytes(m.Bitfield, s.t.info.NumPieces())
+		if err != nil {
+			s.dropPeer(p, fmt.Errorf("%w: %v", errProtocol, err))
+			return
+		}
+		s.setPieces(p, bf)
+	case wire.HaveAll:
+		if !first || p.has != nil || p.seed {
+			s.dropPeer(p, fmt.Errorf("%w: have-all not first", errProtocol))
+			return
+		}
+		p.seed = true
+		s.pk.AddSeed()
+		s.updateInterest(p)
+	case wire.HaveNone:
+		if !first || p.has != nil || p.seed {
+			s.dropPeer(p, fmt.Errorf("%w: have-none not first", errProtocol))
+			return
+		}
+		s.setPieces(p, bitfield.New(s.t.info.NumPieces()))
+	case wire.Request:
+		s.onRequest(p, m)
+	case wire.Cancel:
+		p.out.cancelUpload(m.Index, m.Begin, m.Length)
+	case wire.RejectRequest:
+		b := storagewrapper.Block{Piece: int(m.Index), Begin: int64(m.Begin), Length: int(m.Length)}
+		if _, ok := p.outstanding[b]; ok {
+			s.releaseRequest(p, b, false)
+			s.fillAll()
+		}
+	case wire.AllowedFast:
+		if int(m.Index) < s.t.info.NumPieces() {
+			p.allowedFast[int(m.Index)] = true
+			s.fill(p)
+		}
+	case wire.Extended:
+		if m.ExtendedID == 0 {
+			s.onExtHandshake(p, m.Payload)
+		}
+		// Other extensions (ut_metadata, ut_pex) arrive with the magnet issue.
+	case wire.Suggest, wire.Port:
+		// Suggestions are ignored (BEP 6 allows it); DHT is not spoken yet.
+	}
+}
+
+// setPieces registers a peer's first bitfield.
+func (s *state) setPieces(p *peer, bf *bitfield.Bitfield) {
+	p.has = bf
+	if err := s.pk.AddPeer(bf); err != nil {
+		s.dropPeer(p, err)
+		return
+	}
+	s.updateInterest(p)
+}
+
+// onHave records one new piece of a peer.
+func (s *state) onHave(p *peer, i int) {
+	if i < 0 || i >= s.t.info.NumPieces() {
+		s.dropPeer(p, fmt.Errorf("%w: have %d of %d pieces", errProtocol, i, s.t.info.NumPieces()))
+		return
+	}
+	if p.seed {
+		return
+	}
+	if p.has == nil {
+		s.setPieces(p, bitfield.New(s.t.info.NumPieces()))
+		if p.closed {
+			return
+		}
+	}
+	if p.has.Has(i) {
+		return
+	}
+	p.has.Set(i)
+	s.pk.Have(i)
+	if !p.amInterested {
+		s.updateInterest(p)
+	} else {
+		s.fill(p)
+	}
+}
+
+// onExtHandshake reads the peer's BEP 10 handshake.
+func (s *state) onExtHandshake(p *peer, payload []byte) {
+	eh, err := wire.ParseExtHandshake(payload, 16<<20)
+	if err != nil {
+		s.t.log.Debug("bad extension handshake", "peer", p.key, "err", err)
+		return
+	}
+	if eh.Reqq > 0 {
+		p.reqq = eh.Reqq
+	}
+	if eh.Port > 0 {
+		ap := netip4Port(p, eh.Port)
+		if _, ok := s.known[ap]; !ok && ap != p.addr {
+			s.known[ap] = &known{connected: true}
+		}
+	}
+}
+
+// updateInterest keeps our interested flag exact: interested exactly when
+// the peer has a piece the picker's mode still fetches.
+func (s *state) updateInterest(p *peer) {
+	if p.closed {
+		return
+	}
+	want := (p.seed || p.has != nil) && s.pk.Interesting(p.pieces())
+	if want != p.amInterested {
+		p.amInterested = want
+		if want {
+			p.send(wire.Message{ID: wire.Interested})
+		} else {
+			p.send(wire.Message{ID: wire.NotInterested})
+		}
+	}
+	if want {
+		s.fill(p)
+	}
+}

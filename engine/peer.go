@@ -1,0 +1,315 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"btfs/bitfield"
+	"btfs/engine/wire"
+	"btfs/storagewrapper"
+)
+
+// peer is one connection. The fields under "loop-owned" belong to the
+// torrent's loop; the outbox is shared with the writer goroutine under its
+// own mutex; the meters are atomic. The reader goroutine touches only conn,
+// the wire.Reader and the meters.
+type peer struct {
+	t       *Torrent
+	conn    net.Conn
+	addr    netip.AddrPort // remote address
+	key     string         // addr.String(): the storagewrapper's name for it
+	id      [20]byte       // remote peer id
+	fast    bool           // both sides speak BEP 6
+	ext     bool           // both sides speak BEP 10
+	ctx     context.Context
+	cancel  context.CancelFunc
+	down    meter // payload bytes from it
+	up      meter // payload bytes to it
+	out     outbox
+	started time.Time
+
+	// loop-owned:
+	amChoking      bool                               // we choke it
+	amInterested   bool                               // we told it we are interested
+	peerChoking    bool                               // it chokes us
+	peerInterested bool                               // it wants our data
+	has            *bitfield.Bitfield                 // its pieces (nil until bitfield/have-all/have-none)
+	seed           bool                               // it sent have-all: has stays nil, the picker counts it as a seed
+	gotFirst       bool                               // a message after the handshake has arrived
+	outstanding    map[storagewrapper.Block]time.Time // our requests to it, with when they were sent
+	outBytes       int                                // sum of outstanding lengths
+	allowedFast    map[int]bool                       // pieces it lets us request while choked
+	reqq           int                                // its request queue size (ext handshake), 0 unknown
+	lastBlock      time.Time                          // last block it sent us
+	snubbed        bool                               // it had requests and sent nothing for snubTimeout
+	unrequested    int                                // blocks it sent that nobody asked for
+	closed         bool                               // removed from the swarm
+}
+
+// outbox is what the loop wants written to a peer. Control messages and
+// our requests go first, in order; blocks to upload are served one at a
+// time after them, so a choke or a request never waits behind a long upload
+// queue.
+type outbox struct {
+	mu      sync.Mutex
+	msgs    []wire.Message // control messages and requests
+	uploads []wire.Message // requests of the peer we will answer (ID Request)
+	wake    chan struct{}  // capacity 1: something was added
+}
+
+func (o *outbox) push(m wire.Message) {
+	o.mu.Lock()
+	o.msgs = append(o.msgs, m)
+	o.mu.Unlock()
+	o.signal()
+}
+
+func (o *outbox) signal() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// queueUpload adds a request to serve; false when the queue is full.
+func (o *outbox) queueUpload(m wire.Message, max int) bool {
+	o.mu.Lock()
+	ok := len(o.uploads) < max
+	if ok {
+		o.uploads = append(o.uploads, m)
+	}
+	o.mu.Unlock()
+	if ok {
+		o.signal()
+	}
+	return ok
+}
+
+// cancelUpload drops a queued request (the peer's cancel).
+func (o *outbox) cancelUpload(index, begin, length uint32) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for i, u := range o.uploads {
+		if u.Index == index && u.Begin == begin && u.Length == length {
+			o.uploads = append(o.uploads[:i], o.uploads[i+1:]...)
+			return
+		}
+	}
+}
+
+// dropUploads empties the upload queue and returns what was in it (we
+// choked the peer).
+func (o *outbox) dropUploads() []wire.Message {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	u := o.uploads
+	o.uploads = nil
+	return u
+}
+
+// take returns the pending control messages and the next upload, if any.
+func (o *outbox) take(msgs []wire.Message) ([]wire.Message, wire.Message, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	msgs = append(msgs[:0], o.msgs...)
+	clear(o.msgs)
+	o.msgs = o.msgs[:0]
+	if len(o.uploads) == 0 {
+		return msgs, wire.Message{}, false
+	}
+	u := o.uploads[0]
+	o.uploads = o.uploads[1:]
+	return msgs, u, true
+}
+
+func newPeer(t *Torrent, conn net.Conn, addr netip.AddrPort, hs wire.Handshake) *peer {
+	ctx, cancel := context.WithCancel(t.ctx)
+	return &peer{
+		t:           t,
+		conn:        conn,
+		addr:        addr,
+		key:         addr.String(),
+		id:          hs.PeerID,
+		fast:        hs.Reserved.SupportsFast(),
+		ext:         hs.Reserved.SupportsExtensions(),
+		ctx:         ctx,
+		cancel:      cancel,
+		out:         outbox{wake: make(chan struct{}, 1)},
+		started:     time.Now(),
+		amChoking:   true,
+		peerChoking: true,
+		outstanding: make(map[storagewrapper.Block]time.Time),
+		allowedFast: make(map[int]bool),
+	}
+}
+
+func (p *peer) String() string { return p.key }
+
+// start launches the reader and writer goroutines.
+func (p *peer) start() {
+	p.t.wg.Add(2)
+	go p.readLoop()
+	go p.writeLoop()
+}
+
+// close ends both goroutines (closing the socket unblocks the reader).
+func (p *peer) close() {
+	p.cancel()
+	p.conn.Close()
+}
+
+// send queues a message for the writer.
+func (p *peer) send(m wire.Message) { p.out.push(m) }
+
+// readLoop reads messages until the connection fails. Block data goes into
+// the storagewrapper here, in this goroutine; everything else becomes a
+// small event for the loop.
+func (p *peer) readLoop() {
+	defer p.t.wg.Done()
+	r := wire.NewReader(p.conn, wire.Limits{NumPieces: p.t.info.NumPieces()})
+	var err error
+	for {
+		if err = p.conn.SetReadDeadline(time.Now().Add(p.t.cfg.IdleTimeout)); err != nil {
+			break
+		}
+		var m wire.Message
+		m, err = r.ReadMessage()
+		if errors.Is(err, wire.ErrRequestTooLarge) {
+			continue // BEP 3: drop requests over 128 KiB, keep the connection
+		}
+		if err != nil {
+			break
+		}
+		if m.KeepAlive {
+			continue
+		}
+		var ev event
+		switch m.ID {
+		case wire.Piece:
+			ev, err = p.gotBlock(m)
+			if err != nil {
+				break
+			}
+		case wire.Bitfield:
+			m.Bitfield = append([]byte(nil), m.Bitfield...)
+			ev = msgEvent{p: p, m: m}
+		case wire.Extended:
+			m.Payload = append([]byte(nil), m.Payload...)
+			ev = msgEvent{p: p, m: m}
+		default:
+			ev = msgEvent{p: p, m: m}
+		}
+		if err != nil || !p.t.post(p.ctx, ev) {
+			break
+		}
+	}
+	if err == nil || errors.Is(err, io.EOF) || p.ctx.Err() != nil {
+		err = nil
+	}
+	p.t.post(p.t.ctx, closedEvent{p: p, err: err})
+}
+
+// gotBlock files a piece message's block and describes the outcome for
+// the loop.
+func (p *peer) gotBlock(m wire.Message) (event, error) {
+	n := len(m.Block)
+	if p.t.downLimit != nil {
+		if err := p.t.downLimit.WaitN(p.ctx, n); err != nil {
+			return nil, err
+		}
+	}
+	p.down.Add(n)
+	p.t.down.Add(n)
+	b := storagewrapper.Block{Piece: int(m.Index), Begin: int64(m.Begin), Length: n}
+	res, err := p.t.sw.PieceCameIn(b.Piece, b.Begin, m.Block, p.key)
+	return blockEvent{p: p, b: b, res: res, err: err}, nil
+}
+
+// writeLoop writes what the loop queued: control messages and requests
+// first, then one upload at a time, flushing when it runs out of work.
+func (p *peer) writeLoop() {
+	defer p.t.wg.Done()
+	w := wire.NewWriter(p.conn)
+	keepAlive := time.NewTimer(keepAliveInterval)
+	defer keepAlive.Stop()
+	var (
+		msgs []wire.Message
+		buf  []byte
+		err  error
+	)
+	for err == nil {
+		var up wire.Message
+		var haveUp bool
+		msgs, up, haveUp = p.out.take(msgs)
+		if len(msgs) == 0 && !haveUp {
+			if err = w.Flush(); err != nil {
+				break
+			}
+			select {
+			case <-p.ctx.Done():
+				return
+			case <-p.out.wake:
+				continue
+			case <-keepAlive.C:
+				keepAlive.Reset(keepAliveInterval)
+				msgs = append(msgs, wire.Message{KeepAlive: true})
+			}
+		}
+		p.conn.SetWriteDeadline(time.Now().Add(p.t.cfg.IdleTimeout))
+		for _, m := range msgs {
+			if err = w.WriteMessage(m); err != nil {
+				break
+			}
+		}
+		if err == nil && haveUp {
+			buf, err = p.upload(w, up, buf)
+		}
+		keepAlive.Reset(keepAliveInterval)
+	}
+	if p.ctx.Err() == nil {
+		p.t.post(p.t.ctx, closedEvent{p: p, err: fmt.Errorf("writing: %w", err)})
+	}
+}
+
+// upload answers one request with its block, read from verified data.
+func (p *peer) upload(w *wire.Writer, req wire.Message, buf []byte) ([]byte, error) {
+	n := int(req.Length)
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	off := p.t.info.PieceOffset(int(req.Index)) + int64(req.Begin)
+	// The piece was verified when the loop queued the request; a short
+	// deadline guards against it having been evicted from a shared cache
+	// since (ReadAt would then wait for a download).
+	ctx, cancel := context.WithTimeout(p.ctx, 2*time.Second)
+	_, err := p.t.sw.ReadAt(ctx, buf, off)
+	cancel()
+	if err != nil {
+		if p.ctx.Err() != nil {
+			return buf, p.ctx.Err()
+		}
+		p.t.log.Warn("cannot serve block", "peer", p.key, "piece", req.Index, "err", err)
+		if p.fast {
+			return buf, w.WriteMessage(wire.Message{ID: wire.RejectRequest, Index: req.Index, Begin: req.Begin, Length: req.Length})
+		}
+		return buf, nil
+	}
+	if p.t.upLimit != nil {
+		if err := p.t.upLimit.WaitN(p.ctx, n); err != nil {
+			return buf, err
+		}
+	}
+	if err := w.WriteMessage(wire.Message{ID: wire.Piece, Index: req.Index, Begin: req.Begin, Block: buf}); err != nil {
+		return buf, err
+	}
+	p.up.Add(n)
+	p.t.up.Add(n)
+	return buf, nil
+}

@@ -1,0 +1,98 @@
+package engine
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// Stats is a snapshot for the status line and for tests.
+type Stats struct {
+	Downloaded, Uploaded     int64   // payload bytes this session
+	DownloadRate, UploadRate float64 // bytes/s, smoothed
+	Wasted                   int64   // bytes received and thrown away (duplicates, bad pieces)
+	HashFailures             int     // pieces that failed their hash check
+	Peers                    int     // connected
+	KnownPeers               int     // addresses known
+	PiecesDone, NumPieces    int
+	VerifiedBytes, Total     int64
+	Endgame                  bool
+	Banned                   int
+	PerPeer                  []PeerStats // sorted by address
+}
+
+// PeerStats describes one connection.
+type PeerStats struct {
+	Addr                     netip.AddrPort
+	Client                   string // from the peer id prefix
+	Downloaded, Uploaded     int64
+	DownloadRate, UploadRate float64
+	AmChoking, PeerChoking   bool
+	AmInterested             bool
+	PeerInterested           bool
+	Snubbed                  bool
+	Outstanding              int // our requests to it
+}
+
+// Stats returns a snapshot taken on the loop.
+func (t *Torrent) Stats(ctx context.Context) (Stats, error) {
+	var st Stats
+	err := t.do(ctx, func() {
+		t.s.refreshStats()
+		st = t.s.stats
+		st.PerPeer = slices.Clone(st.PerPeer)
+	})
+	return st, err
+}
+
+func (s *state) refreshStats() {
+	sw := s.t.sw.Stats()
+	st := Stats{
+		Downloaded:   s.t.down.Total(),
+		Uploaded:     s.t.up.Total(),
+		DownloadRate: s.t.down.Rate(),
+		UploadRate:   s.t.up.Rate(),
+		Wasted:       s.wasted,
+		HashFailures: s.hashFail,
+		Peers:        len(s.peers),
+		KnownPeers:   len(s.known),
+		PiecesDone:   s.pk.NumVerified(),
+		NumPieces:    s.pk.NumPieces(),
+		Total:        s.t.info.TotalLength,
+		Endgame:      s.pk.Endgame(),
+		Banned:       len(s.banned),
+	}
+	st.VerifiedBytes = sw.VerifiedBytes
+	st.PerPeer = s.stats.PerPeer[:0]
+	for p := range s.peers {
+		st.PerPeer = append(st.PerPeer, PeerStats{
+			Addr:           p.addr,
+			Client:         clientName(p.id),
+			Downloaded:     p.down.Total(),
+			Uploaded:       p.up.Total(),
+			DownloadRate:   p.down.Rate(),
+			UploadRate:     p.up.Rate(),
+			AmChoking:      p.amChoking,
+			PeerChoking:    p.peerChoking,
+			AmInterested:   p.amInterested,
+			PeerInterested: p.peerInterested,
+			Snubbed:        p.snubbed,
+			Outstanding:    len(p.outstanding),
+		})
+	}
+	slices.SortFunc(st.PerPeer, func(a, b PeerStats) int { return a.Addr.Compare(b.Addr) })
+	s.stats = st
+}
+
+// clientName decodes an Azureus-style peer id prefix ("-AR1360-" is aria2
+// 1.36.0), or returns "".
+func clientName(id [20]byte) string {
+	if id[0] != '-' || id[7] != '-' {
+		return ""
+	}
+	return strings.TrimSpace(string(id[1:7]))
+}
+
+// parseKey turns a storagewrapper peer key back into an address.
+func parseKey(k string) (netip.AddrPort, error) { return netip.ParseAddrPort(k) }

@@ -1,0 +1,263 @@
+// Package engine is the peer side of btfs: one Torrent per info-hash joins
+// a swarm, downloads the pieces the picker chooses into the storagewrapper,
+// and uploads verified pieces to other peers. The seed's Connecter,
+// SingleDownload, Upload, Choker and Rerequester live here, with goroutines
+// instead of RawServer's select loop.
+//
+// Concurrency, in one paragraph: the Torrent's loop goroutine (loop.go) owns
+// all swarm state — peers, picker, choker, the known addresses — and nothing
+// else touches it. Each connection has a reader goroutine and a writer
+// goroutine (peer.go). The reader files block bytes straight into the
+// storagewrapper (no hop) and sends small events to the loop; the writer
+// drains an outbox the loop fills under a small per-peer mutex, and reads
+// the blocks it uploads from the storagewrapper itself. Dials, handshakes
+// and tracker announces run in their own goroutines and report back to the
+// loop by channel. Public methods are commands to the loop that give up when
+// it has stopped.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"btfs/engine/wire"
+	"btfs/metainfo"
+	"btfs/picker"
+	"btfs/storagewrapper"
+)
+
+// Defaults for the zero fields of Config.
+const (
+	DefaultMaxPeers         = 50
+	DefaultDialTimeout      = 5 * time.Second
+	DefaultHandshakeTimeout = 10 * time.Second
+	// DefaultIdleTimeout closes a connection that sent nothing (not even a
+	// keep-alive, which well-behaved peers send every two minutes).
+	DefaultIdleTimeout = 3 * time.Minute
+	// keepAliveInterval is how often the writer sends a keep-alive on an
+	// otherwise silent connection.
+	keepAliveInterval = 90 * time.Second
+)
+
+// ErrClosed is returned by commands to a Torrent whose loop has stopped.
+var ErrClosed = errors.New("engine: torrent closed")
+
+// Config tunes a Torrent. The zero value is usable except that nothing
+// listens and no tracker is contacted unless asked.
+type Config struct {
+	// Logger receives connection, hash-failure and tracker events; nil
+	// discards them.
+	Logger *slog.Logger
+	// PeerID is ours; zero means a fresh wire.NewPeerID().
+	PeerID [20]byte
+	// Listen is the TCP address to accept peers on ("127.0.0.1:0" in
+	// tests, ":6881" for people); empty means no listener.
+	Listen string
+	// Listener, when set, is used instead of Listen (the caller owns the
+	// port choice; the Torrent closes it).
+	Listener net.Listener
+	// MaxPeers caps connections, both directions; 0 means DefaultMaxPeers.
+	MaxPeers int
+	// MaxDownloadRate and MaxUploadRate cap bytes/s; 0 means unlimited.
+	MaxDownloadRate, MaxUploadRate int64
+	// Mode is the picker's: fetch everything (wanted first) or only what
+	// readers want.
+	Mode picker.Mode
+	// Peers are dialled at start (tests, the demo, x.pe of a magnet).
+	Peers []netip.AddrPort
+	// Trackers overrides the torrent's announce list when non-nil; an
+	// empty non-nil slice means no trackers at all.
+	Trackers [][]string
+	// DialTimeout, HandshakeTimeout and IdleTimeout: 0 means the defaults.
+	DialTimeout, HandshakeTimeout, IdleTimeout time.Duration
+	// Rand seeds the choker and the picker; nil means a random seed.
+	Rand *rand.Rand
+}
+
+// Torrent is one swarm: the peers of one info-hash.
+type Torrent struct {
+	mi   *metainfo.MetaInfo      // the torrent, read-only
+	info *metainfo.Info          // mi.Info
+	sw   *storagewrapper.Wrapper // verified pieces; safe for concurrent use
+	cfg  Config                  // defaults applied
+	log  *slog.Logger            // never nil
+	ours wire.Handshake          // what we send: info-hash, peer id, reserved bits
+
+	listener  net.Listener    // nil when not listening
+	downLimit *rate.Limiter   // nil when unlimited
+	upLimit   *rate.Limiter   // nil when unlimited
+	down, up  meter           // torrent totals (payload bytes)
+	events    chan event      // peers, dialers, listener, trackers → loop
+	cmds      chan func()     // public methods → loop
+	ctx       context.Context // cancelled when the Torrent stops
+	cancel    context.CancelFunc
+	done      chan struct{}  // closed when the loop has returned
+	wg        sync.WaitGroup // every goroutine the Torrent started
+	complete  chan struct{}  // closed once every piece is verified
+	closeOnce sync.Once
+
+	s *state // loop-owned; see loop.go
+}
+
+// New prepares a Torrent for mi whose pieces live in sw. Call Run to start
+// it. sw should have been Resumed, so that what is on disk counts.
+func New(mi *metainfo.MetaInfo, sw *storagewrapper.Wrapper, cfg Config) (*Torrent, error) {
+	if mi == nil || mi.Info == nil || sw == nil {
+		return nil, errors.New("engine: New needs a torrent and a storagewrapper")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.PeerID == ([20]byte{}) {
+		cfg.PeerID = wire.NewPeerID()
+	}
+	if cfg.MaxPeers <= 0 {
+		cfg.MaxPeers = DefaultMaxPeers
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = DefaultDialTimeout
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	t := &Torrent{
+		mi:       mi,
+		info:     mi.Info,
+		sw:       sw,
+		cfg:      cfg,
+		log:      cfg.Logger.With("torrent", mi.InfoHash.String()[:8]),
+		events:   make(chan event, 256),
+		cmds:     make(chan func()),
+		done:     make(chan struct{}),
+		complete: make(chan struct{}),
+	}
+	t.ours = wire.Handshake{InfoHash: mi.InfoHash, PeerID: cfg.PeerID}
+	t.ours.Reserved.SetExtensions()
+	t.ours.Reserved.SetFast()
+	if cfg.MaxDownloadRate > 0 {
+		t.downLimit = rate.NewLimiter(rate.Limit(cfg.MaxDownloadRate), burst(cfg.MaxDownloadRate))
+	}
+	if cfg.MaxUploadRate > 0 {
+		t.upLimit = rate.NewLimiter(rate.Limit(cfg.MaxUploadRate), burst(cfg.MaxUploadRate))
+	}
+	pk, err := picker.New(mi.Info.PieceLength, mi.Info.TotalLength, rand.New(rand.NewPCG(cfg.Rand.Uint64(), cfg.Rand.Uint64())))
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	pk.SetMode(cfg.Mode)
+	t.s = newState(t, pk)
+	return t, nil
+}
+
+// burst sizes a token bucket: at least one block plus message overhead (a
+// WaitN larger than the burst fails), at most a quarter second of traffic.
+func burst(ratePerSec int64) int {
+	b := int(ratePerSec / 4)
+	if b < 4*wire.BlockSize {
+		b = 4 * wire.BlockSize
+	}
+	return b
+}
+
+// Start opens the listener and starts the loop; it returns at once. The
+// Torrent runs until ctx is cancelled or Close is called.
+func (t *Torrent) Start(ctx context.Context) error {
+	ln := t.cfg.Listener
+	if ln == nil && t.cfg.Listen != "" {
+		var err error
+		if ln, err = net.Listen("tcp", t.cfg.Listen); err != nil {
+			return fmt.Errorf("engine: listen on %s: %w", t.cfg.Listen, err)
+		}
+	}
+	t.listener = ln
+	t.ctx, t.cancel = context.WithCancel(ctx)
+	if ln != nil {
+		t.wg.Add(1)
+		go t.acceptLoop(ln)
+	}
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		t.run()
+	}()
+	return nil
+}
+
+// Close stops the Torrent: it announces "stopped" (briefly), closes every
+// connection and waits for every goroutine it started.
+func (t *Torrent) Close() error {
+	t.closeOnce.Do(func() {
+		if t.cancel == nil { // never started
+			close(t.done)
+			return
+		}
+		t.cancel()
+		if t.listener != nil {
+			t.listener.Close()
+		}
+	})
+	t.wg.Wait()
+	return nil
+}
+
+// Done is closed when the Torrent's loop has stopped.
+func (t *Torrent) Done() <-chan struct{} { return t.done }
+
+// Complete is closed once every piece is verified.
+func (t *Torrent) Complete() <-chan struct{} { return t.complete }
+
+// ListenAddr is the address peers can reach us at; invalid when not listening.
+func (t *Torrent) ListenAddr() netip.AddrPort {
+	if t.listener == nil {
+		return netip.AddrPort{}
+	}
+	ap, _ := netip.ParseAddrPort(t.listener.Addr().String())
+	return ap
+}
+
+// PeerID is our peer id.
+func (t *Torrent) PeerID() [20]byte { return t.cfg.PeerID }
+
+// do runs fn on the loop and waits for it, or gives up with ctx or when the
+// loop has stopped.
+func (t *Torrent) do(ctx context.Context, fn func()) error {
+	finished := make(chan struct{})
+	wrapped := func() { fn(); close(finished) }
+	select {
+	case t.cmds <- wrapped:
+	case <-t.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-finished:
+		return nil
+	case <-t.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// AddPeers makes addresses known to the Torrent; it dials them as
+// connection slots allow.
+func (t *Torrent) AddPeers(ctx context.Context, addrs ...netip.AddrPort) error {
+	addrs = append([]netip.AddrPort(nil), addrs...)
+	return t.do(ctx, func() { t.s.addPeers(addrs, "api") })
+}

@@ -1,0 +1,66 @@
+package engine
+
+import (
+	"math/rand/v2"
+	"net/netip"
+
+	"btfs/engine/tracker"
+)
+
+// startTrackers runs the torrent's announcer (the seed's Rerequester) in its
+// own goroutine; the returned func stops it, which sends "stopped" with a
+// short deadline. It is called by the loop; peers come back as events.
+func (t *Torrent) startTrackers() (stop func()) {
+	announce, list := t.mi.Announce, t.mi.AnnounceList
+	if t.cfg.Trackers != nil {
+		announce, list = "", t.cfg.Trackers
+	}
+	tiers := tracker.NewTiers(announce, list, rand.New(rand.NewPCG(t.cfg.Rand.Uint64(), t.cfg.Rand.Uint64())))
+	if tiers.Len() == 0 {
+		return func() {}
+	}
+	client := tracker.NewClient(tracker.Options{})
+	port := 0
+	if ap := t.ListenAddr(); ap.IsValid() {
+		port = int(ap.Port())
+	}
+	a, err := tracker.NewAnnouncer(tracker.AnnouncerConfig{
+		Client:   client,
+		Tiers:    tiers,
+		InfoHash: t.mi.InfoHash,
+		PeerID:   t.cfg.PeerID,
+		Port:     port,
+		Key:      t.cfg.Rand.Uint32(),
+		NumWant:  t.cfg.MaxPeers,
+		Stats: func() tracker.Stats {
+			return tracker.Stats{
+				Uploaded:   t.up.Total(),
+				Downloaded: t.down.Total(),
+				Left:       t.info.TotalLength - t.sw.Stats().VerifiedBytes,
+			}
+		},
+		OnPeers: func(addrs []netip.AddrPort) {
+			t.post(t.ctx, peersEvent{addrs: addrs, source: "tracker"})
+		},
+		Logger: t.log,
+	})
+	if err != nil {
+		t.log.Error("trackers disabled", "err", err)
+		client.Close()
+		return func() {}
+	}
+	// Run sends "stopped" (bounded by its StopTimeout) once t.ctx ends;
+	// stop waits for that, so Close returns after the tracker was told.
+	finished := make(chan struct{})
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		defer close(finished)
+		a.Run(t.ctx)
+	}()
+	t.s.announcer = a
+	return func() {
+		<-finished
+		client.Close()
+	}
+}

@@ -1,0 +1,205 @@
+package storagewrapper
+
+import "sort"
+
+// blockState is where one block of a piece in flight stands.
+type blockState uint8
+
+const (
+	// blockFree: to be handed out by NewRequest.
+	blockFree blockState = iota
+	// blockOut: handed out, its data not yet here.
+	blockOut
+	// blockWriting: its data arrived and is being written to the Store.
+	blockWriting
+	// blockReceived: its data is in the Store's partial data.
+	blockReceived
+)
+
+// download is the bookkeeping of one piece in flight (the seed's
+// inactive_requests entry, plus who sent what). All fields are guarded by
+// Wrapper.mu.
+type download struct {
+	// plen is the piece's length.
+	plen int64
+	// state holds one entry per block.
+	state []blockState
+	// from names, per received block, the peer that sent it.
+	from []string
+	// out, writing and received count the blocks in those states.
+	out, writing, received int
+	// firstFree is a lower bound of the lowest free block, so NewRequest
+	// need not scan blocks it has handed out already.
+	firstFree int
+	// hashing is set once every block is received: the piece is being
+	// hashed and then published or discarded, and takes no more blocks.
+	hashing bool
+}
+
+func newDownload(plen int64) *download {
+	n := numBlocks(plen)
+	return &download{plen: plen, state: make([]blockState, n), from: make([]string, n)}
+}
+
+// idle reports whether the piece holds nothing: no block out, being written
+// or received. An idle piece is no longer in flight.
+func (d *download) idle() bool {
+	return !d.hashing && d.out == 0 && d.writing == 0 && d.received == 0
+}
+
+// free puts block idx back to be handed out again.
+func (d *download) free(idx int) {
+	d.state[idx] = blockFree
+	d.from[idx] = ""
+	d.firstFree = min(d.firstFree, idx)
+}
+
+// RequestStatus says what NewRequest did. Only RequestGranted comes with a
+// block; the others tell the engine why not, so it can tell a piece that is
+// merely exhausted (try the next piece, or go to endgame) from the in-flight
+// cap (finish started pieces first).
+type RequestStatus int8
+
+const (
+	// RequestGranted: the block is handed out to the caller.
+	RequestGranted RequestStatus = iota
+	// RequestVerified: the piece is verified; nothing to request.
+	RequestVerified
+	// RequestExhausted: every block of the piece is handed out or received
+	// (Missing lists the ones handed out, for endgame duplicates).
+	RequestExhausted
+	// RequestBusy: the piece is being hashed, published or adopted.
+	RequestBusy
+	// RequestAtCap: the piece is not in flight and MaxInFlight pieces are.
+	RequestAtCap
+	// RequestOutOfRange: no such piece.
+	RequestOutOfRange
+	// RequestClosed: the wrapper is closed.
+	RequestClosed
+)
+
+// OK reports whether a block was handed out.
+func (s RequestStatus) OK() bool { return s == RequestGranted }
+
+func (s RequestStatus) String() string {
+	switch s {
+	case RequestGranted:
+		return "granted"
+	case RequestVerified:
+		return "verified"
+	case RequestExhausted:
+		return "exhausted"
+	case RequestBusy:
+		return "busy"
+	case RequestAtCap:
+		return "at in-flight cap"
+	case RequestOutOfRange:
+		return "out of range"
+	case RequestClosed:
+		return "closed"
+	}
+	return "request status(?)"
+}
+
+// NewRequest hands out the lowest-offset block of piece that is neither
+// received nor handed out, starting the piece (putting it in flight) if
+// needed. Lowest offset first, as in the seed: requests stay mostly
+// sequential, which plays nice with the sender's read-ahead.
+func (w *Wrapper) NewRequest(piece int) (Block, RequestStatus) {
+	if piece < 0 || piece >= w.info.NumPieces() {
+		return Block{}, RequestOutOfRange
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.closed:
+		return Block{}, RequestClosed
+	case w.verified.Has(piece):
+		return Block{}, RequestVerified
+	}
+	if _, ok := w.adopting[piece]; ok {
+		return Block{}, RequestBusy
+	}
+	d := w.downloads[piece]
+	if d == nil {
+		if len(w.downloads) >= w.maxInFlight {
+			return Block{}, RequestAtCap
+		}
+		d = newDownload(w.info.PieceLen(piece))
+		w.downloads[piece] = d
+	}
+	if d.hashing {
+		return Block{}, RequestBusy
+	}
+	for idx := d.firstFree; idx < len(d.state); idx++ {
+		if d.state[idx] == blockFree {
+			d.state[idx] = blockOut
+			d.out++
+			d.firstFree = idx + 1
+			return blockOf(piece, d.plen, idx), RequestGranted
+		}
+	}
+	d.firstFree = len(d.state)
+	return Block{}, RequestExhausted
+}
+
+// RequestLost puts a handed-out block back, to be handed out again: its
+// request was cancelled, the peer choked us or went away. It reports whether
+// b was handed out; a block already received, never handed out, or of a
+// piece that is done is left alone. A piece left with no block received or
+// handed out is no longer in flight.
+func (w *Wrapper) RequestLost(b Block) bool {
+	idx, err := w.checkBlock(b.Piece, b.Begin, b.Length)
+	if err != nil {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	d := w.downloads[b.Piece]
+	if d == nil || d.hashing || d.state[idx] != blockOut {
+		return false
+	}
+	d.free(idx)
+	d.out--
+	w.retireIfIdleLocked(b.Piece, d)
+	return true
+}
+
+// retireIfIdleLocked takes an idle piece out of flight.
+func (w *Wrapper) retireIfIdleLocked(piece int, d *download) {
+	if d.idle() {
+		delete(w.downloads, piece)
+	}
+}
+
+// Missing returns the blocks of piece that are handed out but not yet
+// received, lowest offset first: in endgame the engine requests them from
+// other peers too (and cancels the rest when one copy arrives).
+func (w *Wrapper) Missing(piece int) []Block {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	d := w.downloads[piece]
+	if d == nil || d.hashing {
+		return nil
+	}
+	var out []Block
+	for idx, s := range d.state {
+		if s == blockOut {
+			out = append(out, blockOf(piece, d.plen, idx))
+		}
+	}
+	return out
+}
+
+// InFlight returns the pieces in flight, in increasing order: the picker
+// prefers finishing them to starting new ones.
+func (w *Wrapper) InFlight() []int {
+	w.mu.Lock()
+	out := make([]int, 0, len(w.downloads))
+	for p := range w.downloads {
+		out = append(out, p)
+	}
+	w.mu.Unlock()
+	sort.Ints(out)
+	return out
+}

@@ -1,0 +1,139 @@
+package storagewrapper
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+)
+
+// Adopt verifies what the Store holds for piece (a piece found on disk at
+// start, or published into a shared cache by another process) and marks it
+// verified if it hashes right, waking its readers; data that does not hash
+// right is discarded. It reports whether the piece is verified afterwards.
+//
+// A piece the Store reports Missing is not read. A piece in flight here (we
+// are downloading it) or being adopted by another call is left alone and
+// reported false: its partial data must not be hashed or discarded under
+// the download; the caller may try again once the download is over.
+func (w *Wrapper) Adopt(ctx context.Context, piece int) (bool, error) {
+	if piece < 0 || piece >= w.info.NumPieces() {
+		return false, fmt.Errorf("storagewrapper: adopt piece %d of %d: %w", piece, w.info.NumPieces(), ErrOutOfRange)
+	}
+	w.mu.Lock()
+	if w.verified.Has(piece) {
+		w.mu.Unlock()
+		return true, nil
+	}
+	_, adopting := w.adopting[piece]
+	if w.downloads[piece] != nil || adopting {
+		w.mu.Unlock()
+		return false, nil
+	}
+	if err := w.beginOpLocked(); err != nil {
+		w.mu.Unlock()
+		return false, fmt.Errorf("storagewrapper: adopt piece %d: %w", piece, err)
+	}
+	w.adopting[piece] = struct{}{}
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		delete(w.adopting, piece)
+		w.mu.Unlock()
+		w.ops.Done()
+	}()
+
+	sp := w.store.Piece(piece)
+	c, err := sp.Completion()
+	if err != nil {
+		return false, fmt.Errorf("storagewrapper: adopt piece %d: %w: %w", piece, ErrStore, err)
+	}
+	if c == Missing {
+		return false, nil
+	}
+	ok, err := w.hashPiece(ctx, piece)
+	if err != nil {
+		if ctx.Err() == nil && !errors.Is(err, ErrClosed) {
+			err = fmt.Errorf("%w: %w", ErrStore, err)
+		}
+		return false, fmt.Errorf("storagewrapper: adopt piece %d: %w", piece, err)
+	}
+	if !ok {
+		w.log.Warn("storagewrapper: stored piece failed its hash; discarding it", "piece", piece, "completion", c)
+		if err := sp.Discard(); err != nil {
+			return false, fmt.Errorf("storagewrapper: adopt piece %d: discard: %w: %w", piece, ErrStore, err)
+		}
+		return false, nil
+	}
+	w.mu.Lock()
+	w.markVerifiedLocked(piece)
+	w.mu.Unlock()
+	return true, nil
+}
+
+// Resume counts what the Store already holds: every piece it reports
+// Complete or Unknown is hashed (Config.HashWorkers at a time) and adopted
+// if right, discarded if wrong. Nothing counts as verified before its hash
+// is checked. The engine calls Resume once, after New and before it
+// connects peers (so that its first BITFIELD is right); readers may already
+// wait meanwhile and are woken piece by piece. Config.ResumeProgress hears
+// of each piece examined.
+//
+// A piece that cannot be read is left unverified (it will be downloaded)
+// and Resume goes on; it then returns an error wrapping the first such
+// failure. It returns ctx's error if ctx ends first.
+func (w *Wrapper) Resume(ctx context.Context) error {
+	total := w.info.NumPieces()
+	var (
+		next     atomic.Int64 // next piece to examine
+		mu       sync.Mutex   // serializes progress calls and guards the rest
+		done     int
+		failures int
+		first    error
+		wg       sync.WaitGroup
+	)
+	for range min(w.hashWorkers, total) {
+		wg.Go(func() {
+			for {
+				p := int(next.Add(1) - 1)
+				if p >= total || ctx.Err() != nil {
+					return
+				}
+				_, err := w.Adopt(ctx, p)
+				if errors.Is(err, ErrClosed) {
+					return
+				}
+				mu.Lock()
+				done++
+				if err != nil && ctx.Err() == nil {
+					w.log.Error("storagewrapper: resume: piece unreadable", "piece", p, "err", err)
+					failures++
+					if first == nil {
+						first = err
+					}
+				}
+				if w.progress != nil {
+					w.progress(done, total)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("storagewrapper: resume: %w", err)
+	}
+	w.mu.Lock()
+	closed := w.closed
+	st := w.verified.Count()
+	w.mu.Unlock()
+	if closed {
+		return fmt.Errorf("storagewrapper: resume: %w", ErrClosed)
+	}
+	w.log.Info("storagewrapper: resume done", "verified", st, "pieces", total, "unreadable", failures)
+	if first != nil {
+		return fmt.Errorf("storagewrapper: resume: %d of %d pieces unreadable, first: %w", failures, total, first)
+	}
+	return nil
+}

@@ -1,0 +1,226 @@
+package storagewrapper
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+)
+
+// TestResumeDirStore resumes from a directory that holds a good piece, a
+// corrupt piece, a piece file of the wrong size and a partial file: only
+// the good piece counts; the bad ones are removed; the rest downloads.
+func TestResumeDirStore(t *testing.T) {
+	f := newFixture(t, 2*BlockSize, 5*BlockSize)
+	dir := t.TempDir()
+	pieceFile := func(p string) string { return filepath.Join(dir, "pieces", p) }
+	s, err := NewDirStore(dir, f.info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(p int, data []byte) {
+		if _, err := s.Piece(p).WriteAt(data, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(0, f.piece(0))
+	if err := s.Piece(0).Publish(); err != nil {
+		t.Fatal(err)
+	}
+	put(1, corrupt(f.piece(1)))
+	if err := s.Piece(1).Publish(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pieceFile("000002"), f.piece(2)[:10], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The partial file of a crashed run, with the right bytes even.
+	if err := os.WriteFile(filepath.Join(dir, "partial", "000002.part"), f.piece(2), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err = NewDirStore(dir, f.info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu       sync.Mutex
+		progress [][2]int
+	)
+	w := newWrapper(t, f, s, Config{HashWorkers: 2, ResumeProgress: func(done, total int) {
+		mu.Lock()
+		progress = append(progress, [2]int{done, total})
+		mu.Unlock()
+	}})
+	if err := w.Resume(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.Bitfield().String(); got != "100" {
+		t.Fatalf("verified after resume: %s, want 100", got)
+	}
+	if st := w.Stats(); st.VerifiedBytes != 2*BlockSize {
+		t.Fatalf("VerifiedBytes = %d", st.VerifiedBytes)
+	}
+	if want := [][2]int{{1, 3}, {2, 3}, {3, 3}}; !slices.Equal(progress, want) {
+		t.Fatalf("progress %v, want %v", progress, want)
+	}
+	for _, name := range []string{"000001", "000002"} {
+		if _, err := os.Stat(pieceFile(name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("bad piece file %s kept: %v", name, err)
+		}
+	}
+	for p := 1; p < 3; p++ {
+		if res := fetch(t, w, p, "a", f.block); !res.Verified {
+			t.Fatalf("piece %d: %+v", p, res)
+		}
+	}
+	buf := make([]byte, f.info.TotalLength)
+	if _, err := w.ReadAt(t.Context(), buf, 0); err != nil || !slices.Equal(buf, f.data) {
+		t.Fatalf("ReadAt: %v", err)
+	}
+}
+
+// completionErrStore fails Completion of one piece, as a store that cannot
+// stat a file would.
+type completionErrStore struct {
+	Store
+	// bad is the failing piece.
+	bad int
+}
+
+func (s completionErrStore) Piece(i int) Piece {
+	if i == s.bad {
+		return completionErrPiece{s.Store.Piece(i)}
+	}
+	return s.Store.Piece(i)
+}
+
+// completionErrPiece is a Piece whose Completion fails.
+type completionErrPiece struct{ Piece }
+
+func (completionErrPiece) Completion() (Completion, error) { return Unknown, os.ErrPermission }
+
+func TestResumeErrors(t *testing.T) {
+	f := newFixture(t, 5, 20)
+	full := func(t *testing.T) Store {
+		s := NewMemStore(f.info)
+		for p := range f.info.NumPieces() {
+			if _, err := s.Piece(p).WriteAt(f.piece(p), 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Piece(p).Publish(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return s
+	}
+	t.Run("unreadable piece", func(t *testing.T) {
+		w := newWrapper(t, f, completionErrStore{full(t), 2}, Config{HashWorkers: 3})
+		err := w.Resume(t.Context())
+		if !errors.Is(err, os.ErrPermission) || !errors.Is(err, ErrStore) {
+			t.Fatalf("Resume: %v", err)
+		}
+		if got := w.Bitfield().String(); got != "1101" {
+			t.Fatalf("verified %s, want 1101", got)
+		}
+	})
+	t.Run("cancelled", func(t *testing.T) {
+		w := newWrapper(t, f, full(t), Config{})
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		if err := w.Resume(ctx); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Resume: %v", err)
+		}
+	})
+	t.Run("closed", func(t *testing.T) {
+		w := newWrapper(t, f, full(t), Config{})
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Resume(t.Context()); !errors.Is(err, ErrClosed) {
+			t.Fatalf("Resume: %v", err)
+		}
+	})
+}
+
+// TestAdopt plays the shared cache: another process publishes pieces into
+// the store, and Adopt takes the good ones, waking readers.
+func TestAdopt(t *testing.T) {
+	f := newFixture(t, 2*BlockSize, 6*BlockSize)
+	store := NewMemStore(f.info)
+	w := newWrapper(t, f, store, Config{})
+	publish := func(p int, data []byte) {
+		t.Helper()
+		if _, err := store.Piece(p).WriteAt(data, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := store.Piece(p).Publish(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	reader := startReader(t.Context(), &wg, w, 0, 2*BlockSize)
+	waitWants(t, w, 1)
+
+	publish(0, f.piece(0))
+	publish(1, corrupt(f.piece(1)))
+	requestAll(t, w, 2) // in flight here
+	tests := []struct {
+		name    string
+		piece   int
+		want    bool
+		wantErr error
+		after   Completion
+	}{
+		{"good piece", 0, true, nil, Complete},
+		{"again", 0, true, nil, Complete},
+		{"corrupt piece is discarded", 1, false, nil, Missing},
+		{"piece in flight is left alone", 2, false, nil, Missing},
+		{"missing piece", 2, false, nil, Missing},
+		{"out of range", 3, false, ErrOutOfRange, Unknown},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := w.Adopt(t.Context(), tt.piece)
+			if got != tt.want || !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) {
+				t.Fatalf("Adopt(%d) = %v, %v; want %v, %v", tt.piece, got, err, tt.want, tt.wantErr)
+			}
+			if tt.wantErr == nil {
+				if c, _ := store.Piece(tt.piece).Completion(); c != tt.after {
+					t.Fatalf("Completion after = %v, want %v", c, tt.after)
+				}
+			}
+			if w.DoIHave(tt.piece) != tt.want {
+				t.Fatalf("DoIHave = %v", !tt.want)
+			}
+		})
+	}
+	wg.Wait()
+	if r := <-reader; r.err != nil || !slices.Equal(r.data, f.piece(0)) {
+		t.Fatalf("reader woken by Adopt: %v", r.err)
+	}
+	// The download of piece 2 was not disturbed.
+	for _, b := range w.Missing(2) {
+		if _, err := w.PieceCameIn(2, b.Begin, f.block(b), "a"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !w.DoIHave(2) {
+		t.Fatal("piece 2 not verified")
+	}
+	cancelled, cancel := context.WithCancel(t.Context())
+	cancel()
+	publish(1, f.piece(1))
+	if ok, err := w.Adopt(cancelled, 1); ok || !errors.Is(err, context.Canceled) {
+		t.Fatalf("Adopt with a cancelled context: %v, %v", ok, err)
+	}
+	if c, _ := store.Piece(1).Completion(); c != Complete {
+		t.Fatal("cancelled Adopt discarded the piece")
+	}
+}

@@ -1,0 +1,46 @@
+package storagewrapper
+
+import "btfs/bitfield"
+
+// DoIHave reports whether piece is verified: the seed's do_I_have.
+func (w *Wrapper) DoIHave(piece int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.verified.Has(piece)
+}
+
+// Bitfield returns a copy of the verified set, for the BITFIELD message and
+// the picker. The copy is the caller's.
+func (w *Wrapper) Bitfield() *bitfield.Bitfield {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.verified.Clone()
+}
+
+// Stats is a snapshot of the wrapper's counts, for the status line.
+type Stats struct {
+	// Pieces and Length describe the torrent.
+	Pieces int
+	Length int64
+	// VerifiedPieces and VerifiedBytes count what is verified.
+	VerifiedPieces int
+	VerifiedBytes  int64
+	// InFlight is the number of pieces in flight (partial or hashing).
+	InFlight int
+	// Wants is the number of registered wants.
+	Wants int
+}
+
+// Stats returns the current counts.
+func (w *Wrapper) Stats() Stats {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return Stats{
+		Pieces:         w.info.NumPieces(),
+		Length:         w.info.TotalLength,
+		VerifiedPieces: w.verified.Count(),
+		VerifiedBytes:  w.verifiedBytes,
+		InFlight:       len(w.downloads),
+		Wants:          len(w.wants),
+	}
+}
