@@ -218,14 +218,7 @@ func (s *state) dropPeer(p *peer, err error) {
 	for b := range p.outstanding {
 		s.releaseRequest(p, b, false)
 	}
-	switch {
-	case p.seed:
-		s.pk.RemoveSeed()
-	case p.has != nil:
-		if err := s.pk.RemovePeer(p.has); err != nil {
-			s.t.log.Error("picker out of step", "peer", p.key, "err", err)
-		}
-	}
+	s.forgetPieces(p)
 	if err != nil {
 		s.t.log.Debug("peer gone", "addr", p.addr, "err", err)
 	}

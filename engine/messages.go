@@ -11,13 +11,6 @@ import (
 // onMessage applies one message from a peer (the seed's
 // Connection._got_message). A protocol violation drops the peer.
 func (s *state) onMessage(p *peer, m wire.Message) {
-	// The bitfield (or have-all/have-none) must be the first message after
-	// the handshake; the BEP 10 handshake may come before it (libtorrent and
-	// we send it first).
-	first := !p.gotFirst
-	if m.ID != wire.Extended {
-		p.gotFirst = true
-	}
 	if m.ID.IsFast() && !p.fast {
 		s.dropPeer(p, fmt.Errorf("%w: %s without the fast extension", errProtocol, m.ID))
 		return
@@ -43,10 +36,9 @@ func (s *state) onMessage(p *peer, m wire.Message) {
 	case wire.Have:
 		s.onHave(p, int(m.Index))
 	case wire.Bitfield:
-		if !first || p.has != nil || p.seed {
-			s.dropPeer(p, fmt.Errorf("%w: bitfield not first", errProtocol))
-			return
-		}
+		// BEP 3 wants the bitfield (or BEP 6's have-all/have-none) first;
+		// real clients are looser: aria2c sends have-none and, after a few
+		// requests, a bitfield. A later declaration replaces the earlier.
 		bf, err := bitfield.FromBytes(m.Bitfield, s.t.info.NumPieces())
 		if err != nil {
 			s.dropPeer(p, fmt.Errorf("%w: %v", errProtocol, err))
@@ -54,18 +46,11 @@ func (s *state) onMessage(p *peer, m wire.Message) {
 		}
 		s.setPieces(p, bf)
 	case wire.HaveAll:
-		if !first || p.has != nil || p.seed {
-			s.dropPeer(p, fmt.Errorf("%w: have-all not first", errProtocol))
-			return
-		}
+		s.forgetPieces(p)
 		p.seed = true
 		s.pk.AddSeed()
 		s.updateInterest(p)
 	case wire.HaveNone:
-		if !first || p.has != nil || p.seed {
-			s.dropPeer(p, fmt.Errorf("%w: have-none not first", errProtocol))
-			return
-		}
 		s.setPieces(p, bitfield.New(s.t.info.NumPieces()))
 	case wire.Request:
 		s.onRequest(p, m)
@@ -92,14 +77,29 @@ func (s *state) onMessage(p *peer, m wire.Message) {
 	}
 }
 
-// setPieces registers a peer's first bitfield.
+// setPieces registers a peer's bitfield, replacing what it declared before.
 func (s *state) setPieces(p *peer, bf *bitfield.Bitfield) {
+	s.forgetPieces(p)
 	p.has = bf
 	if err := s.pk.AddPeer(bf); err != nil {
 		s.dropPeer(p, err)
 		return
 	}
 	s.updateInterest(p)
+}
+
+// forgetPieces takes a peer's declared pieces out of the availability counts.
+func (s *state) forgetPieces(p *peer) {
+	switch {
+	case p.seed:
+		s.pk.RemoveSeed()
+		p.seed = false
+	case p.has != nil:
+		if err := s.pk.RemovePeer(p.has); err != nil {
+			s.t.log.Error("picker out of step", "peer", p.key, "err", err)
+		}
+		p.has = nil
+	}
 }
 
 // onHave records one new piece of a peer.

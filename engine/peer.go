@@ -41,7 +41,6 @@ type peer struct {
 	peerInterested bool                               // it wants our data
 	has            *bitfield.Bitfield                 // its pieces (nil until bitfield/have-all/have-none)
 	seed           bool                               // it sent have-all: has stays nil, the picker counts it as a seed
-	gotFirst       bool                               // a message after the handshake has arrived
 	outstanding    map[storagewrapper.Block]time.Time // our requests to it, with when they were sent
 	outBytes       int                                // sum of outstanding lengths
 	allowedFast    map[int]bool                       // pieces it lets us request while choked

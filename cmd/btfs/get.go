@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"btfs/engine"
+	"btfs/picker"
+	"btfs/storagewrapper"
+)
+
+// runGet downloads a whole torrent into DIR as ordinary files: the way to
+// use btfs without FUSE, and the baseline for the mount's throughput.
+func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fl := flag.NewFlagSet("get", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	var sf swarmFlags
+	sf.register(fl)
+	seed := fl.Bool("seed", false, "keep seeding after the download completes, until interrupted")
+	fl.Usage = func() {
+		fmt.Fprintln(stderr, "usage: btfs get [flags] TORRENT|URL DIR")
+		fl.PrintDefaults()
+	}
+	if err := fl.Parse(args); err != nil || fl.NArg() != 2 {
+		fl.Usage()
+		return errUsage
+	}
+	return swarm(ctx, sf, fl.Arg(0), fl.Arg(1), false, *seed, stdout, stderr)
+}
+
+// runSeed seeds the files found in DIR until interrupted.
+func runSeed(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fl := flag.NewFlagSet("seed", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	var sf swarmFlags
+	sf.register(fl)
+	fl.Usage = func() {
+		fmt.Fprintln(stderr, "usage: btfs seed [flags] TORRENT|URL DIR")
+		fl.PrintDefaults()
+	}
+	if err := fl.Parse(args); err != nil || fl.NArg() != 2 {
+		fl.Usage()
+		return errUsage
+	}
+	return swarm(ctx, sf, fl.Arg(0), fl.Arg(1), true, true, stdout, stderr)
+}
+
+// swarm joins the torrent's swarm with its files under dir: downloading
+// what is missing (unless readOnly) and seeding what is there.
+func swarm(ctx context.Context, sf swarmFlags, src, dir string, readOnly, keepSeeding bool, stdout, stderr io.Writer) error {
+	log, closeLog, err := sf.logger(stderr)
+	if err != nil {
+		return err
+	}
+	defer closeLog()
+	mi, err := loadTorrent(ctx, src)
+	if err != nil {
+		return err
+	}
+	cfg, err := sf.engineConfig(log, picker.FetchAll)
+	if err != nil {
+		return err
+	}
+	if !readOnly {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	}
+	store, err := storagewrapper.NewFileStore(dir, mi.Info, readOnly)
+	if err != nil {
+		return err
+	}
+	sw, err := openWrapper(ctx, mi, store, log)
+	if err != nil {
+		return err
+	}
+	defer sw.Close()
+	if readOnly && sw.Stats().VerifiedPieces == 0 {
+		return fmt.Errorf("nothing to seed: no piece of %s verifies under %s", mi.Info.Name, dir)
+	}
+	t, err := engine.New(mi, sw, cfg)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	if err := t.Start(ctx); err != nil {
+		return err
+	}
+	defer t.Close()
+	if ap := t.ListenAddr(); ap.IsValid() {
+		log.Info("listening", "addr", ap)
+	}
+	statusCtx, stopStatus := context.WithCancel(ctx)
+	statusDone := make(chan struct{})
+	go func() {
+		defer close(statusDone)
+		statusLine(statusCtx, t, stderr, log, sf.quiet)
+	}()
+	defer func() { stopStatus(); <-statusDone }()
+
+	select {
+	case <-t.Complete():
+		if !readOnly {
+			st, _ := t.Stats(ctx)
+			el := time.Since(start)
+			fmt.Fprintf(stdout, "%s: complete, %d bytes in %s (%.1f MB/s)\n", mi.Info.Name, st.Downloaded,
+				el.Round(time.Millisecond), float64(st.Downloaded)/el.Seconds()/1e6)
+		}
+		if !keepSeeding {
+			return nil
+		}
+		<-ctx.Done()
+		return ctx.Err()
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.Done():
+		return engine.ErrClosed
+	}
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/dustin/go-humanize"
+	"golang.org/x/sys/unix"
+
+	"btfs/engine"
+)
+
+// isTerminal reports whether w is a terminal (the status line redraws
+// itself there; elsewhere progress goes to the log).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// statusLine prints progress until ctx ends: the seed's HeadlessDisplayer.
+// On a terminal it redraws one line every second; otherwise it logs a line
+// every 10 seconds.
+func statusLine(ctx context.Context, t *engine.Torrent, w io.Writer, log *slog.Logger, quiet bool) {
+	if quiet {
+		return
+	}
+	term := isTerminal(w)
+	every := 10 * time.Second
+	if term {
+		every = time.Second
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if term {
+				fmt.Fprintln(w)
+			}
+			return
+		case <-tick.C:
+		}
+		st, err := t.Stats(ctx)
+		if err != nil {
+			continue
+		}
+		if term {
+			fmt.Fprintf(w, "\r\033[K%s", formatStatus(st))
+		} else {
+			log.Info("status", "done", percent(st), "down", rateString(st.DownloadRate), "up", rateString(st.UploadRate),
+				"peers", st.Peers, "eta", eta(st))
+		}
+	}
+}
+
+func formatStatus(st engine.Stats) string {
+	return fmt.Sprintf("%s of %s (%s)  ↓ %s  ↑ %s  peers %d/%d  ETA %s",
+		humanize.IBytes(uint64(st.VerifiedBytes)), humanize.IBytes(uint64(st.Total)), percent(st),
+		rateString(st.DownloadRate), rateString(st.UploadRate), st.Peers, st.KnownPeers, eta(st))
+}
+
+func percent(st engine.Stats) string {
+	if st.Total == 0 {
+		return "100%"
+	}
+	return fmt.Sprintf("%.1f%%", 100*float64(st.VerifiedBytes)/float64(st.Total))
+}
+
+func rateString(r float64) string { return humanize.IBytes(uint64(r)) + "/s" }
+
+func eta(st engine.Stats) string {
+	left := st.Total - st.VerifiedBytes
+	switch {
+	case left <= 0:
+		return "done"
+	case st.DownloadRate < 1:
+		return "∞"
+	}
+	return (time.Duration(float64(left)/st.DownloadRate) * time.Second).Round(time.Second).String()
+}

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/dustin/go-humanize"
+
+	"btfs/engine"
+	"btfs/metainfo"
+	"btfs/picker"
+	"btfs/storagewrapper"
+)
+
+// swarmFlags are the flags every command that joins a swarm shares.
+type swarmFlags struct {
+	listen     string
+	maxDown    string
+	maxUp      string
+	maxPeers   int
+	peers      multiFlag
+	trackers   multiFlag
+	noTrackers bool
+	logFile    string
+	logLevel   string
+	quiet      bool
+}
+
+func (f *swarmFlags) register(fl *flag.FlagSet) {
+	fl.StringVar(&f.listen, "listen", ":6881", "accept peers on this TCP `address` (\"\" to not listen)")
+	fl.StringVar(&f.maxDown, "max-download-rate", "", "download cap, e.g. 5MB (bytes/s; empty: unlimited)")
+	fl.StringVar(&f.maxUp, "max-upload-rate", "", "upload cap, e.g. 500KB (bytes/s; empty: unlimited)")
+	fl.IntVar(&f.maxPeers, "max-peers", engine.DefaultMaxPeers, "connections at most")
+	fl.Var(&f.peers, "peer", "also connect to this `host:port` (repeatable)")
+	fl.Var(&f.trackers, "tracker", "announce to this `URL` instead of the torrent's trackers (repeatable)")
+	fl.BoolVar(&f.noTrackers, "no-trackers", false, "contact no tracker (use -peer)")
+	fl.StringVar(&f.logFile, "log-file", "", "write the log to this `file` (default: stderr)")
+	fl.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
+	fl.BoolVar(&f.quiet, "quiet", false, "no status line; log warnings and errors only")
+}
+
+// logger opens the log as the flags say; close it when done.
+func (f *swarmFlags) logger(stderr io.Writer) (*slog.Logger, func(), error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return nil, nil, fmt.Errorf("-log-level: %w", err)
+	}
+	if f.quiet && level < slog.LevelWarn {
+		level = slog.LevelWarn
+	}
+	w, closeFn := stderr, func() {}
+	if f.logFile != "" {
+		file, err := os.OpenFile(f.logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, nil, fmt.Errorf("-log-file: %w", err)
+		}
+		w, closeFn = file, func() { file.Close() }
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), closeFn, nil
+}
+
+// engineConfig turns the flags into an engine.Config.
+func (f *swarmFlags) engineConfig(log *slog.Logger, mode picker.Mode) (engine.Config, error) {
+	cfg := engine.Config{Logger: log, Listen: f.listen, MaxPeers: f.maxPeers, Mode: mode}
+	var err error
+	if cfg.MaxDownloadRate, err = parseRate("-max-download-rate", f.maxDown); err != nil {
+		return cfg, err
+	}
+	if cfg.MaxUploadRate, err = parseRate("-max-upload-rate", f.maxUp); err != nil {
+		return cfg, err
+	}
+	for _, p := range f.peers {
+		ap, err := netip.ParseAddrPort(p)
+		if err != nil {
+			return cfg, fmt.Errorf("-peer %q: want IP:PORT: %w", p, err)
+		}
+		cfg.Peers = append(cfg.Peers, ap)
+	}
+	switch {
+	case f.noTrackers:
+		cfg.Trackers = [][]string{}
+	case len(f.trackers) > 0:
+		for _, t := range f.trackers {
+			cfg.Trackers = append(cfg.Trackers, []string{t})
+		}
+	}
+	return cfg, nil
+}
+
+// parseRate reads a humanized byte rate ("5MB", "500KiB"); "" is unlimited.
+func parseRate(name, v string) (int64, error) {
+	if v == "" || v == "0" {
+		return 0, nil
+	}
+	n, err := humanize.ParseBytes(strings.TrimSuffix(strings.TrimSuffix(v, "/s"), "ps"))
+	if err != nil {
+		return 0, fmt.Errorf("%s %q: %w", name, v, err)
+	}
+	return int64(n), nil
+}
+
+// maxTorrentDownload caps a .torrent fetched over HTTP.
+const maxTorrentDownload = 64 << 20
+
+// loadTorrent reads a torrent from a path or an http(s) URL.
+func loadTorrent(ctx context.Context, arg string) (*metainfo.MetaInfo, error) {
+	if strings.HasPrefix(arg, "magnet:") {
+		return nil, errors.New("magnet links are not supported yet: give a .torrent file or URL")
+	}
+	if !strings.HasPrefix(arg, "http://") && !strings.HasPrefix(arg, "https://") {
+		return metainfo.Load(arg)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, arg, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetching %s: %w", arg, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetching %s: %s", arg, resp.Status)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxTorrentDownload+1))
+	if err != nil {
+		return nil, fmt.Errorf("fetching %s: %w", arg, err)
+	}
+	if len(data) > maxTorrentDownload {
+		return nil, fmt.Errorf("fetching %s: larger than %s", arg, humanize.IBytes(maxTorrentDownload))
+	}
+	return metainfo.Parse(data)
+}
+
+// openWrapper wraps store for mi and resumes what it already holds,
+// reporting progress for big torrents.
+func openWrapper(ctx context.Context, mi *metainfo.MetaInfo, store storagewrapper.Store, log *slog.Logger) (*storagewrapper.Wrapper, error) {
+	sw, err := storagewrapper.New(mi.Info, store, storagewrapper.Config{Logger: log})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	start := time.Now()
+	if err := sw.Resume(ctx); err != nil && ctx.Err() != nil {
+		sw.Close()
+		return nil, err
+	} else if err != nil {
+		log.Warn("some stored pieces could not be read; they will be downloaded", "err", err)
+	}
+	st := sw.Stats()
+	log.Info("checked stored data", "verified", st.VerifiedPieces, "pieces", st.Pieces, "took", time.Since(start).Round(time.Millisecond))
+	return sw, nil
+}
