@@ -9,6 +9,10 @@ build:
 deps:
 	./scripts/deps
 
+# demo makes a sample, seeds it on 127.0.0.1 and mounts it; Ctrl-C ends it.
+demo: deps build
+	./bin/btfs demo
+
 # test installs what the end-to-end tests need (when missing), then runs
 # every package's tests with the race detector.
 test: deps

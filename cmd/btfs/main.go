@@ -2,6 +2,7 @@
 // it also downloads, seeds, inspects and creates torrents.
 //
 //	btfs mount  [flags] TORRENT MOUNTPOINT
+//	btfs demo   [MOUNTPOINT]
 //	btfs get    [flags] TORRENT DIR
 //	btfs seed   [flags] TORRENT DIR
 //	btfs info   TORRENT
@@ -29,6 +30,8 @@ var commands []command
 
 func init() {
 	commands = []command{
+		{"mount", "mount [flags] TORRENT MOUNTPOINT     mount a torrent read-only and stream it", runMount},
+		{"demo", "demo [MOUNTPOINT]                  seed a sample on loopback and mount it", runDemo},
 		{"info", "info TORRENT                       show a torrent's name, files, pieces, trackers", runInfo},
 		{"create", "create [flags] PATH -o X.torrent    make a torrent of a file or directory", runCreate},
 		{"get", "get [flags] TORRENT DIR             download every file into DIR (no FUSE)", runGet},

@@ -86,3 +86,5 @@ func eta(st engine.Stats) string {
 	}
 	return (time.Duration(float64(left)/st.DownloadRate) * time.Second).Round(time.Second).String()
 }
+
+func fmtBytes(n int64) string { return humanize.IBytes(uint64(n)) }

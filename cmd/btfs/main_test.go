@@ -1,0 +1,214 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"btfs/internal/leakcheck"
+	"btfs/internal/swarmtest"
+)
+
+// btfsBin is the btfs binary built once for the end-to-end tests: they run
+// it as a user would, as a separate process that can be signalled and
+// killed.
+var btfsBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "btfs-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	btfsBin = filepath.Join(dir, "btfs")
+	out, err := exec.Command("go", "build", "-race", "-o", btfsBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building btfs: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	defer os.RemoveAll(dir)
+	leakcheck.Main(m)
+}
+
+// proc is a btfs process started by a test.
+type proc struct {
+	cmd    *exec.Cmd
+	out    *syncBuffer
+	waited chan struct{}
+	err    error
+}
+
+func startBtfs(t *testing.T, args ...string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(btfsBin, args...), out: &syncBuffer{}, waited: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.waited) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.waited:
+		case <-time.After(15 * time.Second):
+			p.cmd.Process.Kill()
+			<-p.waited
+		}
+		if t.Failed() {
+			t.Logf("btfs %s output:\n%s", strings.Join(args, " "), p.out.String())
+		}
+	})
+	return p
+}
+
+// wait waits for the process to exit and returns its error.
+func (p *proc) wait(t *testing.T, d time.Duration) error {
+	t.Helper()
+	select {
+	case <-p.waited:
+		return p.err
+	case <-time.After(d):
+		t.Fatalf("btfs did not exit within %v; output:\n%s", d, p.out.String())
+		return nil
+	}
+}
+
+// mountpoint makes a fresh mount point whose cleanup unmounts whatever is
+// left there before the temp dir is removed (never rm -rf a live mount).
+func mountpoint(t *testing.T) string {
+	t.Helper()
+	mp := filepath.Join(t.TempDir(), "mnt")
+	if err := os.Mkdir(mp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unmountAll(t, mp) })
+	return mp
+}
+
+// unmountAll removes any mount at mp: fusermount3 -u, then a lazy umount.
+func unmountAll(t *testing.T, mp string) {
+	for isMounted(mp) {
+		if exec.Command("fusermount3", "-u", mp).Run() == nil {
+			continue
+		}
+		if err := syscall.Unmount(mp, syscall.MNT_DETACH); err != nil {
+			t.Errorf("cannot unmount %s: %v", mp, err)
+			return
+		}
+	}
+}
+
+// isMounted reports whether mp is a mount point (per /proc/self/mountinfo).
+func isMounted(mp string) bool {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && f[4] == mp {
+			return true
+		}
+	}
+	return false
+}
+
+// waitMounted waits until mp is a btfs mount showing entries.
+func waitMounted(t *testing.T, p *proc, mp string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if isMounted(mp) {
+			if ents, err := os.ReadDir(mp); err == nil && len(ents) > 0 {
+				return
+			}
+		}
+		select {
+		case <-p.waited:
+			t.Fatalf("btfs exited before mounting: %v\n%s", p.err, p.out.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Fatalf("%s not mounted after 30s; output:\n%s", mp, p.out.String())
+}
+
+type syncBuffer struct {
+	mu  chan struct{}
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) lock() {
+	if b.mu == nil {
+		b.mu = make(chan struct{}, 1)
+	}
+	b.mu <- struct{}{}
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.lock()
+	defer func() { <-b.mu }()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.lock()
+	defer func() { <-b.mu }()
+	return b.buf.String()
+}
+
+func TestUsage(t *testing.T) {
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, 2, "usage:"},
+		{[]string{"nope"}, 2, "unknown command"},
+		{[]string{"info"}, 2, "usage: btfs info"},
+		{[]string{"info", "/does/not/exist.torrent"}, 1, "no such file"},
+		{[]string{"mount", "x.torrent"}, 2, "usage: btfs mount"},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			var out, errb bytes.Buffer
+			if code := run(tc.args, &out, &errb); code != tc.code {
+				t.Fatalf("exit %d, want %d; stderr: %s", code, tc.code, errb.String())
+			}
+			if !strings.Contains(out.String()+errb.String(), tc.want) {
+				t.Fatalf("output %q lacks %q", out.String()+errb.String(), tc.want)
+			}
+		})
+	}
+}
+
+func TestCreateAndInfo(t *testing.T) {
+	dir := t.TempDir()
+	_, mi := swarmtest.MakeTorrent(t, dir, swarmtest.TorrentOptions{Files: swarmtest.MultiFile, PieceLength: 64 << 10})
+	out := filepath.Join(t.TempDir(), "x.torrent")
+	var so, se bytes.Buffer
+	if code := run([]string{"create", filepath.Join(dir, mi.Info.Name), "-o", out, "-piece-length", "64KiB", "-t", "http://127.0.0.1:1/announce"}, &so, &se); code != 0 {
+		t.Fatalf("create: exit %d: %s", code, se.String())
+	}
+	so.Reset()
+	if code := run([]string{"info", out}, &so, &se); code != 0 {
+		t.Fatalf("info: exit %d: %s", code, se.String())
+	}
+	// Same content, same piece length: the same info-hash as the fixture's
+	// own torrent (the creation date and tracker are outside the info dict).
+	for _, want := range []string{mi.InfoHash.String(), "sub/deeper/c.txt", "http://127.0.0.1:1/announce", "64 KiB"} {
+		if !strings.Contains(so.String(), want) {
+			t.Errorf("info output lacks %q:\n%s", want, so.String())
+		}
+	}
+	if code := run([]string{"create", dir, "-o", out}, &so, &se); code != 1 || !strings.Contains(se.String(), "exists") {
+		t.Errorf("create over an existing file: exit %d, %s", code, se.String())
+	}
+}

@@ -1,0 +1,71 @@
+// Package fs is the read-only FUSE file system of one torrent, on go-fuse's
+// fs package. It knows nothing of BitTorrent beyond reading bytes at torrent
+// offsets: a Torrent (the storagewrapper) reads verified bytes, waiting for
+// them, and takes wants on byte ranges; this package turns what readers do
+// into those calls.
+//
+// # The tree
+//
+// Built once when the root is added (tree.go; go-fuse's zipfs does the
+// same): the mount point is the torrent's top directory, so a multi-file
+// torrent's paths start right below it and a single-file torrent shows its
+// one file there. BEP 47 padding files are hidden. Files are 0444,
+// directories 0555, times are the torrent's creation date (or the mount
+// time), inode numbers are stable per torrent. Everything that would change
+// the tree or a file is EROFS (readonly.go), and the mount is "ro".
+//
+// # A read
+//
+//	read(fd, off, n) → kernel (page cache miss) → go-fuse → handle.Read
+//	  clamp to the file, torrent offset = file offset + off
+//	  handle.track: the reader's position and readahead window (readahead.go),
+//	                one picker.Readahead want ahead of it, moved as it reads
+//	  Torrent.ReadAt(ctx, …): waits for the pieces, with its own picker.Now
+//	                want on the missing part while it waits
+//
+// A read is never short except at the end of the file: the kernel would
+// zero-fill a short read. The content never changes, so the kernel keeps the
+// page cache across opens (FOPEN_KEEP_CACHE) and caches entries and
+// attributes for a day; a re-read never reaches us. Reads are up to 1 MiB
+// (max_read), and the kernel's readahead is raised to 1 MiB when we may.
+//
+// Each open handle keeps its reader state across reads (never a new reader
+// per FUSE read, which would lose the window): a sequential reader's window
+// grows from Options.ReadaheadMin to ReadaheadMax, a seek resets it, a
+// reader that keeps seeking gets none. Opening a media file (by extension)
+// wants its head and tail at once: players read the container index at the
+// end before they play. Closing a handle releases its wants.
+//
+// # Giving up
+//
+// The ctx go-fuse passes to Read is cancelled when the kernel interrupts the
+// request (the reader got a signal): the read returns EINTR at once. An
+// optional per-mount timeout (Options.ReadTimeout) fails a read with EIO, as
+// does a closed torrent; toErrno (errno.go) is the one mapping. Unmount
+// fails the reads in progress with EIO before it unmounts, so that it never
+// hangs on a read waiting for a piece nobody has. One kernel behaviour to
+// know: the page cache's readahead requests are not tied to a process, so
+// the kernel never interrupts them; when a reader dies while such a request
+// waits, the request keeps waiting (with its Now want) until its pieces
+// come, the timeout, or Unmount.
+//
+// # Attributes
+//
+// user.btfs.infohash, user.btfs.progress and user.btfs.pieces on files and
+// directories (xattr.go): `getfattr -d FILE` shows how much of it is here.
+//
+// # Locks
+//
+// mountState.mu guards the set of open handles; handle.mu guards one
+// handle's reader state and wants, and is held while calling the Torrent's
+// Want, release and Bitfield (which take the Torrent's own lock and never
+// call back). No lock is held while a read waits, and mountState.mu is never
+// taken under handle.mu.
+//
+// # Extension points
+//
+// Zero-copy reads: once the shared cache exposes verified pieces as files, a
+// read inside one piece can answer fuse.ReadResultFd on the piece file
+// (go-fuse splices it to the kernel) instead of copying through the read
+// buffer; handle.Read is the place.
+package fs

@@ -1,0 +1,44 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"syscall"
+)
+
+// Causes of a read that gave up, attached to the read's context so that
+// toErrno can tell them from an interrupt: all three end the read with
+// context.Canceled or DeadlineExceeded.
+var (
+	// errUnmounting: Unmount failed the reads in progress, so that no read
+	// waiting for a piece nobody has keeps the unmount waiting.
+	errUnmounting = errors.New("fs: unmounting")
+	// errReadTimeout: Options.ReadTimeout passed.
+	errReadTimeout = errors.New("fs: read timeout")
+)
+
+// toErrno is the one place where an error of the read path becomes the errno
+// the reading process sees:
+//
+//   - the kernel interrupted the request (the reader got a signal):
+//     context.Canceled → EINTR, so that a Ctrl-C ends the reader at once;
+//   - the per-mount read timeout: context.DeadlineExceeded → EIO;
+//   - Unmount failing the reads in progress → EIO;
+//   - anything else (the torrent closed, a store failure) → EIO: the reader
+//     can do nothing about it, and EIO is what a failing disk gives too.
+//
+// The order matters: an unmount also cancels the context, and must not look
+// like an interrupt (an interrupted reader may retry; an unmounted one may not).
+func toErrno(err error) syscall.Errno {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, errUnmounting), errors.Is(err, errReadTimeout):
+		return syscall.EIO
+	case errors.Is(err, context.DeadlineExceeded):
+		return syscall.EIO
+	case errors.Is(err, context.Canceled):
+		return syscall.EINTR
+	}
+	return syscall.EIO
+}

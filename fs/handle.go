@@ -1,0 +1,211 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"syscall"
+	"time"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"btfs/picker"
+)
+
+// Open opens the file for reading: a handle that keeps its reader's
+// position and readahead window across reads (never a new reader per FUSE
+// read: the window would be lost). Opening for writing, or with O_TRUNC, is
+// EROFS. FOPEN_KEEP_CACHE keeps the kernel's page cache across opens: the
+// content never changes, so a re-read never reaches us.
+func (f *fileNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
+		return nil, 0, syscall.EROFS
+	}
+	return f.m.open(f), fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// handle is one open file: the reader state of anacrolix/torrent's Reader
+// for one FUSE file handle. Reads of one handle may run concurrently (the
+// kernel's asynchronous reads); mu serializes only the bookkeeping, never
+// the wait for the data.
+//
+// Lock order: handle.mu → the Torrent's own lock (Want, release, Bitfield
+// are called under mu; the Torrent never calls back). mountState.mu is
+// never taken while mu is held.
+type handle struct {
+	// f is the file.
+	f *fileNode
+	// m is the mount.
+	m *mountState
+
+	// mu guards the fields below.
+	mu sync.Mutex
+	// ra is the reader's position and streak.
+	ra raState
+	// cur is the readahead window registered now (file offsets); empty
+	// when none is.
+	cur span
+	// release releases cur's want; nil when none is registered.
+	release func()
+	// media releases the head and tail wants of a media file.
+	media []func()
+	// closed is set by close: the wants are gone and stay gone.
+	closed bool
+}
+
+// open makes a handle for f, registers it with the mount (so Unmount can
+// release its wants if the kernel never does) and, for a media file, wants
+// its head and tail at once: players read the container's index at the end
+// before they play.
+func (m *mountState) open(f *fileNode) *handle {
+	h := &handle{f: f, m: m}
+	if f.media {
+		now := time.Now()
+		for _, s := range headTail(f.length, m.info.PieceLength, m.mediaHeadTail) {
+			h.media = append(h.media, m.t.Want(picker.Want{
+				Start:    f.offset + s.start,
+				End:      f.offset + s.end,
+				Priority: picker.Readahead,
+				Deadline: now,
+			}))
+		}
+	}
+	m.mu.Lock()
+	m.handles[h] = struct{}{}
+	m.mu.Unlock()
+	return h
+}
+
+// Read reads at file offset off: the torrent bytes [offset+off, ...),
+// clamped at the end of the file, waiting for them. It is never short
+// except at the end of the file (the kernel would zero-fill a short read).
+//
+// Extension point: once the shared cache exposes piece files, a read that
+// falls inside one verified piece can answer fuse.ReadResultFd on the piece
+// file (zero-copy splice) instead of copying through dest.
+func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	size := h.f.length
+	if off < 0 {
+		return nil, syscall.EINVAL
+	}
+	if off >= size || len(dest) == 0 {
+		return fuse.ReadResultData(nil), 0
+	}
+	n := min(int64(len(dest)), size-off)
+	h.track(off, n)
+	got, err := h.m.readAt(ctx, dest[:n], h.f.offset+off)
+	if err != nil {
+		errno := toErrno(err)
+		h.m.log.Debug("fs: read failed", "file", h.f.index, "off", off, "len", n, "errno", errno, "err", err)
+		return nil, errno
+	}
+	return fuse.ReadResultData(dest[:got]), 0
+}
+
+// Release drops the handle's wants: no stale priorities once a file is
+// closed.
+func (h *handle) Release(ctx context.Context) syscall.Errno {
+	h.close()
+	h.m.mu.Lock()
+	delete(h.m.handles, h)
+	h.m.mu.Unlock()
+	return 0
+}
+
+// track records a read of n bytes at off and moves the readahead want if
+// the window moved enough (raPolicy.observe, moved). The reads' own
+// picker.Now wants are the Torrent's business: its ReadAt registers one
+// while it waits, so none is added here.
+func (h *handle) track(off, n int64) {
+	now := time.Now()
+	p := h.m.policy
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	if p.observe(&h.ra, off, n, now) {
+		h.m.log.Debug("fs: seek", "file", h.f.index, "off", off, "len", n, "random", h.ra.random())
+	}
+	next := p.want(&h.ra, h.f.length)
+	if !moved(h.cur, next) {
+		return
+	}
+	if h.release != nil {
+		h.release()
+		h.release = nil
+	}
+	h.cur = next
+	if next.empty() {
+		return
+	}
+	start, end := h.f.offset+next.start, h.f.offset+next.end
+	distance := h.m.firstMissing(start, end) - (h.f.offset + h.ra.pos)
+	h.release = h.m.t.Want(picker.Want{
+		Start:    start,
+		End:      end,
+		Priority: picker.Readahead,
+		Deadline: p.deadline(&h.ra, now, distance),
+	})
+}
+
+// close releases every want of the handle; later calls do nothing.
+func (h *handle) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	h.closed = true
+	if h.release != nil {
+		h.release()
+		h.release = nil
+	}
+	for _, release := range h.media {
+		release()
+	}
+	h.media = nil
+	h.cur = span{}
+}
+
+// firstMissing returns the torrent offset of the first byte in [start, end)
+// that is not verified, or end when all are: where a reader will block.
+func (m *mountState) firstMissing(start, end int64) int64 {
+	first, last := m.info.PiecesFor(start, end-start)
+	p, ok := m.t.Bitfield().NextClear(first)
+	if !ok || p >= last {
+		return end
+	}
+	return max(m.info.PieceOffset(p), start)
+}
+
+// readAt reads len(p) bytes at torrent offset off, the whole range or an
+// error. ctx is go-fuse's, cancelled when the kernel interrupts the request;
+// the read also gives up when Unmount starts (errUnmounting) and after
+// Options.ReadTimeout (errReadTimeout). The cause is kept in the error for
+// toErrno.
+func (m *mountState) readAt(ctx context.Context, p []byte, off int64) (int, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(m.ctx, func() { cancel(context.Cause(m.ctx)) })
+	defer stop()
+	if m.readTimeout > 0 {
+		var cancelTimeout context.CancelFunc
+		ctx, cancelTimeout = context.WithTimeoutCause(ctx, m.readTimeout, errReadTimeout)
+		defer cancelTimeout()
+	}
+	n, err := m.t.ReadAt(ctx, p, off)
+	if n == len(p) && (err == nil || errors.Is(err, io.EOF)) {
+		return n, nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF // the Torrent broke its contract
+	}
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) {
+		err = fmt.Errorf("%w (%w)", err, cause)
+	}
+	return n, fmt.Errorf("fs: read %d bytes at torrent offset %d: %w", len(p), off, err)
+}

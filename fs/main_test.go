@@ -1,0 +1,62 @@
+package fs
+
+import (
+	"fmt"
+	"os"
+	"testing"
+
+	"btfs/internal/leakcheck"
+	"btfs/storagewrapper"
+)
+
+// envServe, when set, makes the test binary a mount server instead of a
+// test run: it mounts a small fully downloaded torrent at the directory the
+// variable names, prints "ready" and serves until it is killed. The stale
+// mount tests kill it with SIGKILL, as a crashed btfs would die.
+const envServe = "BTFS_FS_TEST_SERVE"
+
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(envServe); dir != "" {
+		if err := serveForever(dir); err != nil {
+			fmt.Fprintln(os.Stderr, "serve:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	leakcheck.Main(m)
+}
+
+// serveForever mounts the multi-file fixture at dir, fully verified, and
+// blocks.
+func serveForever(dir string) error {
+	tmp, err := os.MkdirTemp("", "btfs-fs-serve-")
+	if err != nil {
+		return err
+	}
+	fx, err := buildFixture(tmp, "fixture", 5, false, multiSpecs)
+	os.RemoveAll(tmp)
+	if err != nil {
+		return err
+	}
+	w, err := storagewrapper.New(fx.mi.Info, storagewrapper.NewMemStore(fx.mi.Info), storagewrapper.Config{})
+	if err != nil {
+		return err
+	}
+	for p := range fx.mi.Info.NumPieces() {
+		for {
+			b, st := w.NewRequest(p)
+			if !st.OK() {
+				break
+			}
+			off := fx.mi.Info.PieceOffset(p) + b.Begin
+			if _, err := w.PieceCameIn(p, b.Begin, fx.data[off:off+int64(b.Length)], "seed"); err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := Mount(dir, fx.mi, w, Options{}); err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	select {}
+}

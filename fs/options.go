@@ -1,0 +1,46 @@
+package fs
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Options tunes a mount. The zero value is usable: a mount only the user
+// who made it can read, reads that wait as long as it takes, readahead
+// windows from 4 to 64 MiB.
+type Options struct {
+	// AllowOther lets other users read the mount (FUSE's allow_other). A
+	// user other than root needs user_allow_other in /etc/fuse.conf.
+	AllowOther bool
+	// ReadTimeout, when positive, fails a read that waited that long for
+	// its pieces with EIO; zero waits until the pieces come, the reader is
+	// interrupted, the torrent closes or the mount goes away.
+	ReadTimeout time.Duration
+	// ReadaheadMin is the readahead window of a handle after a seek, and
+	// ReadaheadMax bounds its growth while the handle keeps streaming;
+	// 0 means DefaultReadaheadMin and DefaultReadaheadMax.
+	ReadaheadMin, ReadaheadMax int64
+	// MediaHeadTail is how much of each end of a media file (by extension)
+	// is wanted while it is open, at least one piece; 0 means
+	// DefaultMediaHeadTail.
+	MediaHeadTail int64
+	// Logger receives mount events and read failures; nil discards them.
+	Logger *slog.Logger
+	// Debug logs every FUSE request and reply (go-fuse's debug output) to
+	// Logger at debug level.
+	Debug bool
+}
+
+// Mount constants.
+const (
+	// maxRead is the largest FUSE read request: go-fuse's MaxWrite, which
+	// also sets the max_read mount option; 1 MiB is the kernel's limit.
+	maxRead = 1 << 20
+	// cacheTimeout is the kernel's entry, attribute and negative-lookup
+	// timeout: the tree and every attribute are fixed for the life of the
+	// mount, so the kernel need not ask again.
+	cacheTimeout = 24 * time.Hour
+	// blockSize is st_blksize, the preferred I/O size tools size their
+	// buffers by (cat, cp): one FUSE read.
+	blockSize = maxRead
+)
