@@ -127,8 +127,15 @@ func mount(mountpoint string, mi *metainfo.MetaInfo, t Torrent, opts Options, re
 			// raiseKernelReadahead raises the device's limit after the
 			// mount when it may.
 			MaxReadAhead: maxRead,
-			Debug:        opts.Debug,
-			Logger:       slog.NewLogLogger(log.Handler(), debugOrWarn(opts.Debug)),
+			// Reads answer with bytes in memory (ReadResultData), which
+			// go-fuse would splice through a pipe; a 1 MiB read plus its
+			// header does not fit the default 1 MiB pipe, so every large
+			// read failed the splice, logged a warning and fell back to a
+			// plain write anyway. Plain writes it is, until reads answer
+			// with piece file descriptors (ReadResultFd) and size the pipe.
+			DisableSplice: true,
+			Debug:         opts.Debug,
+			Logger:        slog.NewLogLogger(log.Handler(), debugOrWarn(opts.Debug)),
 		},
 		EntryTimeout:    &long,
 		AttrTimeout:     &long,
