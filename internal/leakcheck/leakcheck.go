@@ -97,8 +97,10 @@ func goroutineID(stack string) string {
 // stack names btfs code, or a standard-library worker that only our code
 // starts (HTTP transports, exec pipes, network I/O).
 func ignored(stack string) bool {
-	if strings.Contains(stack, "btfs/internal/leakcheck.") || strings.Contains(stack, "testing.(*M).") {
-		return true
+	for _, harness := range []string{"btfs/internal/leakcheck.Wait(", "btfs/internal/leakcheck.Main(", "testing.(*M).", "\nmain.main("} {
+		if strings.Contains(stack, harness) {
+			return true
+		}
 	}
 	for _, ours := range []string{"btfs/", "net/http.", "os/exec.", "net.(*"} {
 		if strings.Contains(stack, ours) {
