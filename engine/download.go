@@ -23,10 +23,22 @@ const (
 	urgentExtra    = 16  // blocks beyond the target allowed for Now-priority pieces
 	urgentSlowPeer = time.Second
 	fillBudget     = 4 * maxPipeline // NewRequest calls per fill, a guard against loops
+	// unrequestedSlack is how many blocks beyond those we withdrew a peer
+	// may send unasked before it is dropped: a block that crossed our
+	// cancel is normal, a stream of blocks nobody asked for is not.
+	unrequestedSlack = 16
 )
 
-// target is how many requests to keep outstanding at p.
+// errNotAsked marks a block its peer sent without our asking it for that
+// block; it was not filed.
+var errNotAsked = fmt.Errorf("%w: not asked of this peer", storagewrapper.ErrUnrequested)
+
+// target is how many requests to keep outstanding at p. A snubbed peer
+// gets one at a time until it delivers again.
 func (s *state) target(p *peer) int {
+	if p.snubbed {
+		return 1
+	}
 	n := startPipeline
 	if r := p.down.Rate(); r > 0 || time.Since(p.started) > 5*time.Second {
 		n = int(r * queueTime.Seconds() / wire.BlockSize)
@@ -196,6 +208,7 @@ func (s *state) requestDuplicates(p *peer, piece, limit int) bool {
 
 // request sends one request and books it.
 func (s *state) request(p *peer, b storagewrapper.Block) {
+	p.asked.add(b)
 	p.outstanding[b] = time.Now()
 	p.outBytes += b.Length
 	s.reqCount[b]++
@@ -209,8 +222,7 @@ func (s *state) releaseRequest(p *peer, b storagewrapper.Block, cancel bool) {
 	if _, ok := p.outstanding[b]; !ok {
 		return
 	}
-	delete(p.outstanding, b)
-	p.outBytes -= b.Length
+	s.withdraw(p, b)
 	if cancel && !p.closed {
 		p.send(wire.Message{ID: wire.Cancel, Index: uint32(b.Piece), Begin: uint32(b.Begin), Length: uint32(b.Length)})
 	}
@@ -219,33 +231,60 @@ func (s *state) releaseRequest(p *peer, b storagewrapper.Block, cancel bool) {
 	}
 	delete(s.reqCount, b)
 	if s.t.sw.RequestLost(b) {
-		s.pk.Started(b.Piece) // pickable again; the storagewrapper hands the block out anew
+		s.requeued(b.Piece)
+	}
+}
+
+// withdraw takes b out of p's requests: the reader will not file it if
+// it still comes, and the loop expects it might.
+func (s *state) withdraw(p *peer, b storagewrapper.Block) {
+	delete(p.outstanding, b)
+	p.outBytes -= b.Length
+	p.asked.remove(b)
+	p.released++
+}
+
+// requeued tells the picker that a block of piece went back to the
+// storagewrapper: the piece is pickable again, started if other blocks of
+// it are still out or received, idle if that was its last (the
+// storagewrapper then took it out of flight, and a started piece that is
+// not in flight would jump the rarest-first queue).
+func (s *state) requeued(piece int) {
+	if _, inFlight := slices.BinarySearch(s.t.sw.InFlight(), piece); inFlight {
+		s.pk.Started(piece)
+	} else {
+		s.pk.Unrequested(piece)
 	}
 }
 
 // onBlock applies what PieceCameIn did with a block p sent.
 func (s *state) onBlock(p *peer, b storagewrapper.Block, res storagewrapper.Result, err error) {
-	now := time.Now()
 	if _, ok := p.outstanding[b]; ok {
 		delete(p.outstanding, b)
 		p.outBytes -= b.Length
-		p.lastBlock, p.snubbed = now, false
 		if s.reqCount[b]--; s.reqCount[b] <= 0 {
 			delete(s.reqCount, b)
-		} else {
-			s.cancelDuplicates(b)
 		}
 	}
 	switch {
 	case err == nil:
+		p.lastBlock, p.snubbed = time.Now(), false
+		if s.reqCount[b] > 0 {
+			s.cancelDuplicates(b) // the first copy wins
+		}
 	case errors.Is(err, storagewrapper.ErrDuplicate):
+		p.lastBlock, p.snubbed = time.Now(), false
 		s.wasted += int64(b.Length) // an endgame or urgent duplicate: expected
-	case errors.Is(err, storagewrapper.ErrUnrequested):
+	case errors.Is(err, errNotAsked):
 		s.wasted += int64(b.Length)
-		if p.unrequested++; p.unrequested > 4*maxPipeline {
-			s.dropPeer(p, fmt.Errorf("%w: %d blocks nobody asked for", errProtocol, p.unrequested))
+		if p.unrequested++; p.unrequested > p.released+unrequestedSlack {
+			s.dropPeer(p, fmt.Errorf("%w: %d blocks we did not ask for (%d requests withdrawn)", errProtocol, p.unrequested, p.released))
 			return
 		}
+	case errors.Is(err, storagewrapper.ErrUnrequested):
+		// Asked of p, but the piece moved on meanwhile (it failed its
+		// hash, or another copy completed it).
+		s.wasted += int64(b.Length)
 	case errors.Is(err, storagewrapper.ErrOutOfRange), errors.Is(err, storagewrapper.ErrUnaligned),
 		errors.Is(err, storagewrapper.ErrWrongLength):
 		s.dropPeer(p, fmt.Errorf("%w: %v", errProtocol, err))
@@ -254,7 +293,7 @@ func (s *state) onBlock(p *peer, b storagewrapper.Block, res storagewrapper.Resu
 		return
 	default: // the store failed (a full disk): the block was put back
 		s.t.log.Error("cannot store block", "piece", b.Piece, "err", err)
-		s.pk.Started(b.Piece)
+		s.requeued(b.Piece)
 	}
 	if res.Completed {
 		s.pieceDone(res)
@@ -275,8 +314,7 @@ func (s *state) onOrphanBlock(_ storagewrapper.Block, res storagewrapper.Result,
 func (s *state) cancelDuplicates(b storagewrapper.Block) {
 	for q := range s.peers {
 		if _, ok := q.outstanding[b]; ok {
-			delete(q.outstanding, b)
-			q.outBytes -= b.Length
+			s.withdraw(q, b)
 			q.send(wire.Message{ID: wire.Cancel, Index: uint32(b.Piece), Begin: uint32(b.Begin), Length: uint32(b.Length)})
 		}
 	}
@@ -289,6 +327,7 @@ func (s *state) pieceDone(res storagewrapper.Result) {
 	switch {
 	case res.Verified:
 		s.pk.Verified(i)
+		s.pieceVerified(i)
 		for q := range s.peers {
 			if !q.hasPiece(i) {
 				q.send(wire.Message{ID: wire.Have, Index: uint32(i)})
@@ -307,49 +346,61 @@ func (s *state) pieceDone(res storagewrapper.Result) {
 	default:
 		// The store failed while publishing; the storagewrapper has re-queued it.
 		s.pk.Unrequested(i)
+		s.pieceAbandoned(i)
 	}
 }
 
-// blame charges the peers that sent a piece that failed its hash: one that
-// sent every block is banned at once; peers in a shared failure are banned
-// after banStrikes.
+// blame deals with the senders of a piece that failed its hash: one that
+// sent every block is banned at once; when several contributed, the liar
+// is found by smart ban once the piece verifies (smartban.go), and nobody
+// is charged meanwhile.
 func (s *state) blame(res storagewrapper.Result) {
 	s.t.log.Warn("piece failed its hash check", "piece", res.Piece, "contributors", res.Contributors, "blamed", res.Blamed)
-	if res.Blamed != "" {
-		if ap, err := parseKey(res.Blamed); err == nil {
-			s.ban(ap.Addr(), fmt.Sprintf("sent every block of piece %d, which failed its hash", res.Piece))
-		}
+	s.pieceFailed(res.Piece)
+	if res.Blamed == "" {
 		return
 	}
-	for _, c := range res.Contributors {
-		ap, err := parseKey(c.Peer)
-		if err != nil {
-			continue
-		}
-		if s.strikes[ap.Addr()]++; s.strikes[ap.Addr()] >= banStrikes {
-			s.ban(ap.Addr(), fmt.Sprintf("contributed to %d pieces that failed their hash", s.strikes[ap.Addr()]))
-		}
+	if ap, err := parseKey(res.Blamed); err == nil {
+		s.ban(ap.Addr(), fmt.Sprintf("sent every block of piece %d, which failed its hash", res.Piece))
 	}
 }
 
-// checkSnub marks a peer that sits on our requests, and gives its blocks
-// to others (the seed's snubbing).
+// checkSnub withdraws requests a peer sits on (the seed's snubbing). A
+// request unanswered for snubTimeout while the peer still delivers others
+// was dropped by it: that request alone goes to other peers. A peer that
+// has delivered nothing for snubTimeout — counted from its last block or
+// from the oldest request it has, whichever is later — is snubbed: every
+// request goes elsewhere, it keeps one at a time until it delivers again,
+// and that one is withdrawn again after another snubTimeout.
 func (s *state) checkSnub(p *peer, now time.Time) {
-	if len(p.outstanding) == 0 || p.snubbed {
+	var stale []storagewrapper.Block
+	var oldest time.Time
+	for b, at := range p.outstanding {
+		if now.Sub(at) >= snubTimeout {
+			stale = append(stale, b)
+		}
+		if oldest.IsZero() || at.Before(oldest) {
+			oldest = at
+		}
+	}
+	if len(stale) == 0 {
 		return
 	}
 	last := p.lastBlock
-	for _, at := range p.outstanding {
-		if last.IsZero() || at.Before(last) {
-			last = at
+	if oldest.After(last) {
+		last = oldest
+	}
+	if now.Sub(last) >= snubTimeout {
+		if !p.snubbed {
+			s.t.log.Debug("peer snubbed us", "peer", p.key, "outstanding", len(p.outstanding))
+		}
+		p.snubbed = true
+		stale = stale[:0]
+		for b := range p.outstanding {
+			stale = append(stale, b)
 		}
 	}
-	if now.Sub(last) < snubTimeout {
-		return
-	}
-	p.snubbed = true
-	s.t.log.Debug("peer snubbed us", "peer", p.key, "outstanding", len(p.outstanding))
-	for b := range p.outstanding {
+	for _, b := range stale {
 		s.releaseRequest(p, b, true)
 	}
 	s.fillAll()

@@ -37,7 +37,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // seedEngine starts an in-process seeder of the data under dir.
-func seedEngine(t *testing.T, mi *metainfo.MetaInfo, dir string, cfg Config) *Torrent {
+func seedEngine(t testing.TB, mi *metainfo.MetaInfo, dir string, cfg Config) *Torrent {
 	t.Helper()
 	fs, err := storagewrapper.NewFileStore(dir, mi.Info, true)
 	if err != nil {
@@ -57,7 +57,7 @@ func seedEngine(t *testing.T, mi *metainfo.MetaInfo, dir string, cfg Config) *To
 	return startEngine(t, mi, sw, cfg)
 }
 
-func startEngine(t *testing.T, mi *metainfo.MetaInfo, sw *storagewrapper.Wrapper, cfg Config) *Torrent {
+func startEngine(t testing.TB, mi *metainfo.MetaInfo, sw *storagewrapper.Wrapper, cfg Config) *Torrent {
 	t.Helper()
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:0"
@@ -77,7 +77,7 @@ func startEngine(t *testing.T, mi *metainfo.MetaInfo, sw *storagewrapper.Wrapper
 }
 
 // leechEngine starts an empty in-memory client.
-func leechEngine(t *testing.T, mi *metainfo.MetaInfo, cfg Config) (*Torrent, *storagewrapper.Wrapper) {
+func leechEngine(t testing.TB, mi *metainfo.MetaInfo, cfg Config) (*Torrent, *storagewrapper.Wrapper) {
 	t.Helper()
 	sw, err := storagewrapper.New(mi.Info, storagewrapper.NewMemStore(mi.Info), storagewrapper.Config{Logger: cfg.Logger})
 	if err != nil {

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"crypto/sha256"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"testing"
@@ -89,6 +90,7 @@ func TestAria2SeedsBtfsDownloads(t *testing.T) {
 			tor, _ := fileStoreEngine(t, mi, dst, false, Config{Logger: testLogger(t), Trackers: ours})
 			waitComplete(t, tor, 90*time.Second)
 			sameFiles(t, mi, srcDir, dst)
+			waitScrapeCompleted(t, tr, tor)
 			st, err := tor.Stats(context.Background())
 			if err != nil {
 				t.Fatal(err)
@@ -126,5 +128,63 @@ func TestBtfsSeedsAria2Downloads(t *testing.T) {
 	}
 	if st.Uploaded < mi.Info.TotalLength {
 		t.Fatalf("seeder uploaded %d bytes of %d", st.Uploaded, mi.Info.TotalLength)
+	}
+}
+
+// TestAria2AndTransmissionSeed: aria2c (127.0.0.2) and Transmission
+// (127.0.0.3) seed the same torrent through opentracker, and btfs must
+// download from both. Transmission unchokes a new peer only at its next
+// rechoke, up to 10 s later, while aria2c alone would deliver the whole
+// torrent in well under a second: btfs's own download cap (512 KiB/s, so
+// the 8 MiB take about 16 s) keeps the download going long enough for
+// Transmission's turn, and both seeders get requests throughout because
+// btfs keeps a pipeline at every unchoked peer.
+func TestAria2AndTransmissionSeed(t *testing.T) {
+	swarmtest.Require(t, "opentracker", "aria2c", "transmission-cli")
+	srcDir := t.TempDir()
+	opts := swarmtest.TorrentOptions{Size: 8 << 20, PieceLength: 32 << 10, Seed: 61}
+	_, probe := swarmtest.MakeTorrent(t, t.TempDir(), opts)
+	tr := swarmtest.StartTracker(t, probe.InfoHash)
+	opts.AnnounceList = [][]string{{tr.HTTPURL()}}
+	torrentPath, mi := swarmtest.MakeTorrent(t, srcDir, opts)
+	aria := swarmtest.StartAria2Seeder(t, torrentPath, srcDir, "127.0.0.2")
+	trans := swarmtest.StartTransmissionSeeder(t, torrentPath, srcDir, "127.0.0.3")
+	tr.WaitForPeer(t, mi.InfoHash, aria.Addr())
+	tr.WaitForPeer(t, mi.InfoHash, trans.Addr())
+
+	dst := t.TempDir()
+	tor, _ := fileStoreEngine(t, mi, dst, false, Config{Logger: testLogger(t), MaxDownloadRate: 512 << 10})
+	// Seeders close their connection to a peer that completes (seed to
+	// seed), so the per-peer counts are read while the download runs.
+	from := map[netip.Addr]int64{}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	guard := time.After(90 * time.Second)
+	for done := false; !done; {
+		select {
+		case <-tor.Complete():
+			done = true
+		case <-tick.C:
+		case <-guard:
+			st, _ := tor.Stats(context.Background())
+			t.Fatalf("not complete after 90 s: %+v", st)
+		}
+		st, err := tor.Stats(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ps := range st.PerPeer {
+			from[ps.Addr.Addr()] = max(from[ps.Addr.Addr()], ps.Downloaded)
+		}
+	}
+	sameFiles(t, mi, srcDir, dst)
+	t.Logf("downloaded from aria2c %d bytes, from Transmission %d bytes", from[aria.Addr().Addr()], from[trans.Addr().Addr()])
+	for _, s := range []struct {
+		name string
+		addr netip.AddrPort
+	}{{"aria2c", aria.Addr()}, {"Transmission", trans.Addr()}} {
+		if from[s.addr.Addr()] == 0 {
+			t.Errorf("%s at %v sent nothing (per peer: %v)", s.name, s.addr, from)
+		}
 	}
 }

@@ -25,12 +25,15 @@ type (
 		p *peer
 		m wire.Message
 	}
-	// blockEvent: a peer's block went through PieceCameIn.
+	// blockEvent: a peer's block went through PieceCameIn (or was
+	// refused before it, err wrapping errNotAsked).
 	blockEvent struct {
 		p   *peer
 		b   storagewrapper.Block
 		res storagewrapper.Result
 		err error
+		gen uint32 // the piece's generation when the block was filed
+		sum uint64 // the block's digest, for smart ban
 	}
 	// closedEvent: a peer's connection failed or ended.
 	closedEvent struct {
@@ -73,7 +76,6 @@ const (
 	tickInterval   = time.Second
 	urgentInterval = 200 * time.Millisecond // how often late urgent blocks are re-requested
 	snubTimeout    = 30 * time.Second       // requests with no block for this long: snubbed
-	banStrikes     = 3                      // hash failures shared with others before a ban
 	maxUploadQueue = 256                    // requests we queue per peer
 	redialBackoff  = 15 * time.Second       // first wait before redialling a failed address
 	maxKnownPeers  = 2000                   // addresses remembered
@@ -98,7 +100,7 @@ type state struct {
 	known     map[netip.AddrPort]*known
 	dialing   int
 	banned    map[netip.Addr]bool
-	strikes   map[netip.Addr]int
+	bans      smartBan                     // who sent which block of pieces in flight and of failed pieces
 	reqCount  map[storagewrapper.Block]int // peers each outstanding block is requested from
 	wants     []picker.Want                // last wants read from the storagewrapper
 	stats     Stats                        // refreshed every tick
@@ -107,16 +109,23 @@ type state struct {
 	announcer *tracker.Announcer           // nil without trackers
 }
 
+// newChoker returns the tit-for-tat choker with cfg's optimistic interval.
+func newChoker(cfg Config) *choker.Choker[*peer] {
+	c := choker.New[*peer](cfg.Rand)
+	c.OptimisticInterval = cfg.OptimisticInterval
+	return c
+}
+
 func newState(t *Torrent, pk *picker.Picker) *state {
 	return &state{
 		t:        t,
 		pk:       pk,
-		choker:   choker.New[*peer](t.cfg.Rand),
+		choker:   newChoker(t.cfg),
 		peers:    make(map[*peer]struct{}),
 		byID:     make(map[[20]byte]*peer),
 		known:    make(map[netip.AddrPort]*known),
 		banned:   make(map[netip.Addr]bool),
-		strikes:  make(map[netip.Addr]int),
+		bans:     newSmartBan(),
 		reqCount: make(map[storagewrapper.Block]int),
 	}
 }
@@ -142,7 +151,7 @@ func (t *Torrent) run() {
 	defer tick.Stop()
 	urgent := time.NewTicker(urgentInterval)
 	defer urgent.Stop()
-	rechoke := time.NewTicker(choker.DefaultInterval)
+	rechoke := time.NewTicker(t.cfg.RechokeInterval)
 	defer rechoke.Stop()
 	var ticks int
 	for {
@@ -178,6 +187,9 @@ func (s *state) handle(ev event) {
 			s.onMessage(ev.p, ev.m)
 		}
 	case blockEvent:
+		if ev.err == nil {
+			s.recordBlock(ev.p.addr.Addr(), ev.b, ev.gen, ev.sum)
+		}
 		if !ev.p.closed {
 			s.onBlock(ev.p, ev.b, ev.res, ev.err)
 		} else {
@@ -217,6 +229,7 @@ func (s *state) tick(now time.Time) {
 		s.checkSnub(p, now)
 	}
 	s.maybeDial(now)
+	s.maybeNeedPeers(now)
 	s.refreshStats()
 	s.fillAll()
 }
@@ -232,6 +245,9 @@ func (s *state) checkComplete() {
 	default:
 		close(s.t.complete)
 		s.t.log.Info("download complete", "pieces", s.pk.NumPieces())
+		if s.announcer != nil {
+			s.announcer.Completed() // "completed" now, not at the next interval
+		}
 		for p := range s.peers {
 			s.updateInterest(p)
 		}

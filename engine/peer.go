@@ -33,6 +33,7 @@ type peer struct {
 	up      meter // payload bytes to it
 	out     outbox
 	started time.Time
+	asked   askedSet // blocks the reader may file: asked of it, not yet answered or withdrawn
 
 	// loop-owned:
 	amChoking      bool                               // we choke it
@@ -47,8 +48,42 @@ type peer struct {
 	reqq           int                                // its request queue size (ext handshake), 0 unknown
 	lastBlock      time.Time                          // last block it sent us
 	snubbed        bool                               // it had requests and sent nothing for snubTimeout
-	unrequested    int                                // blocks it sent that nobody asked for
+	unrequested    int                                // blocks it sent that we had not asked of it
+	released       int                                // requests we withdrew (cancel, choke, reject, snub): late blocks it may still send
 	closed         bool                               // removed from the swarm
+}
+
+// askedSet holds the blocks asked of one peer and neither answered nor
+// withdrawn. The loop adds a block when it sends the request and removes it
+// when it withdraws it; the reader takes a block out when it arrives and
+// files it in the storagewrapper only if it was there. So a peer can only
+// ever write the blocks we asked of it: not blocks handed out to another
+// peer, not blocks of pieces it never had (the storagewrapper alone cannot
+// tell whose request a block answers).
+type askedSet struct {
+	mu sync.Mutex                        // guards m: the loop and the reader share it
+	m  map[storagewrapper.Block]struct{} // the blocks asked and still expected
+}
+
+func (a *askedSet) add(b storagewrapper.Block) {
+	a.mu.Lock()
+	a.m[b] = struct{}{}
+	a.mu.Unlock()
+}
+
+func (a *askedSet) remove(b storagewrapper.Block) {
+	a.mu.Lock()
+	delete(a.m, b)
+	a.mu.Unlock()
+}
+
+// take removes b and reports whether it was there.
+func (a *askedSet) take(b storagewrapper.Block) bool {
+	a.mu.Lock()
+	_, ok := a.m[b]
+	delete(a.m, b)
+	a.mu.Unlock()
+	return ok
 }
 
 // outbox is what the loop wants written to a peer. Control messages and
@@ -140,6 +175,7 @@ func newPeer(t *Torrent, conn net.Conn, addr netip.AddrPort, hs wire.Handshake) 
 		ctx:         ctx,
 		cancel:      cancel,
 		out:         outbox{wake: make(chan struct{}, 1)},
+		asked:       askedSet{m: make(map[storagewrapper.Block]struct{})},
 		started:     time.Now(),
 		amChoking:   true,
 		peerChoking: true,
@@ -215,19 +251,25 @@ func (p *peer) readLoop() {
 }
 
 // gotBlock files a piece message's block and describes the outcome for
-// the loop.
+// the loop. A block that was not asked of this peer is not filed: it is
+// reported as unrequested and its bytes are dropped.
 func (p *peer) gotBlock(m wire.Message) (event, error) {
 	n := len(m.Block)
-	if p.t.downLimit != nil {
-		if err := p.t.downLimit.WaitN(p.ctx, n); err != nil {
-			return nil, err
-		}
+	if err := waitN(p.ctx, p.t.downLimit, n); err != nil {
+		return nil, err
 	}
 	p.down.Add(n)
 	p.t.down.Add(n)
 	b := storagewrapper.Block{Piece: int(m.Index), Begin: int64(m.Begin), Length: n}
+	if !p.asked.take(b) {
+		return blockEvent{p: p, b: b, err: fmt.Errorf("%w: %s", errNotAsked, m)}, nil
+	}
+	// The digest and the piece's generation are read before the block is
+	// filed: see smartban.go.
+	gen := p.t.gens.get(b.Piece)
+	sum := blockSum(p.t.sumSeed, m.Block)
 	res, err := p.t.sw.PieceCameIn(b.Piece, b.Begin, m.Block, p.key)
-	return blockEvent{p: p, b: b, res: res, err: err}, nil
+	return blockEvent{p: p, b: b, res: res, err: err, gen: gen, sum: sum}, nil
 }
 
 // writeLoop writes what the loop queued: control messages and requests
@@ -284,12 +326,20 @@ func (p *peer) upload(w *wire.Writer, req wire.Message, buf []byte) ([]byte, err
 	}
 	buf = buf[:n]
 	off := p.t.info.PieceOffset(int(req.Index)) + int64(req.Begin)
-	// The piece was verified when the loop queued the request; a short
-	// deadline guards against it having been evicted from a shared cache
-	// since (ReadAt would then wait for a download).
-	ctx, cancel := context.WithTimeout(p.ctx, 2*time.Second)
-	_, err := p.t.sw.ReadAt(ctx, buf, off)
-	cancel()
+	// The piece was verified when the loop queued the request, but it may
+	// have left a shared cache since. ReadAt would then wait for it and
+	// register a reader's want, making us download a piece because a peer
+	// asked for it, with this writer (and so our own requests to the peer)
+	// stuck behind it: a piece we do not have is rejected at once. The
+	// deadline only bounds the race with an eviction between the two calls.
+	var err error
+	if !p.t.sw.DoIHave(int(req.Index)) {
+		err = fmt.Errorf("piece %d is no longer verified", req.Index)
+	} else {
+		ctx, cancel := context.WithTimeout(p.ctx, uploadReadTimeout)
+		_, err = p.t.sw.ReadAt(ctx, buf, off)
+		cancel()
+	}
 	if err != nil {
 		if p.ctx.Err() != nil {
 			return buf, p.ctx.Err()
@@ -300,10 +350,8 @@ func (p *peer) upload(w *wire.Writer, req wire.Message, buf []byte) ([]byte, err
 		}
 		return buf, nil
 	}
-	if p.t.upLimit != nil {
-		if err := p.t.upLimit.WaitN(p.ctx, n); err != nil {
-			return buf, err
-		}
+	if err := waitN(p.ctx, p.t.upLimit, n); err != nil {
+		return buf, err
 	}
 	if err := w.WriteMessage(wire.Message{ID: wire.Piece, Index: req.Index, Begin: req.Begin, Block: buf}); err != nil {
 		return buf, err

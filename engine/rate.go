@@ -1,8 +1,11 @@
 package engine
 
 import (
+	"context"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // meter counts bytes and estimates a recent rate. Peer goroutines Add
@@ -51,3 +54,21 @@ func (m *meter) Tick(now time.Time) {
 
 // Rate returns the smoothed rate in bytes/s. Loop only.
 func (m *meter) Rate() float64 { return m.rate }
+
+// waitN waits until lim allows n bytes; a nil lim allows everything. It
+// asks in pieces no larger than the burst: a block larger than the burst
+// (a 128 KiB request under a low upload cap) must be delayed, not refused
+// — rate.Limiter.WaitN fails at once for n above the burst.
+func waitN(ctx context.Context, lim *rate.Limiter, n int) error {
+	if lim == nil {
+		return nil
+	}
+	for n > 0 {
+		k := min(n, lim.Burst())
+		if err := lim.WaitN(ctx, k); err != nil {
+			return err
+		}
+		n -= k
+	}
+	return nil
+}

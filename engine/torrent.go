@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -29,6 +30,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"btfs/engine/choker"
 	"btfs/engine/wire"
 	"btfs/metainfo"
 	"btfs/picker"
@@ -46,6 +48,8 @@ const (
 	// keepAliveInterval is how often the writer sends a keep-alive on an
 	// otherwise silent connection.
 	keepAliveInterval = 90 * time.Second
+	// uploadReadTimeout bounds the read of a block we upload.
+	uploadReadTimeout = 2 * time.Second
 )
 
 // ErrClosed is returned by commands to a Torrent whose loop has stopped.
@@ -81,6 +85,17 @@ type Config struct {
 	DialTimeout, HandshakeTimeout, IdleTimeout time.Duration
 	// Rand seeds the choker and the picker; nil means a random seed.
 	Rand *rand.Rand
+	// RechokeInterval is how often the choker runs; 0 means
+	// choker.DefaultInterval (10 s). OptimisticInterval is how long an
+	// optimistic unchoke lasts; 0 means choker.DefaultOptimisticInterval
+	// (30 s). Tests shorten both.
+	RechokeInterval, OptimisticInterval time.Duration
+	// MinAnnounceInterval is the shortest wait between two announces to
+	// the trackers, whatever they say (their own min interval still
+	// applies); 0 means the tracker package's default (1 min). An engine
+	// that runs short of peers asks for an announce (tracker.Announcer's
+	// Need), which waits for it.
+	MinAnnounceInterval time.Duration
 }
 
 // Torrent is one swarm: the peers of one info-hash.
@@ -104,6 +119,8 @@ type Torrent struct {
 	wg        sync.WaitGroup // every goroutine the Torrent started
 	complete  chan struct{}  // closed once every piece is verified
 	closeOnce sync.Once
+	gens      *pieceGens   // per piece, failed hash checks seen by the loop (smartban.go)
+	sumSeed   maphash.Seed // seed of the block digests (smartban.go)
 
 	s *state // loop-owned; see loop.go
 }
@@ -132,6 +149,12 @@ func New(mi *metainfo.MetaInfo, sw *storagewrapper.Wrapper, cfg Config) (*Torren
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
+	if cfg.RechokeInterval <= 0 {
+		cfg.RechokeInterval = choker.DefaultInterval
+	}
+	if cfg.OptimisticInterval <= 0 {
+		cfg.OptimisticInterval = choker.DefaultOptimisticInterval
+	}
 	if cfg.Rand == nil {
 		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
@@ -145,6 +168,8 @@ func New(mi *metainfo.MetaInfo, sw *storagewrapper.Wrapper, cfg Config) (*Torren
 		cmds:     make(chan func()),
 		done:     make(chan struct{}),
 		complete: make(chan struct{}),
+		gens:     newPieceGens(mi.Info.NumPieces()),
+		sumSeed:  maphash.MakeSeed(),
 	}
 	t.ours = wire.Handshake{InfoHash: mi.InfoHash, PeerID: cfg.PeerID}
 	t.ours.Reserved.SetExtensions()

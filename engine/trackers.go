@@ -3,6 +3,7 @@ package engine
 import (
 	"math/rand/v2"
 	"net/netip"
+	"time"
 
 	"btfs/engine/tracker"
 )
@@ -42,7 +43,8 @@ func (t *Torrent) startTrackers() (stop func()) {
 		OnPeers: func(addrs []netip.AddrPort) {
 			t.post(t.ctx, peersEvent{addrs: addrs, source: "tracker"})
 		},
-		Logger: t.log,
+		Logger:           t.log,
+		MinIntervalFloor: t.cfg.MinAnnounceInterval,
 	})
 	if err != nil {
 		t.log.Error("trackers disabled", "err", err)
@@ -63,4 +65,20 @@ func (t *Torrent) startTrackers() (stop func()) {
 		<-finished
 		client.Close()
 	}
+}
+
+// maybeNeedPeers asks the trackers for an announce soon when the download
+// runs short of peers: fewer than half of MaxPeers connected or being
+// dialled, and no known address left to dial now. The Announcer waits for
+// the trackers' min interval, so asking every tick costs nothing.
+func (s *state) maybeNeedPeers(now time.Time) {
+	if s.announcer == nil || s.isComplete() || len(s.peers)+s.dialing >= (s.t.cfg.MaxPeers+1)/2 {
+		return
+	}
+	for a, k := range s.known {
+		if !k.connected && !k.dialing && !k.self && !now.Before(k.nextTry) && !s.banned[a.Addr()] {
+			return // maybeDial will get to it
+		}
+	}
+	s.announcer.Need()
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"slices"
 	"time"
 
 	"btfs/engine/choker"
@@ -41,10 +42,20 @@ func (s *state) setChoke(p *peer, choke bool) {
 	}
 }
 
-// rechoke applies the choker (every 10 s).
+// rechoke applies the choker (every RechokeInterval, 10 s by default).
+// The rates are brought up to date first, and the peers are handed over in
+// a fixed order (by address), so that a seeded Config.Rand makes the same
+// optimistic picks every run.
 func (s *state) rechoke(now time.Time) {
-	views := make([]choker.Peer[*peer], 0, len(s.peers))
+	ps := make([]*peer, 0, len(s.peers))
 	for p := range s.peers {
+		p.down.Tick(now)
+		p.up.Tick(now)
+		ps = append(ps, p)
+	}
+	slices.SortFunc(ps, func(a, b *peer) int { return a.addr.Compare(b.addr) })
+	views := make([]choker.Peer[*peer], 0, len(ps))
+	for _, p := range ps {
 		views = append(views, choker.Peer[*peer]{
 			Key:          p,
 			Interested:   p.peerInterested,

@@ -1,6 +1,6 @@
 // Package swarmtest runs real BitTorrent programs on loopback for
-// end-to-end tests: an opentracker, aria2c seeders and leechers, and
-// deterministic torrents for them to share.
+// end-to-end tests: an opentracker, aria2c seeders and leechers, a
+// Transmission seeder, and deterministic torrents for them to share.
 //
 // Every helper binds only 127.0.0.1 or another 127/8 address, picks free
 // ports itself, waits until the program really answers (a tracker that

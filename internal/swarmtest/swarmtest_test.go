@@ -15,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"btfs/bitfield"
 	"btfs/engine/tracker"
+	"btfs/engine/wire"
 	"btfs/internal/leakcheck"
 	"btfs/metainfo"
 )
@@ -251,5 +253,63 @@ func TestAria2LeecherDownloadsFromSeeder(t *testing.T) {
 				t.Fatal("a PID is 0")
 			}
 		})
+	}
+}
+
+func TestTransmissionSeederServes(t *testing.T) {
+	dir := t.TempDir()
+	tr := StartTracker(t)
+	path, mi := MakeTorrent(t, dir, TorrentOptions{Seed: 5, Files: MultiFile, PieceLength: 32 << 10, AnnounceList: [][]string{{tr.HTTPURL()}}})
+	tr.AddInfoHash(t, mi.InfoHash)
+	s := StartTransmissionSeeder(t, path, dir, "127.0.0.3")
+	if s.Addr().Addr().String() != "127.0.0.3" || s.PID() == 0 {
+		t.Fatalf("seeder address %v, PID %d", s.Addr(), s.PID())
+	}
+	tr.WaitForPeer(t, mi.InfoHash, s.Addr())
+	ctx, cancel := context.WithTimeout(context.Background(), Guard)
+	defer cancel()
+	if sc, err := tr.Scrape(ctx, mi.InfoHash); err != nil || sc.Seeders != 1 {
+		t.Fatalf("scrape = %+v, %v; want the seeder counted", sc, err)
+	}
+
+	// It verified the data: its first word about pieces says it has them all.
+	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", s.Addr().String())
+	if err != nil {
+		t.Fatalf("seeder does not accept connections: %v", err)
+	}
+	defer conn.Close()
+	ours := wire.Handshake{InfoHash: mi.InfoHash, PeerID: wire.NewPeerID()}
+	ours.Reserved.SetFast()
+	if _, err := wire.Initiate(ctx, conn, ours); err != nil {
+		t.Fatalf("handshake: %v", err)
+	}
+	conn.SetReadDeadline(time.Now().Add(Guard))
+	r := wire.NewReader(conn, wire.Limits{NumPieces: mi.Info.NumPieces()})
+	for {
+		m, err := r.ReadMessage()
+		if err != nil {
+			t.Fatalf("before its pieces: %v", err)
+		}
+		if m.KeepAlive {
+			continue
+		}
+		if m.ID == wire.HaveAll {
+			break
+		}
+		if m.ID == wire.Bitfield {
+			bf, err := bitfield.FromBytes(m.Bitfield, mi.Info.NumPieces())
+			if err != nil || bf.Count() != mi.Info.NumPieces() {
+				t.Fatalf("bitfield: %v, %v pieces of %d", err, bf, mi.Info.NumPieces())
+			}
+			break
+		}
+		if m.ID == wire.HaveNone {
+			t.Fatal("seeder says it has no piece")
+		}
+	}
+	s.Stop()
+	if conn, err := net.DialTimeout("tcp", s.Addr().String(), 5*time.Second); err == nil {
+		conn.Close()
+		t.Fatal("seeder still accepts connections after Stop")
 	}
 }

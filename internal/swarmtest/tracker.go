@@ -238,3 +238,19 @@ func (tr *Tracker) WaitForPeer(t testing.TB, ih metainfo.Hash, addr netip.AddrPo
 		t.Fatalf("swarmtest: tracker never listed %v for %s: %v (last peers %v, last error %v)", addr, ih, err, last, lastErr)
 	}
 }
+
+// Scrape asks the tracker, over UDP (BEP 15), for its counts of ih:
+// seeders, leechers, and how many "completed" events it has seen.
+// Scraping registers nobody.
+func (tr *Tracker) Scrape(ctx context.Context, ih metainfo.Hash) (tracker.ScrapeResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	res, err := tr.client.UDP.Scrape(ctx, tr.udpURL, []metainfo.Hash{ih})
+	if err != nil {
+		return tracker.ScrapeResult{}, fmt.Errorf("swarmtest: scrape %s: %w", ih, err)
+	}
+	if len(res) != 1 {
+		return tracker.ScrapeResult{}, fmt.Errorf("swarmtest: scrape %s: %d results for one hash", ih, len(res))
+	}
+	return res[0], nil
+}

@@ -1,0 +1,152 @@
+package swarmtest
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TransmissionSeeder is a transmission-cli seeding one torrent from
+// existing data: a libtransmission peer, a second independent
+// implementation of the wire protocol next to aria2c.
+type TransmissionSeeder struct {
+	// proc is the running transmission-cli.
+	proc *process
+	// addr is where it accepts BitTorrent connections.
+	addr netip.AddrPort
+}
+
+// transmissionSettings is the settings.json every instance gets. The
+// command line of transmission-cli has no flag for the bind address nor
+// for DHT, LPD, PEX or uTP, but it reads settings.json from its config
+// directory (-g) before it starts the session.
+func transmissionSettings(ip netip.Addr, port int) map[string]any {
+	return map[string]any{
+		// Bind the peer listener, the outgoing peer connections and the
+		// tracker announces (libcurl's interface) to ip; IPv6 to ::1.
+		"bind-address-ipv4": ip.String(),
+		"bind-address-ipv6": "::1",
+		"peer-port":         port,
+		// Nothing that talks to anyone but the tracker and its peers.
+		"dht-enabled":               false,
+		"lpd-enabled":               false,
+		"pex-enabled":               false,
+		"utp-enabled":               false,
+		"port-forwarding-enabled":   false,
+		"peer-port-random-on-start": false,
+		"blocklist-enabled":         false,
+		"rpc-enabled":               false,
+		"rpc-bind-address":          "127.0.0.1",
+		// Seed without end and without limits.
+		"ratio-limit-enabled":        false,
+		"idle-seeding-limit-enabled": false,
+		"speed-limit-up-enabled":     false,
+		"alt-speed-enabled":          false,
+		"message-level":              3, // debug: "Verification is done"
+	}
+}
+
+// StartTransmissionSeeder runs transmission-cli on ip (a 127/8 address)
+// seeding the torrent at torrentPath from dataDir, which holds the content
+// under the torrent's name (MakeTorrent's dir). transmission-cli seeds
+// existing data only after verifying it (-v), which is quick for test
+// sizes. Its config directory is a fresh t.TempDir. Start it only after
+// the torrent's tracker answers: after a failed announce it waits 20 s.
+//
+// It returns once the data is verified and its BitTorrent port accepts
+// connections; it is killed by PID in t.Cleanup. Expect it to be slow:
+// about 10 MB/s on loopback, and up to 10 s (its rechoke period) before it
+// unchokes a new peer. It takes one incoming connection per source IP at a
+// time: a connection that closes before its handshake keeps that IP out
+// until Transmission's handshake timeout (30 s).
+func StartTransmissionSeeder(t testing.TB, torrentPath, dataDir, ip string) *TransmissionSeeder {
+	t.Helper()
+	Require(t, "transmission-cli")
+	addr := checkLoopback(t, ip)
+	torrentPath, err := filepath.Abs(torrentPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dataDir, err = filepath.Abs(dataDir); err != nil {
+		t.Fatal(err)
+	}
+	var lastErr error
+	for range startAttempts {
+		s, err := tryTransmission(t, torrentPath, dataDir, addr)
+		if err == nil {
+			return s
+		}
+		lastErr = err
+	}
+	t.Fatalf("swarmtest: transmission-cli did not start: %v", lastErr)
+	return nil
+}
+
+// tryTransmission is one attempt of StartTransmissionSeeder.
+func tryTransmission(t testing.TB, torrentPath, dataDir string, ip netip.Addr) (*TransmissionSeeder, error) {
+	port, err := freePort("tcp", ip)
+	if err != nil {
+		return nil, err
+	}
+	cfgDir := t.TempDir()
+	settings, err := json.MarshalIndent(transmissionSettings(ip, port), "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("swarmtest: transmission settings: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(cfgDir, "settings.json"), settings, 0o644); err != nil {
+		return nil, fmt.Errorf("swarmtest: %w", err)
+	}
+	s := &TransmissionSeeder{addr: netip.AddrPortFrom(ip, uint16(port))}
+	s.proc, err = startProcess(t, cfgDir, false, "transmission-cli",
+		"-g", cfgDir, // settings.json above, resume files, nothing of the user's
+		"-w", dataDir,
+		"-p", fmt.Sprint(port),
+		"-M", // no NAT-PMP or UPnP
+		"-B", // no blocklist
+		"-v", // verify the data first: the only way it seeds existing files
+		torrentPath)
+	if err != nil {
+		return nil, err
+	}
+	// Its graceful exit waits for a "stopped" announce: nothing a test needs.
+	s.proc.stopSignal = syscall.SIGKILL
+	err = poll(20*time.Millisecond, func() bool {
+		// Its log says when the check is done (its status line says
+		// "Seeding" too, but stdout is a pipe: block-buffered, late).
+		if out := s.proc.out.String(); !strings.Contains(out, "Verification is done") && !strings.Contains(out, "Seeding") {
+			return false
+		}
+		// Listening? Asked without connecting: an incoming connection
+		// that closes without a handshake keeps Transmission from taking
+		// another from the same IP until its handshake times out (30 s).
+		// Binding the port fails while its listener holds it.
+		l, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(s.addr))
+		if err != nil {
+			return true
+		}
+		l.Close()
+		return false
+	}, s.proc.exited)
+	if err != nil {
+		s.proc.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Addr is where the seeder accepts BitTorrent connections.
+func (s *TransmissionSeeder) Addr() netip.AddrPort { return s.addr }
+
+// PID is the seeder's process id.
+func (s *TransmissionSeeder) PID() int { return s.proc.cmd.Process.Pid }
+
+// Stop kills the seeder now; cleanup would otherwise do it at the end of
+// the test.
+func (s *TransmissionSeeder) Stop() { s.proc.stop() }
