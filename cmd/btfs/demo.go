@@ -93,13 +93,13 @@ A seeder on %s sends it to the mounted client, capped at %s/s so you can watch s
 Try, in another terminal:
   ls -lR %s
   ffprobe %s                          # reads the index at the end first
-  ffmpeg -ss 20 -i %s -frames:v 1 -f null -   # seeks to the middle
+  ffmpeg -ss %d -i %s -frames:v 1 -f null -   # seeks to the middle
   mpv %s
   getfattr -d %s                      # progress, piece map, info-hash
   cmp %s %s
 Ctrl-C unmounts and cleans up.
 `, mi.Info.Name, len(mi.Info.Files), fmtBytes(mi.Info.TotalLength), mountpoint, seeder.ListenAddr(), *rate,
-			mountpoint, video, video, video, video,
+			mountpoint, video, *seconds/2, video, video, video,
 			filepath.Join(mountpoint, "files", "random-1.bin"),
 			filepath.Join(seedDir, mi.Info.Name, "files", "random-1.bin"))
 	}

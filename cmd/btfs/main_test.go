@@ -47,7 +47,7 @@ type proc struct {
 
 func startBtfs(t *testing.T, args ...string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(btfsBin, args...), out: &syncBuffer{}, waited: make(chan struct{})}
+	p := &proc{cmd: exec.Command(btfsBin, args...), out: &syncBuffer{mu: make(chan struct{}, 1)}, waited: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
@@ -140,17 +140,14 @@ func waitMounted(t *testing.T, p *proc, mp string) {
 	t.Fatalf("%s not mounted after 30s; output:\n%s", mp, p.out.String())
 }
 
+// syncBuffer collects a process's output for the test to read while the
+// process runs; mu is a one-slot semaphore (make it with capacity 1).
 type syncBuffer struct {
 	mu  chan struct{}
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) lock() {
-	if b.mu == nil {
-		b.mu = make(chan struct{}, 1)
-	}
-	b.mu <- struct{}{}
-}
+func (b *syncBuffer) lock() { b.mu <- struct{}{} }
 
 func (b *syncBuffer) Write(p []byte) (int, error) {
 	b.lock()
