@@ -29,11 +29,18 @@
 // from this peer". Sentinels are wrapped with the message type and values, so
 // test them with errors.Is.
 //
-// # What is not here
+// # Extension payloads
 //
 // The payloads of ut_metadata (BEP 9) and ut_pex (BEP 11) ride inside
 // Extended messages: Message.ExtendedID says which extension (as numbered in
-// our own ExtHandshake.M), Message.Payload is its bencoded body. Their
-// decoders belong next to ParseExtHandshake and use the same bounded
-// decoding. Obfuscation (MSE/PE) is not supported.
+// our own ExtHandshake.M), Message.Payload is its body. ParseMetadataMsg
+// and ParsePex decode them with the same bounded scanning as
+// ParseExtHandshake (and without generic decoding: they look the known keys
+// up in place); EncodeMetadataMsg and EncodePex write them. What to do with
+// them (which piece to ask whom, whom to believe) is engine/metadata's and
+// engine/pex's.
+//
+// # What is not here
+//
+// Obfuscation (MSE/PE) is not supported.
 package wire
