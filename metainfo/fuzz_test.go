@@ -3,6 +3,7 @@ package metainfo
 import (
 	"bytes"
 	"crypto/sha1"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -86,12 +87,24 @@ func checkInfoInvariants(t *testing.T, info *Info) {
 
 var fuzzLimits = Limits{MaxSize: 1 << 16, MaxDepth: 32}
 
+// FuzzCheckBencode holds the checker, CheckBencodePrefix, Decode,
+// DictValueSpan and the walker (Value) to one another on arbitrary input.
 func FuzzCheckBencode(f *testing.F) {
 	for _, s := range []string{"i1e", "d1:ai1ee", "l1:xe", "d1:bi1e1:ai2ee", "d1:ai1e1:ai1ee", "999999999999:"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		err := CheckBencode(data, fuzzLimits)
+		// The walker reads what the checker accepts, and refuses what it
+		// refuses but for the rules it leaves to the checker.
+		names := 50
+		w, werr := walk(t, ValueOf(data), "", &names)
+		if err == nil && werr != nil {
+			t.Fatalf("CheckBencode accepted, the walker refused: %v", werr)
+		}
+		if err != nil && werr == nil && !errors.Is(err, ErrLimit) && !strings.Contains(err.Error(), "duplicate dictionary key") {
+			t.Fatalf("CheckBencode refused (%v), the walker read %v", err, w)
+		}
 		n, perr := CheckBencodePrefix(data, fuzzLimits)
 		if (err == nil) != (perr == nil && n == len(data)) {
 			t.Fatalf("CheckBencode = %v but CheckBencodePrefix = %d, %v for %d bytes", err, n, perr, len(data))
@@ -110,6 +123,9 @@ func FuzzCheckBencode(f *testing.F) {
 		v, err := Decode(data, fuzzLimits)
 		if err != nil {
 			t.Fatalf("CheckBencode accepted, Decode failed: %v", err)
+		}
+		if !reflect.DeepEqual(w, v) {
+			t.Fatalf("the walker read %#v, Decode %#v", w, v)
 		}
 		// A re-encoding (canonical) is accepted too and decodes the same.
 		var again bytes.Buffer

@@ -67,54 +67,54 @@ func Parse(data []byte) (*MetaInfo, error) {
 	if err := CheckBencode(data, TorrentLimits); err != nil {
 		return nil, fmt.Errorf("metainfo: %w", err)
 	}
-	if data[0] != 'd' {
-		return nil, fmt.Errorf("metainfo: the torrent is %s, want a dictionary", node{b: data}.typeName())
+	root := ValueOf(data)
+	if k := root.Kind(); k != KindDict {
+		return nil, fmt.Errorf("metainfo: the torrent is %s, want a dictionary", k.article())
 	}
-	root := node{b: data, idx: -1}
-	var f [7]node
-	err := root.fields(f[:], "announce", "announce-list", "url-list", "creation date", "comment", "created by", "info")
+	var f [7]Value
+	err := fields(root, f[:], "announce", "announce-list", "url-list", "creation date", "comment", "created by", "info")
 	if err != nil {
 		return nil, err
 	}
 	announce, announceList, urlList, created, comment, createdBy, info := f[0], f[1], f[2], f[3], f[4], f[5], f[6]
 	mi := &MetaInfo{}
-	if !info.present() {
+	if !info.Exists() {
 		return nil, fieldErr("info", "missing")
 	}
 	if mi.Info, err = parseInfo(info); err != nil {
 		return nil, err
 	}
-	mi.InfoBytes = append([]byte(nil), info.b...)
+	mi.InfoBytes = append([]byte(nil), info.Raw()...)
 	mi.InfoHash = sha1.Sum(mi.InfoBytes)
-	if announce.present() {
-		if mi.Announce, err = announce.str(); err != nil {
+	if announce.Exists() {
+		if mi.Announce, err = str(announce); err != nil {
 			return nil, err
 		}
 	}
-	if announceList.present() {
+	if announceList.Exists() {
 		if mi.AnnounceList, err = parseAnnounceList(announceList); err != nil {
 			return nil, err
 		}
 	}
-	if urlList.present() {
+	if urlList.Exists() {
 		if mi.URLList, err = parseURLList(urlList); err != nil {
 			return nil, err
 		}
 	}
-	if created.present() {
-		secs, err := created.int()
+	if created.Exists() {
+		secs, err := integer(created)
 		if err != nil {
 			return nil, err
 		}
 		mi.CreationDate = time.Unix(secs, 0).UTC()
 	}
-	if comment.present() {
-		if mi.Comment, err = comment.str(); err != nil {
+	if comment.Exists() {
+		if mi.Comment, err = str(comment); err != nil {
 			return nil, err
 		}
 	}
-	if createdBy.present() {
-		if mi.CreatedBy, err = createdBy.str(); err != nil {
+	if createdBy.Exists() {
+		if mi.CreatedBy, err = str(createdBy); err != nil {
 			return nil, err
 		}
 	}
@@ -129,16 +129,16 @@ func ParseInfo(infoBytes []byte) (*Info, error) {
 	if err := CheckBencode(infoBytes, TorrentLimits); err != nil {
 		return nil, fmt.Errorf("metainfo: info: %w", err)
 	}
-	return parseInfo(node{b: infoBytes, key: "info", idx: -1})
+	return parseInfo(valueOf(infoBytes, "info"))
 }
 
 // parseAnnounceList reads BEP 12 tiers, dropping empty URLs and tiers.
-func parseAnnounceList(n node) ([][]string, error) {
+func parseAnnounceList(n Value) ([][]string, error) {
 	var tiers [][]string
-	err := n.each(func(tier node) error {
+	err := each(n, func(tier Value) error {
 		var urls []string
-		err := tier.each(func(u node) error {
-			s, err := u.str()
+		err := each(tier, func(u Value) error {
+			s, err := str(u)
 			if s != "" {
 				urls = append(urls, s)
 			}
@@ -153,17 +153,17 @@ func parseAnnounceList(n node) ([][]string, error) {
 }
 
 // parseURLList reads BEP 19 web seeds: a single string or a list of them.
-func parseURLList(n node) ([]string, error) {
-	if isDigit(n.b[0]) {
-		s, err := n.str()
+func parseURLList(n Value) ([]string, error) {
+	if n.Kind() == KindString {
+		s, err := str(n)
 		if s == "" {
 			return nil, err
 		}
 		return []string{s}, err
 	}
 	var urls []string
-	err := n.each(func(u node) error {
-		s, err := u.str()
+	err := each(n, func(u Value) error {
+		s, err := str(u)
 		if s != "" {
 			urls = append(urls, s)
 		}
@@ -176,25 +176,25 @@ func parseURLList(n node) ([]string, error) {
 //
 // A torrent whose total length is 0 (only empty files) is rejected: it has
 // no pieces to share, and the rest of btfs may count on NumPieces() ≥ 1.
-func parseInfo(n node) (*Info, error) {
-	var f [8]node
-	err := n.fields(f[:], "name", "name.utf-8", "piece length", "pieces", "private", "length", "files", "meta version")
+func parseInfo(n Value) (*Info, error) {
+	var f [8]Value
+	err := fields(n, f[:], "name", "name.utf-8", "piece length", "pieces", "private", "length", "files", "meta version")
 	if err != nil {
 		return nil, err
 	}
 	name, nameUTF8, pieceLength, pieces, private, length, files, metaVersion := f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]
 	info := &Info{}
 
-	if metaVersion.present() {
-		v, err := metaVersion.int()
+	if metaVersion.Exists() {
+		v, err := integer(metaVersion)
 		if err != nil {
 			return nil, err
 		}
 		switch {
-		case v == 2 && !pieces.present():
-			return nil, &FieldError{Field: metaVersion.name(), Err: fmt.Errorf("v2-only torrent (BEP 52) without v1 pieces: %w", ErrUnsupported)}
+		case v == 2 && !pieces.Exists():
+			return nil, &FieldError{Field: metaVersion.Name(), Err: fmt.Errorf("v2-only torrent (BEP 52) without v1 pieces: %w", ErrUnsupported)}
 		case v != 1 && v != 2:
-			return nil, &FieldError{Field: metaVersion.name(), Err: fmt.Errorf("meta version %d: %w", v, ErrUnsupported)}
+			return nil, &FieldError{Field: metaVersion.Name(), Err: fmt.Errorf("meta version %d: %w", v, ErrUnsupported)}
 		}
 	}
 
@@ -202,18 +202,18 @@ func parseInfo(n node) (*Info, error) {
 		return nil, err
 	}
 
-	if !pieceLength.present() {
-		return nil, fieldErr(n.name()+".piece length", "missing")
+	if !pieceLength.Exists() {
+		return nil, fieldErr(n.Name()+".piece length", "missing")
 	}
-	if info.PieceLength, err = pieceLength.int(); err != nil {
+	if info.PieceLength, err = integer(pieceLength); err != nil {
 		return nil, err
 	}
 	if info.PieceLength <= 0 || info.PieceLength > MaxPieceLength {
-		return nil, fieldErr(pieceLength.name(), "%d is not in [1, %d]", info.PieceLength, MaxPieceLength)
+		return nil, fieldErr(pieceLength.Name(), "%d is not in [1, %d]", info.PieceLength, MaxPieceLength)
 	}
 
-	if private.present() {
-		p, err := private.int()
+	if private.Exists() {
+		p, err := integer(private)
 		if err != nil {
 			return nil, err
 		}
@@ -221,43 +221,43 @@ func parseInfo(n node) (*Info, error) {
 	}
 
 	switch {
-	case length.present() && files.present():
-		return nil, fieldErr(n.name(), `has both "length" and "files"`)
-	case length.present():
-		l, err := length.int()
+	case length.Exists() && files.Exists():
+		return nil, fieldErr(n.Name(), `has both "length" and "files"`)
+	case length.Exists():
+		l, err := integer(length)
 		if err != nil {
 			return nil, err
 		}
 		if l < 0 {
-			return nil, fieldErr(length.name(), "negative (%d)", l)
+			return nil, fieldErr(length.Name(), "negative (%d)", l)
 		}
 		info.Files = []File{{Path: []string{info.Name}, Length: l}}
 		info.TotalLength = l
-	case files.present():
+	case files.Exists():
 		info.MultiFile = true
 		if info.Files, info.TotalLength, err = parseFiles(files); err != nil {
 			return nil, err
 		}
 	default:
-		return nil, fieldErr(n.name(), `has neither "length" nor "files"`)
+		return nil, fieldErr(n.Name(), `has neither "length" nor "files"`)
 	}
 	if info.TotalLength == 0 {
-		return nil, fieldErr(n.name(), "total length is 0: nothing to share")
+		return nil, fieldErr(n.Name(), "total length is 0: nothing to share")
 	}
 
-	if !pieces.present() {
-		return nil, fieldErr(n.name()+".pieces", "missing")
+	if !pieces.Exists() {
+		return nil, fieldErr(n.Name()+".pieces", "missing")
 	}
-	raw, err := pieces.bytes()
+	raw, err := byteString(pieces)
 	if err != nil {
 		return nil, err
 	}
 	if len(raw)%len(Hash{}) != 0 {
-		return nil, fieldErr(pieces.name(), "length %d is not a multiple of 20", len(raw))
+		return nil, fieldErr(pieces.Name(), "length %d is not a multiple of 20", len(raw))
 	}
 	want := pieceCount(info.TotalLength, info.PieceLength)
 	if got := int64(len(raw) / len(Hash{})); got != want {
-		return nil, fieldErr(pieces.name(), "has %d hashes, but %d bytes in pieces of %d need %d", got, info.TotalLength, info.PieceLength, want)
+		return nil, fieldErr(pieces.Name(), "has %d hashes, but %d bytes in pieces of %d need %d", got, info.TotalLength, info.PieceLength, want)
 	}
 	info.Pieces = make([]Hash, want)
 	for i := range info.Pieces {
@@ -268,64 +268,64 @@ func parseInfo(n node) (*Info, error) {
 
 // pickName prefers name.utf-8 when it is valid UTF-8 and falls back to
 // name; the one chosen must be a safe single component.
-func pickName(info, name, nameUTF8 node) (string, error) {
-	if nameUTF8.present() {
-		s, err := nameUTF8.str()
+func pickName(info, name, nameUTF8 Value) (string, error) {
+	if nameUTF8.Exists() {
+		s, err := str(nameUTF8)
 		if err != nil {
 			return "", err
 		}
 		if utf8.ValidString(s) {
 			if err := checkComponent(s); err != nil {
-				return "", &FieldError{Field: nameUTF8.name(), Err: err}
+				return "", &FieldError{Field: nameUTF8.Name(), Err: err}
 			}
 			return s, nil
 		}
 	}
-	if !name.present() {
-		return "", fieldErr(info.name()+".name", "missing")
+	if !name.Exists() {
+		return "", fieldErr(info.Name()+".name", "missing")
 	}
-	s, err := name.str()
+	s, err := str(name)
 	if err != nil {
 		return "", err
 	}
 	if err := checkComponent(s); err != nil {
-		return "", &FieldError{Field: name.name(), Err: err}
+		return "", &FieldError{Field: name.Name(), Err: err}
 	}
 	return s, nil
 }
 
 // parseFiles reads a multi-file list: lengths, offsets, safe and distinct
 // paths, padding marks.
-func parseFiles(n node) ([]File, int64, error) {
+func parseFiles(n Value) ([]File, int64, error) {
 	var files []File
 	var total int64
-	err := n.each(func(fn node) error {
-		var f [4]node
-		err := fn.fields(f[:], "length", "path", "path.utf-8", "attr")
+	err := each(n, func(fn Value) error {
+		var f [4]Value
+		err := fields(fn, f[:], "length", "path", "path.utf-8", "attr")
 		if err != nil {
 			return err
 		}
 		length, p, pUTF8, attr := f[0], f[1], f[2], f[3]
 		var file File
-		if !length.present() {
-			return fieldErr(fn.name()+".length", "missing")
+		if !length.Exists() {
+			return fieldErr(fn.Name()+".length", "missing")
 		}
-		if file.Length, err = length.int(); err != nil {
+		if file.Length, err = integer(length); err != nil {
 			return err
 		}
 		if file.Length < 0 {
-			return fieldErr(length.name(), "negative (%d)", file.Length)
+			return fieldErr(length.Name(), "negative (%d)", file.Length)
 		}
 		if file.Length > math.MaxInt64-total {
-			return fieldErr(length.name(), "%d makes the total overflow 64 bits", file.Length)
+			return fieldErr(length.Name(), "%d makes the total overflow 64 bits", file.Length)
 		}
 		file.Offset = total
 		total += file.Length
 		if file.Path, err = pickPath(fn, p, pUTF8); err != nil {
 			return err
 		}
-		if attr.present() {
-			a, err := attr.bytes()
+		if attr.Exists() {
+			a, err := byteString(attr)
 			if err != nil {
 				return err
 			}
@@ -342,7 +342,7 @@ func parseFiles(n node) ([]File, int64, error) {
 		return nil, 0, err
 	}
 	if len(files) == 0 {
-		return nil, 0, fieldErr(n.name(), "empty")
+		return nil, 0, fieldErr(n.Name(), "empty")
 	}
 	dedupePaths(files)
 	return files, total, nil
@@ -350,8 +350,8 @@ func parseFiles(n node) ([]File, int64, error) {
 
 // pickPath prefers path.utf-8 when all its components are valid UTF-8 and
 // falls back to path; the one chosen must be non-empty and safe.
-func pickPath(file, p, pUTF8 node) ([]string, error) {
-	if pUTF8.present() {
+func pickPath(file, p, pUTF8 Value) ([]string, error) {
+	if pUTF8.Exists() {
 		comps, err := readPath(pUTF8)
 		if err != nil {
 			return nil, err
@@ -364,8 +364,8 @@ func pickPath(file, p, pUTF8 node) ([]string, error) {
 			return comps, checkPath(pUTF8, comps)
 		}
 	}
-	if !p.present() {
-		return nil, fieldErr(file.name()+".path", "missing")
+	if !p.Exists() {
+		return nil, fieldErr(file.Name()+".path", "missing")
 	}
 	comps, err := readPath(p)
 	if err != nil {
@@ -374,23 +374,23 @@ func pickPath(file, p, pUTF8 node) ([]string, error) {
 	return comps, checkPath(p, comps)
 }
 
-func readPath(n node) ([]string, error) {
+func readPath(n Value) ([]string, error) {
 	var comps []string
-	err := n.each(func(c node) error {
-		s, err := c.str()
+	err := each(n, func(c Value) error {
+		s, err := str(c)
 		comps = append(comps, s)
 		return err
 	})
 	return comps, err
 }
 
-func checkPath(n node, comps []string) error {
+func checkPath(n Value, comps []string) error {
 	if len(comps) == 0 {
-		return fieldErr(n.name(), "empty")
+		return fieldErr(n.Name(), "empty")
 	}
 	for _, c := range comps {
 		if err := checkComponent(c); err != nil {
-			return &FieldError{Field: n.name(), Err: err}
+			return &FieldError{Field: n.Name(), Err: err}
 		}
 	}
 	return nil

@@ -25,9 +25,9 @@ func checkReply(t *testing.T, r *AnnounceResponse) {
 }
 
 // FuzzParseHTTPResponse feeds arbitrary bodies to the HTTP reply parser,
-// and to the walker without the bencode check in front of it: neither may
-// panic, and where the check passes the walker must agree with it on where
-// the value ends.
+// and to the walker (metainfo.Value and this package's readers on it)
+// without the bencode check in front of it: neither may panic, and where
+// the check passes the walker must agree with it on where the value ends.
 func FuzzParseHTTPResponse(f *testing.F) {
 	for _, s := range []string{
 		"d8:completei0e10:downloadedi0e10:incompletei1e8:intervali1814e12:min intervali907e5:peers6:\x7f\x00\x00\x01\x1a\xe1e",
@@ -50,14 +50,37 @@ func FuzzParseHTTPResponse(f *testing.F) {
 			t.Fatalf("failure reason of %d bytes", len(fe.Reason))
 		}
 		// The walker alone, on unchecked input.
-		end, werr := bskip(body, 0)
-		readPeers(nil, body, 0)
-		bdict(body, 0, func(_ []byte, val int) (int, error) { return bskip(body, val) })
+		v := metainfo.ValueOf(body)
+		readPeers(nil, v)
+		dictPeer(v)
+		werr := readTop(v)
 		if metainfo.CheckBencode(body, metainfo.Limits{MaxSize: len(body), MaxDepth: 1 << 20}) == nil {
-			if werr != nil || end != len(body) {
-				t.Fatalf("checker accepts %q but the walker ends at %d, %v", body, end, werr)
+			if werr != nil {
+				t.Fatalf("checker accepts %q but the walker does not end with it: %v", body, werr)
 			}
 		}
+	})
+}
+
+// readTop reads v and the items of its top level, naming each: on a root,
+// it fails unless the walker ends the value exactly where the input ends.
+func readTop(v metainfo.Value) error {
+	switch v.Kind() {
+	case metainfo.KindInt:
+		_, err := v.Int()
+		return err
+	case metainfo.KindString:
+		_, err := v.Bytes()
+		return err
+	case metainfo.KindList:
+		return v.Elems(func(_ int, elem metainfo.Value) error {
+			_ = elem.Name()
+			return nil
+		})
+	}
+	return v.Entries(func(_ []byte, val metainfo.Value) error {
+		_ = val.Name()
+		return nil
 	})
 }
 

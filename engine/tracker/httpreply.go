@@ -17,47 +17,43 @@ const replyMaxDepth = 8
 // parseHTTPResponse decodes the body of an HTTP announce reply (BEP 3, 23,
 // 7). A "failure reason" becomes a *FailureError for url. The body is
 // checked with metainfo.CheckBencode, bounded by its own size, before
-// anything reads it.
+// anything reads it; then metainfo.Value reads only the keys this package
+// uses, straight from the body. No generic tree is built: a hostile reply
+// of a million empty dictionaries costs nothing more than its bytes, where
+// a generic decoder would allocate a map for each.
 func parseHTTPResponse(url string, body []byte) (*AnnounceResponse, error) {
 	if err := metainfo.CheckBencode(body, metainfo.Limits{MaxSize: len(body), MaxDepth: replyMaxDepth}); err != nil {
 		return nil, fmt.Errorf("tracker %s: reply is not valid bencode: %w", url, err)
 	}
 	r := &AnnounceResponse{}
 	var failure *string
-	var peers, peers6 = -1, -1 // positions of the peer lists, read last
-	_, err := bdict(body, 0, func(key []byte, val int) (int, error) {
+	var peers, peers6 metainfo.Value // read last
+	err := metainfo.ValueOf(body).Entries(func(key []byte, v metainfo.Value) error {
 		var err error
 		switch string(key) {
 		case "failure reason":
 			var s string
-			s, val, err = fieldString(body, val, "failure reason")
+			s, err = fieldString(v, "failure reason")
 			failure = &s
-			return val, err
 		case "warning message":
-			r.Warning, val, err = fieldString(body, val, "warning message")
+			r.Warning, err = fieldString(v, "warning message")
 			r.Warning = cleanText(r.Warning)
-			return val, err
 		case "tracker id":
-			r.TrackerID, val, err = fieldString(body, val, "tracker id")
-			return val, err
+			r.TrackerID, err = fieldString(v, "tracker id")
 		case "interval":
-			r.Interval, val, err = fieldSeconds(body, val, "interval")
-			return val, err
+			r.Interval, err = fieldSeconds(v, "interval")
 		case "min interval":
-			r.MinInterval, val, err = fieldSeconds(body, val, "min interval")
-			return val, err
+			r.MinInterval, err = fieldSeconds(v, "min interval")
 		case "complete":
-			r.Seeders, val, err = fieldCount(body, val, "complete")
-			return val, err
+			r.Seeders, err = fieldCount(v, "complete")
 		case "incomplete":
-			r.Leechers, val, err = fieldCount(body, val, "incomplete")
-			return val, err
+			r.Leechers, err = fieldCount(v, "incomplete")
 		case "peers":
-			peers = val
+			peers = v
 		case "peers6":
-			peers6 = val
+			peers6 = v
 		}
-		return bskip(body, val)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("tracker %s: reply: %w", url, err)
@@ -65,15 +61,15 @@ func parseHTTPResponse(url string, body []byte) (*AnnounceResponse, error) {
 	if failure != nil {
 		return nil, &FailureError{URL: url, Reason: cleanText(*failure)}
 	}
-	if peers >= 0 {
-		if r.Peers, err = readPeers(r.Peers, body, peers); err != nil {
+	if peers.Exists() {
+		if r.Peers, err = readPeers(r.Peers, peers); err != nil {
 			return nil, fmt.Errorf("tracker %s: %q: %w", url, "peers", err)
 		}
 	}
-	if peers6 >= 0 {
-		s, _, err := fieldString(body, peers6, "peers6")
+	if peers6.Exists() {
+		s, err := peers6.Bytes()
 		if err == nil {
-			r.Peers, err = compactPeers(r.Peers, []byte(s), 16)
+			r.Peers, err = compactPeers(r.Peers, s, 16)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("tracker %s: %q: %w", url, "peers6", err)
@@ -84,62 +80,49 @@ func parseHTTPResponse(url string, body []byte) (*AnnounceResponse, error) {
 
 // readPeers reads "peers": a compact string of IPv4 peers (BEP 23) or
 // BEP 3's list of dictionaries.
-func readPeers(dst []netip.AddrPort, b []byte, pos int) ([]netip.AddrPort, error) {
-	if bkind(b, pos) == "string" {
-		s, _, err := bstring(b, pos)
+func readPeers(dst []netip.AddrPort, v metainfo.Value) ([]netip.AddrPort, error) {
+	switch v.Kind() {
+	case metainfo.KindString:
+		s, err := v.Bytes()
 		if err != nil {
 			return dst, err
 		}
 		return compactPeers(dst, s, 4)
+	case metainfo.KindList:
+		err := v.Elems(func(_ int, elem metainfo.Value) error {
+			if elem.Kind() != metainfo.KindDict {
+				return nil // one bad entry does not spoil the others
+			}
+			ap, ok, err := dictPeer(elem)
+			if ok {
+				dst = append(dst, ap)
+			}
+			return err
+		})
+		return dst, err
 	}
-	if bkind(b, pos) != "list" {
-		return dst, fmt.Errorf("is a %s, want a string or a list", bkind(b, pos))
-	}
-	_, err := blist(b, pos, func(elem int) (int, error) {
-		if bkind(b, elem) != "dictionary" {
-			return bskip(b, elem) // one bad entry does not spoil the others
-		}
-		var ap netip.AddrPort
-		var ok bool
-		end, err := dictPeer(b, elem, &ap, &ok)
-		if err == nil && ok {
-			dst = append(dst, ap)
-		}
-		return end, err
-	})
-	return dst, err
+	return dst, fmt.Errorf("is a %s, want a string or a list", v.Kind())
 }
 
 // dictPeer reads one {"ip", "port", "peer id"} entry. Entries that are not
 // usable (a host name instead of an address, a bad port, a wrong type)
-// leave ok false: this client does not resolve names a tracker hands out.
-func dictPeer(b []byte, pos int, ap *netip.AddrPort, ok *bool) (int, error) {
-	var addr netip.Addr
-	port := int64(-1)
-	end, err := bdict(b, pos, func(key []byte, val int) (int, error) {
-		switch string(key) {
-		case "ip":
-			if s, end, err := bstring(b, val); err == nil {
-				if a, perr := netip.ParseAddr(string(s)); perr == nil {
-					addr = a
-				}
-				return end, nil
-			}
-		case "port":
-			if n, end, err := bint(b, val); err == nil {
-				port = n
-				return end, nil
-			}
-		}
-		return bskip(b, val)
-	})
+// give ok false: this client does not resolve names a tracker hands out.
+func dictPeer(v metainfo.Value) (ap netip.AddrPort, ok bool, err error) {
+	var f [2]metainfo.Value
+	if err := v.Fields(f[:], "ip", "port"); err != nil {
+		return netip.AddrPort{}, false, err
+	}
+	ip, ipErr := f[0].Bytes()
+	port, portErr := f[1].Int()
+	if ipErr != nil || portErr != nil || port <= 0 || port > 65535 {
+		return netip.AddrPort{}, false, nil
+	}
+	addr, err := netip.ParseAddr(string(ip))
 	if err != nil {
-		return 0, err
+		return netip.AddrPort{}, false, nil
 	}
-	if addr.IsValid() && port > 0 && port <= 65535 {
-		*ap, *ok = usablePeer(netip.AddrPortFrom(addr, uint16(port)))
-	}
-	return end, nil
+	ap, ok = usablePeer(netip.AddrPortFrom(addr, uint16(port)))
+	return ap, ok, nil
 }
 
 // compactPeers appends the peers of a compact list (BEP 23 for IPv4, BEP 7
@@ -159,41 +142,31 @@ func compactPeers(dst []netip.AddrPort, b []byte, addrLen int) ([]netip.AddrPort
 	return dst, nil
 }
 
-// fieldString reads the string value of field at pos.
-func fieldString(b []byte, pos int, field string) (string, int, error) {
-	if k := bkind(b, pos); k != "string" {
-		return "", 0, fmt.Errorf("%q is a %s, want a string", field, k)
-	}
-	s, end, err := bstring(b, pos)
-	return string(s), end, err
-}
-
-// fieldInt reads the integer value of field at pos.
-func fieldInt(b []byte, pos int, field string) (int64, int, error) {
-	if k := bkind(b, pos); k != "integer" {
-		return 0, 0, fmt.Errorf("%q is a %s, want an integer", field, k)
-	}
-	n, end, err := bint(b, pos)
+// fieldString reads the string value of field.
+func fieldString(v metainfo.Value, field string) (string, error) {
+	s, err := v.Str()
 	if err != nil {
-		return 0, 0, fmt.Errorf("%q: %w", field, err)
+		return "", fmt.Errorf("%q: %w", field, err)
 	}
-	return n, end, nil
+	return s, nil
 }
 
 // fieldSeconds reads a count of seconds, range-checked.
-func fieldSeconds(b []byte, pos int, field string) (time.Duration, int, error) {
-	n, end, err := fieldInt(b, pos, field)
+func fieldSeconds(v metainfo.Value, field string) (time.Duration, error) {
+	n, err := v.Int()
 	if err != nil {
-		return 0, 0, err
+		return 0, fmt.Errorf("%q: %w", field, err)
 	}
-	d, err := seconds(field, n)
-	return d, end, err
+	return seconds(field, n)
 }
 
 // fieldCount reads a peer count, clamped to an int.
-func fieldCount(b []byte, pos int, field string) (int, int, error) {
-	n, end, err := fieldInt(b, pos, field)
-	return clampCount(n), end, err
+func fieldCount(v metainfo.Value, field string) (int, error) {
+	n, err := v.Int()
+	if err != nil {
+		return 0, fmt.Errorf("%q: %w", field, err)
+	}
+	return clampCount(n), nil
 }
 
 // clampCount turns a tracker's peer count into an int: negative counts

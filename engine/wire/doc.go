@@ -34,9 +34,10 @@
 // The payloads of ut_metadata (BEP 9) and ut_pex (BEP 11) ride inside
 // Extended messages: Message.ExtendedID says which extension (as numbered in
 // our own ExtHandshake.M), Message.Payload is its body. ParseMetadataMsg
-// and ParsePex decode them with the same bounded scanning as
-// ParseExtHandshake (and without generic decoding: they look the known keys
-// up in place); EncodeMetadataMsg and EncodePex write them. What to do with
+// and ParsePex decode them as ParseExtHandshake decodes the handshake:
+// btfs/metainfo's bounded scanner checks the bencode, then metainfo.Value
+// reads the known keys in place, with no generic decoding; EncodeMetadataMsg
+// and EncodePex write them. What to do with
 // them (which piece to ask whom, whom to believe) is engine/metadata's and
 // engine/pex's.
 //

@@ -33,11 +33,11 @@ const DefaultMaxMetadataSize = 16 << 20
 
 // MaxExtHandshakeLen caps the bencoded handshake. Real ones are a few
 // hundred bytes; 64 KiB leaves room for unknown keys while bounding the
-// generic decode, which costs several times the input in memory.
+// scan of a message that may be mostly keys we skip.
 const MaxExtHandshakeLen = 64 << 10
 
-// extHandshakeLimits bound the generic decode of a handshake. The known
-// keys need depth 2 ("m" inside the root); unknown keys may nest a little.
+// extHandshakeLimits bound a handshake. The known keys need depth 2 ("m"
+// inside the root); unknown keys may nest a little.
 var extHandshakeLimits = metainfo.Limits{MaxSize: MaxExtHandshakeLen, MaxDepth: 16}
 
 // Errors of the extension handshake.
@@ -146,8 +146,10 @@ func (h ExtHandshake) Encode() ([]byte, error) {
 }
 
 // ParseExtHandshake decodes an extension handshake's payload (the bytes
-// after the sub-ID). The decoding is bounded (MaxExtHandshakeLen, and
-// btfs/metainfo checks the bencode before anything is allocated from it).
+// after the sub-ID). The payload is capped at MaxExtHandshakeLen and
+// checked by btfs/metainfo's bounded scanner, then read in place with
+// metainfo.Value: nothing is decoded generically, and only the "m" map and
+// the strings kept are allocated.
 // Unknown keys and known keys of the wrong type are ignored, as BEP 10
 // asks; see ExtHandshake for which values are dropped. maxMetadataSize
 // caps metadata_size (0 means DefaultMaxMetadataSize): a larger value
@@ -161,48 +163,52 @@ func ParseExtHandshake(payload []byte, maxMetadataSize int64) (ExtHandshake, err
 	if len(payload) > MaxExtHandshakeLen {
 		return ExtHandshake{}, fmt.Errorf("%w: extension handshake of %d bytes, cap %d", ErrMessageTooLarge, len(payload), MaxExtHandshakeLen)
 	}
-	v, err := metainfo.Decode(payload, extHandshakeLimits)
+	if err := metainfo.CheckBencode(payload, extHandshakeLimits); err != nil {
+		return ExtHandshake{}, fmt.Errorf("%w: %w", ErrBadExtHandshake, err)
+	}
+	var f [9]metainfo.Value
+	err := metainfo.ValueOf(payload).Fields(f[:], "m", "v", "p", "yourip", "ipv4", "ipv6", "reqq", "upload_only", "metadata_size")
 	if err != nil {
 		return ExtHandshake{}, fmt.Errorf("%w: %w", ErrBadExtHandshake, err)
 	}
-	d, ok := v.(map[string]any)
-	if !ok {
-		return ExtHandshake{}, fmt.Errorf("%w: not a dictionary", ErrBadExtHandshake)
-	}
+	m, version, port, yourIP, ipv4, ipv6, reqq, uploadOnly, metadataSize := f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
 	var h ExtHandshake
-	if mv, ok := d["m"]; ok {
-		md, ok := mv.(map[string]any)
-		if !ok {
+	if m.Exists() {
+		if m.Kind() != metainfo.KindDict {
 			return ExtHandshake{}, fmt.Errorf("%w: m is not a dictionary", ErrBadExtHandshake)
 		}
-		h.M = make(map[string]int, len(md))
-		for name, idv := range md {
-			id, ok := idv.(int64)
-			if !ok {
-				continue
+		h.M = make(map[string]int)
+		err := m.Entries(func(name []byte, idv metainfo.Value) error {
+			id, err := idv.Int()
+			if err != nil {
+				return nil // not an integer: dropped as unknown
 			}
 			if id < 0 || id > math.MaxUint8 {
-				return ExtHandshake{}, fmt.Errorf("%w: m[%q] = %d, want 0..255", ErrBadExtHandshake, name, id)
+				return fmt.Errorf("%w: m[%q] = %d, want 0..255", ErrBadExtHandshake, name, id)
 			}
-			h.M[name] = int(id)
+			h.M[string(name)] = int(id)
+			return nil
+		})
+		if err != nil {
+			return ExtHandshake{}, err
 		}
 	}
-	if s, ok := d["v"].(string); ok {
-		h.V = s
+	// Known keys of the wrong type read as absent: their readers' errors
+	// are dropped.
+	h.V, _ = version.Str()
+	if n, err := port.Int(); err == nil && n > 0 && n <= math.MaxUint16 {
+		h.Port = int(n)
 	}
-	if p, ok := d["p"].(int64); ok && p > 0 && p <= math.MaxUint16 {
-		h.Port = int(p)
-	}
-	h.YourIP = parseAddr(d["yourip"], 4, 16)
-	h.IPv4 = parseAddr(d["ipv4"], 4)
-	h.IPv6 = parseAddr(d["ipv6"], 16)
-	if q, ok := d["reqq"].(int64); ok && q > 0 && q <= math.MaxInt32 {
+	h.YourIP = parseAddr(yourIP, 4, 16)
+	h.IPv4 = parseAddr(ipv4, 4)
+	h.IPv6 = parseAddr(ipv6, 16)
+	if q, err := reqq.Int(); err == nil && q > 0 && q <= math.MaxInt32 {
 		h.Reqq = int(q)
 	}
-	if u, ok := d["upload_only"].(int64); ok && u != 0 {
+	if u, err := uploadOnly.Int(); err == nil && u != 0 {
 		h.UploadOnly = true
 	}
-	if n, ok := d["metadata_size"].(int64); ok {
+	if n, err := metadataSize.Int(); err == nil {
 		switch {
 		case n < 0:
 			return ExtHandshake{}, fmt.Errorf("%w: metadata_size = %d", ErrBadExtHandshake, n)
@@ -216,20 +222,20 @@ func ParseExtHandshake(payload []byte, maxMetadataSize int64) (ExtHandshake, err
 
 // parseAddr reads a compact address: a byte string of one of the given
 // lengths (4: IPv4, 16: IPv6). Anything else is the invalid Addr.
-func parseAddr(v any, lens ...int) netip.Addr {
-	s, ok := v.(string)
-	if !ok {
+func parseAddr(v metainfo.Value, lens ...int) netip.Addr {
+	b, err := v.Bytes()
+	if err != nil {
 		return netip.Addr{}
 	}
 	for _, n := range lens {
-		if len(s) != n {
+		if len(b) != n {
 			continue
 		}
 		switch n {
 		case 4:
-			return netip.AddrFrom4([4]byte([]byte(s)))
+			return netip.AddrFrom4([4]byte(b))
 		case 16:
-			return netip.AddrFrom16([16]byte([]byte(s)))
+			return netip.AddrFrom16([16]byte(b))
 		}
 	}
 	return netip.Addr{}

@@ -3,7 +3,6 @@ package wire
 import (
 	"errors"
 	"fmt"
-	"strconv"
 
 	"btfs/metainfo"
 )
@@ -137,17 +136,18 @@ func ParseMetadataMsg(payload []byte, maxTotal int64) (MetadataMsg, error) {
 	if err != nil {
 		return MetadataMsg{}, fmt.Errorf("%w: %w", ErrBadMetadataMsg, err)
 	}
-	dict, rest := payload[:n], payload[n:]
-	if dict[0] != 'd' {
-		return MetadataMsg{}, fmt.Errorf("%w: not a dictionary", ErrBadMetadataMsg)
+	var f [3]metainfo.Value
+	if err := metainfo.ValueOf(payload[:n]).Fields(f[:], "msg_type", "piece", "total_size"); err != nil {
+		return MetadataMsg{}, fmt.Errorf("%w: %w", ErrBadMetadataMsg, err)
 	}
-	typ, ok, err := dictInt(dict, "msg_type")
-	if err != nil || !ok {
-		return MetadataMsg{}, fmt.Errorf("%w: msg_type: %v", ErrBadMetadataMsg, missing(err))
+	rest := payload[n:]
+	typ, err := intField(f[0], "msg_type")
+	if err != nil {
+		return MetadataMsg{}, err
 	}
-	piece, ok, err := dictInt(dict, "piece")
-	if err != nil || !ok {
-		return MetadataMsg{}, fmt.Errorf("%w: piece: %v", ErrBadMetadataMsg, missing(err))
+	piece, err := intField(f[1], "piece")
+	if err != nil {
+		return MetadataMsg{}, err
 	}
 	if piece < 0 {
 		return MetadataMsg{}, fmt.Errorf("%w: piece %d", ErrBadMetadataMsg, piece)
@@ -162,9 +162,9 @@ func ParseMetadataMsg(payload []byte, maxTotal int64) (MetadataMsg, error) {
 		}
 		return MetadataMsg{Type: int(typ), Piece: int(piece)}, nil
 	case MetadataData:
-		total, ok, err := dictInt(dict, "total_size")
-		if err != nil || !ok {
-			return MetadataMsg{}, fmt.Errorf("%w: total_size: %v", ErrBadMetadataMsg, missing(err))
+		total, err := intField(f[2], "total_size")
+		if err != nil {
+			return MetadataMsg{}, err
 		}
 		if total > maxTotal {
 			return MetadataMsg{}, fmt.Errorf("%w: total_size = %d, cap %d", ErrMetadataTooLarge, total, maxTotal)
@@ -195,50 +195,15 @@ func checkMetadataData(piece int, total int64, dataLen int) error {
 	return nil
 }
 
-// dictInt finds key in dict (a dictionary that CheckBencode has accepted)
-// and returns its integer value. ok is false when the key is absent; err is
-// set when it is present but not an integer.
-func dictInt(dict []byte, key string) (v int64, ok bool, err error) {
-	start, end, err := metainfo.DictValueSpan(dict, key)
+// intField reads the integer value of key, which must be present, from a
+// checked dictionary.
+func intField(v metainfo.Value, key string) (int64, error) {
+	if !v.Exists() {
+		return 0, fmt.Errorf("%w: %s: missing", ErrBadMetadataMsg, key)
+	}
+	n, err := v.Int()
 	if err != nil {
-		// On checked input the only failure is an absent key.
-		return 0, false, nil
+		return 0, fmt.Errorf("%w: %s: %w", ErrBadMetadataMsg, key, err)
 	}
-	val := dict[start:end]
-	if val[0] != 'i' {
-		return 0, false, fmt.Errorf("not an integer")
-	}
-	// CheckBencode has validated the digits and that they fit 64 bits.
-	v, err = strconv.ParseInt(string(val[1:len(val)-1]), 10, 64)
-	if err != nil {
-		return 0, false, err
-	}
-	return v, true, nil
-}
-
-// dictString is dictInt for byte strings: the contents of key's value,
-// aliasing dict.
-func dictString(dict []byte, key string) (s []byte, ok bool, err error) {
-	start, end, err := metainfo.DictValueSpan(dict, key)
-	if err != nil {
-		return nil, false, nil
-	}
-	val := dict[start:end]
-	for i, c := range val {
-		if c == ':' {
-			return val[i+1:], true, nil
-		}
-		if c < '0' || c > '9' {
-			break
-		}
-	}
-	return nil, false, fmt.Errorf("not a string")
-}
-
-// missing turns dictInt's "absent" (a nil error) into words for messages.
-func missing(err error) any {
-	if err == nil {
-		return "missing"
-	}
-	return err
+	return n, nil
 }

@@ -139,14 +139,18 @@ func ParsePex(payload []byte) (PexMsg, error) {
 	if err := metainfo.CheckBencode(payload, pexLimits); err != nil {
 		return PexMsg{}, fmt.Errorf("%w: %w", ErrBadPex, err)
 	}
-	if payload[0] != 'd' {
-		return PexMsg{}, fmt.Errorf("%w: not a dictionary", ErrBadPex)
+	var f [6]metainfo.Value
+	if err := metainfo.ValueOf(payload).Fields(f[:], "added", "added.f", "added6", "added6.f", "dropped", "dropped6"); err != nil {
+		return PexMsg{}, fmt.Errorf("%w: %w", ErrBadPex, err)
 	}
 	var lists [6][]byte
-	for i, key := range [...]string{"added", "added.f", "added6", "added6.f", "dropped", "dropped6"} {
-		s, _, err := dictString(payload, key)
+	for i, v := range f {
+		if !v.Exists() {
+			continue // an absent key is an empty list
+		}
+		s, err := v.Bytes()
 		if err != nil {
-			return PexMsg{}, fmt.Errorf("%w: %s: %w", ErrBadPex, key, err)
+			return PexMsg{}, fmt.Errorf("%w: %s: %w", ErrBadPex, v.Name(), err)
 		}
 		lists[i] = s
 	}
