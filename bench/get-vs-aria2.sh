@@ -17,77 +17,57 @@ size_mib=${1:-256}
 piece=${2:-256KiB}
 rounds=${3:-2}
 
-if [ "${BTFS_BENCH_INSIDE:-}" != 1 ]; then
-  [ "$(id -u)" = 0 ] || { echo "get-vs-aria2: run as root (unshare -n)" >&2; exit 1; }
-  for cmd in aria2c opentracker go unshare ip sha256sum curl; do
-    command -v "$cmd" >/dev/null || { echo "get-vs-aria2: $cmd missing (scripts/deps)" >&2; exit 1; }
-  done
-  cd "$(dirname "$0")/.."
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
+
+if [ "${BENCH_INSIDE:-}" != 1 ]; then
+  [ "$(id -u)" = 0 ] || bench_die "get-vs-aria2: run as root (unshare -n)"
+  bench_need aria2c opentracker go unshare ip setpriv sha256sum curl
+  cd "$here/.."
   work=$(mktemp -d /tmp/btfs-bench.XXXXXX)
+  chmod 755 "$work" # opentracker, as nobody, reads its whitelist below it
   trap 'rm -rf "$work"' EXIT
-  go build -o "$work/btfs" ./cmd/btfs   # outside the namespace: the module cache may need the network
-  BTFS_BENCH_INSIDE=1 BTFS_BENCH_WORK=$work unshare -n -- bash "$0" "$size_mib" "$piece" "$rounds"
-  exit
+  go build -o "$work/btfs" ./cmd/btfs # outside the namespace: the module cache may need the network
+  rc=0
+  BENCH_WORK=$work bench_enter_ns "$0" "$size_mib" "$piece" "$rounds" || rc=$?
+  exit "$rc"
 fi
 
-work=$BTFS_BENCH_WORK
-ip link set lo up
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
+work=$BENCH_WORK
+trap bench_cleanup EXIT
 
 # The data and its torrent.
-mkdir -p "$work/seed" "$work/tracker"
+mkdir -p "$work/seed"
 head -c "$((size_mib << 20))" /dev/urandom > "$work/seed/data.bin"
 "$work/btfs" create -piece-length "$piece" -t http://127.0.0.1:6969/announce -o "$work/data.torrent" "$work/seed/data.bin" >/dev/null
 ih=$("$work/btfs" info "$work/data.torrent" | awk '/^info-hash:/ {print $2}')
 want=$(sha256sum < "$work/seed/data.bin" | cut -d' ' -f1)
 
-# Tracker: opentracker refuses root; run it as nobody with a whitelist.
-echo "$ih" > "$work/tracker/wl.txt"
-chmod 755 "$work" "$work/tracker"; chmod 644 "$work/tracker/wl.txt"
-opentracker -i 127.0.0.1 -p 6969 -P 6969 -d "$work/tracker" -u nobody -w /wl.txt >"$work/tracker.log" 2>&1 &
-pids+=($!)
-# It loads the whitelist asynchronously, and aria2c waits minutes after a
-# refused announce: poll until the hash is accepted.
-ih_url=$(sed 's/../%&/g' <<<"$ih")
-for _ in $(seq 100); do
-  curl -s "http://127.0.0.1:6969/announce?info_hash=$ih_url&peer_id=-BENCH-000000000000&port=1&left=0&event=stopped" 2>/dev/null |
-    grep -q interval && break
-  sleep 0.1
-done
-
-aria_common=(--no-conf=true --enable-dht=false --enable-dht6=false --bt-enable-lpd=false
-  --enable-peer-exchange=false --disable-ipv6=true --console-log-level=warn
-  --summary-interval=0 --show-console-readout=false)
-
-# Seeder on 127.0.0.2.
-aria2c "${aria_common[@]}" --interface=127.0.0.2 --listen-port=51413 --seed-ratio=0.0 \
-  --bt-seed-unverified=true --check-integrity=false -d "$work/seed" "$work/data.torrent" >"$work/seeder.log" 2>&1 &
-pids+=($!)
-sleep 2 # its first announce
-
-mbps() { awk -v n="$1" -v t0="$2" -v t1="$3" 'BEGIN { printf "%.1f", n / (t1 - t0) / 1e6 }'; }
+tracker_start "$work/tracker" 6969 "$ih"
+aria2_seed_start 127.0.0.2 51413 6800 "$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
+  "$work/seeder.log" "$work/data.torrent:$work/seed"
+tracker_wait_seeders 6969 "$ih" 1
 
 run_btfs() {
   local dir=$work/btfs-dl t0 t1
   rm -rf "$dir"; mkdir -p "$dir"; sync
-  t0=$(date +%s.%N)
+  t0=$EPOCHREALTIME
   "$work/btfs" get -quiet -listen 127.0.0.1:0 "$work/data.torrent" "$dir" >"$work/btfs.out" 2>&1
-  t1=$(date +%s.%N)
+  t1=$EPOCHREALTIME
   [ "$(sha256sum < "$dir/data.bin" | cut -d' ' -f1)" = "$want" ] || { echo "btfs: copy differs" >&2; exit 1; }
-  echo "btfs get : $(mbps $((size_mib << 20)) "$t0" "$t1") MB/s  ($(tail -1 "$work/btfs.out"))"
+  echo "btfs get : $(mbps $((size_mib << 20)) "$(elapsed "$t0" "$t1")") MB/s  ($(tail -1 "$work/btfs.out"))"
 }
 
 run_aria2() {
   local dir=$work/aria-dl t0 t1
   rm -rf "$dir"; mkdir -p "$dir"; sync
-  t0=$(date +%s.%N)
-  aria2c "${aria_common[@]}" --interface=127.0.0.3 --listen-port=51414 --seed-time=0 \
+  t0=$EPOCHREALTIME
+  aria2c "${ARIA_COMMON[@]}" --interface=127.0.0.3 --listen-port=51414 --seed-time=0 \
     --file-allocation=none -d "$dir" "$work/data.torrent" >"$work/aria.out" 2>&1
-  t1=$(date +%s.%N)
+  t1=$EPOCHREALTIME
   [ "$(sha256sum < "$dir/data.bin" | cut -d' ' -f1)" = "$want" ] || { echo "aria2c: copy differs" >&2; exit 1; }
-  echo "aria2c   : $(mbps $((size_mib << 20)) "$t0" "$t1") MB/s"
+  echo "aria2c   : $(mbps $((size_mib << 20)) "$(elapsed "$t0" "$t1")") MB/s"
 }
 
 echo "torrent: $size_mib MiB in $piece pieces; seeder: aria2c on 127.0.0.2; $(nproc) CPUs"

@@ -18,7 +18,7 @@ import (
 const (
 	queueTime      = 2 * time.Second
 	minPipeline    = 4   // blocks, before a rate is known and for slow peers
-	startPipeline  = 32  // blocks for a new peer (slow start is short on a LAN)
+	startPipeline  = 32  // blocks for a new peer, before slow start grows it
 	maxPipeline    = 512 // blocks, whatever the rate
 	urgentExtra    = 16  // blocks beyond the target allowed for Now-priority pieces
 	urgentSlowPeer = time.Second
@@ -27,6 +27,10 @@ const (
 	// may send unasked before it is dropped: a block that crossed our
 	// cancel is normal, a stream of blocks nobody asked for is not.
 	unrequestedSlack = 16
+	// preemptKeep is how many of a peer's requests for pieces no reader
+	// waits on stay queued ahead of a reader's (see preempt): 1 MiB, a
+	// few milliseconds at a LAN peer's rate.
+	preemptKeep = 64
 )
 
 // errNotAsked marks a block its peer sent without our asking it for that
@@ -35,13 +39,22 @@ var errNotAsked = fmt.Errorf("%w: not asked of this peer", storagewrapper.ErrUnr
 
 // target is how many requests to keep outstanding at p. A snubbed peer
 // gets one at a time until it delivers again.
+//
+// The measured rate needs a few seconds to catch up with a new peer (the
+// meter ticks once a second and averages from zero), and a whole 256 MiB
+// read from a LAN seeder is over by then: meanwhile the pipeline grows by
+// slow start (p.slowStart, one more request per block delivered, so it
+// doubles every round trip, as TCP's), and the larger of the two counts.
 func (s *state) target(p *peer) int {
 	if p.snubbed {
 		return 1
 	}
-	n := startPipeline
-	if r := p.down.Rate(); r > 0 || time.Since(p.started) > 5*time.Second {
+	n := p.slowStart
+	if r := p.down.Rate(); r > 0 || time.Since(p.started) > rateWindow {
 		n = int(r * queueTime.Seconds() / wire.BlockSize)
+		if time.Since(p.started) < rateWindow {
+			n = max(n, p.slowStart)
+		}
 	}
 	n = max(n, minPipeline)
 	if p.reqq > 0 {
@@ -89,6 +102,7 @@ func (s *state) fill(p *peer) {
 	}
 	slow := s.queueTime(p) > urgentSlowPeer && s.fasterPeerExists(p)
 	has := p.pieces()
+	preempted := false
 	for budget := fillBudget; budget > 0; budget-- {
 		piece, ok := s.pk.Next(has)
 		if !ok {
@@ -103,13 +117,17 @@ func (s *state) fill(p *peer) {
 			limit += urgentExtra
 		}
 		if len(p.outstanding) >= limit {
-			break
-		}
-		if s.pk.EndgameCandidate(piece) {
-			if !s.requestDuplicates(p, piece, limit) {
+			if !urgent || preempted || !s.preempt(p) {
 				break
 			}
-			continue
+			preempted = true
+		}
+		if s.pk.EndgameCandidate(piece) {
+			// Nothing is pickable any more: fillEndgame below walks
+			// every endgame piece once. Asking Next again would only
+			// draw endgame pieces at random until the budget runs out,
+			// on every block that arrives.
+			break
 		}
 		b, st := s.t.sw.NewRequest(piece)
 		switch st {
@@ -117,6 +135,11 @@ func (s *state) fill(p *peer) {
 			s.pk.Started(piece)
 			s.request(p, b)
 		case storagewrapper.RequestExhausted, storagewrapper.RequestBusy:
+			s.pk.FullyRequested(piece)
+		case storagewrapper.RequestClaimedElsewhere:
+			// Another process sharing the cache downloads it: set aside
+			// (syncStore brings it back if its claim ends unpublished),
+			// and go on with the next piece.
 			s.pk.FullyRequested(piece)
 		case storagewrapper.RequestVerified:
 			s.pk.Verified(piece)
@@ -130,6 +153,36 @@ func (s *state) fill(p *peer) {
 	if s.pk.Endgame() {
 		s.fillEndgame(p, target)
 	}
+}
+
+// preempt makes room near the front of p's queue for a reader: a piece a
+// reader waits on (Now) is not requested yet, and p's pipeline is full of
+// requests for pieces nobody waits on. A peer serves requests in order, so
+// the reader's blocks would wait behind the whole pipeline, tens of
+// milliseconds at a fast peer's full depth, for every seek of a player or
+// random read. The newest of those requests (the last the peer would
+// serve) are cancelled until preemptKeep remain; their blocks go back to
+// the storagewrapper and are asked again after the reader's. It reports
+// whether it cancelled anything.
+func (s *state) preempt(p *peer) bool {
+	type sent struct {
+		b  storagewrapper.Block
+		at time.Time
+	}
+	var lazy []sent
+	for b, at := range p.outstanding {
+		if s.pk.Priority(b.Piece) != picker.Now {
+			lazy = append(lazy, sent{b, at})
+		}
+	}
+	if len(lazy) <= preemptKeep {
+		return false
+	}
+	slices.SortFunc(lazy, func(x, y sent) int { return y.at.Compare(x.at) }) // newest first
+	for _, r := range lazy[:len(lazy)-preemptKeep] {
+		s.releaseRequest(p, r.b, true)
+	}
+	return true
 }
 
 // fasterPeerExists reports whether an unchoked peer with a shorter queue
@@ -269,6 +322,7 @@ func (s *state) onBlock(p *peer, b storagewrapper.Block, res storagewrapper.Resu
 	switch {
 	case err == nil:
 		p.lastBlock, p.snubbed = time.Now(), false
+		p.slowStart = min(p.slowStart+1, maxPipeline)
 		if s.reqCount[b] > 0 {
 			s.cancelDuplicates(b) // the first copy wins
 		}

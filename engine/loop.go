@@ -163,6 +163,7 @@ func (t *Torrent) run() {
 		case ev := <-t.events:
 			s.handle(ev)
 		case <-t.sw.Kick():
+			s.syncStore() // cache.go: pieces adopted, evicted or claimed elsewhere
 			s.readWants()
 			s.fillAll()
 		case now := <-urgent.C:

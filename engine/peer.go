@@ -47,6 +47,7 @@ type peer struct {
 	allowedFast    map[int]bool                       // pieces it lets us request while choked
 	reqq           int                                // its request queue size (ext handshake), 0 unknown
 	lastBlock      time.Time                          // last block it sent us
+	slowStart      int                                // slow-start pipeline target: one more per block delivered; counts until the rate meter settles
 	snubbed        bool                               // it had requests and sent nothing for snubTimeout
 	unrequested    int                                // blocks it sent that we had not asked of it
 	released       int                                // requests we withdrew (cancel, choke, reject, snub): late blocks it may still send
@@ -180,6 +181,7 @@ func newPeer(t *Torrent, conn net.Conn, addr netip.AddrPort, hs wire.Handshake) 
 		amChoking:   true,
 		peerChoking: true,
 		outstanding: make(map[storagewrapper.Block]time.Time),
+		slowStart:   startPipeline,
 		allowedFast: make(map[int]bool),
 	}
 }

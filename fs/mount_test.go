@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -68,8 +69,9 @@ func TestMountOptions(t *testing.T) {
 		}
 		p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
 		got, err := os.ReadFile(p)
-		if err != nil || strings.TrimSpace(string(got)) != "1024" {
-			t.Errorf("%s = %q, %v; want 1024", p, got, err)
+		want := strconv.Itoa(kernelReadahead >> 10)
+		if err != nil || strings.TrimSpace(string(got)) != want {
+			t.Errorf("%s = %q, %v; want %s", p, got, err, want)
 		}
 	})
 }

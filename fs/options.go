@@ -43,4 +43,10 @@ const (
 	// blockSize is st_blksize, the preferred I/O size tools size their
 	// buffers by (cat, cp): one FUSE read.
 	blockSize = maxRead
+	// kernelReadahead is the kernel's readahead window for the mount
+	// (raiseKernelReadahead): four maximal FUSE reads in flight. A read
+	// the kernel makes ahead of the reader waits, like any other, for its
+	// pieces with Now priority, so this is also the least of a
+	// streaming reader's urgent window.
+	kernelReadahead = 4 * maxRead
 )

@@ -38,25 +38,70 @@ const (
 // Partial files do not survive a restart: NewDirStore removes them, because
 // the block bookkeeping that said which of their bytes are real lived in the
 // RAM of the process that wrote them.
+//
+// Several processes may share one directory (the shared cache, package
+// cache, is built on a DirStore): each then gives its DirStore a
+// DirStoreOptions.PartialTag of its own, so that their partial files never
+// collide and two publishes of the same piece are two renames of two
+// complete, verified files, the last one winning.
 type DirStore struct {
 	// info gives piece lengths.
 	info *metainfo.Info
 	// pieces and partial are the two directories of the layout.
 	pieces, partial string
+	// tag is DirStoreOptions.PartialTag, "" for a private directory.
+	tag string
+	// aroundRename is DirStoreOptions.AroundRename, possibly nil.
+	aroundRename func(piece int) (after func())
 	// pool bounds the open files.
 	pool *filePool
 	// closed is set by Close.
 	closed atomic.Bool
 }
 
-// NewDirStore opens (creating as needed) a DirStore in dir for info and
-// removes leftover partial files.
+// DirStoreOptions tunes a DirStore shared by several processes. The zero
+// value is a private store.
+type DirStoreOptions struct {
+	// PartialTag, when set, names this store's partial files
+	// (partial/000123.TAG.part) and keeps NewDirStore from removing any
+	// partial file but the untagged ones: the others may belong to live
+	// processes, and their owner (package cache) cleans them. It must be a
+	// single path element without dots.
+	PartialTag string
+	// AroundRename, when set, is called by Publish once the partial file is
+	// complete and durable, right before the rename that publishes it; the
+	// function it returns is called right after the rename. A shared cache
+	// uses it to make room under its size cap and hold its lock across the
+	// rename, without holding it across the fsync.
+	AroundRename func(piece int) (after func())
+	// MaxOpenFiles bounds the open files; 0 means DefaultMaxOpenFiles.
+	MaxOpenFiles int
+}
+
+// NewDirStore opens (creating as needed) a private DirStore in dir for info
+// and removes leftover partial files.
 func NewDirStore(dir string, info *metainfo.Info) (*DirStore, error) {
+	return NewDirStoreWith(dir, info, DirStoreOptions{})
+}
+
+// NewDirStoreWith opens (creating as needed) a DirStore in dir for info as
+// opts say. Untagged leftover partial files (a private store's, whose
+// writer is gone) are removed.
+func NewDirStoreWith(dir string, info *metainfo.Info, opts DirStoreOptions) (*DirStore, error) {
+	if opts.PartialTag != "" && (strings.ContainsAny(opts.PartialTag, "./") || !filepath.IsLocal(opts.PartialTag)) {
+		return nil, fmt.Errorf("dirstore: partial tag %q: want one path element without dots", opts.PartialTag)
+	}
+	maxOpen := opts.MaxOpenFiles
+	if maxOpen <= 0 {
+		maxOpen = DefaultMaxOpenFiles
+	}
 	s := &DirStore{
-		info:    info,
-		pieces:  filepath.Join(dir, piecesDir),
-		partial: filepath.Join(dir, partialDir),
-		pool:    newFilePool(DefaultMaxOpenFiles),
+		info:         info,
+		pieces:       filepath.Join(dir, piecesDir),
+		partial:      filepath.Join(dir, partialDir),
+		tag:          opts.PartialTag,
+		aroundRename: opts.AroundRename,
+		pool:         newFilePool(maxOpen),
 	}
 	for _, d := range []string{s.pieces, s.partial} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -68,7 +113,7 @@ func NewDirStore(dir string, info *metainfo.Info) (*DirStore, error) {
 		return nil, fmt.Errorf("dirstore: %w", err)
 	}
 	for _, e := range leftovers {
-		if e.Type().IsRegular() && strings.HasSuffix(e.Name(), partialExt) {
+		if _, tag, ok := ParsePartialName(e.Name()); ok && tag == "" && e.Type().IsRegular() {
 			if err := os.Remove(filepath.Join(s.partial, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return nil, fmt.Errorf("dirstore: remove leftover partial file: %w", err)
 			}
@@ -76,6 +121,51 @@ func NewDirStore(dir string, info *metainfo.Info) (*DirStore, error) {
 	}
 	return s, nil
 }
+
+// PiecesDir is the directory of the published pieces.
+func (s *DirStore) PiecesDir() string { return s.pieces }
+
+// PartialDir is the directory of the partial files.
+func (s *DirStore) PartialDir() string { return s.partial }
+
+// PiecePath is where piece i lives once published.
+func (s *DirStore) PiecePath(i int) string { return s.finalPath(i) }
+
+// PieceName is the file name of piece i in PiecesDir.
+func PieceName(i int) string { return fmt.Sprintf("%06d", i) }
+
+// ParsePieceName returns the piece index of a file name in PiecesDir; false
+// for a name that is not a piece's.
+func ParsePieceName(name string) (int, bool) {
+	if len(name) < 6 {
+		return 0, false
+	}
+	i := 0
+	for _, c := range []byte(name) {
+		if c < '0' || c > '9' || i > 1<<30 {
+			return 0, false
+		}
+		i = i*10 + int(c-'0')
+	}
+	return i, true
+}
+
+// ParsePartialName returns the piece index and the tag ("" for none) of a
+// file name in PartialDir; false for a name that is not a partial file's.
+func ParsePartialName(name string) (piece int, tag string, ok bool) {
+	base, found := strings.CutSuffix(name, partialExt)
+	if !found {
+		return 0, "", false
+	}
+	num, tag, _ := strings.Cut(base, ".")
+	piece, ok = ParsePieceName(num)
+	return piece, tag, ok && !strings.Contains(tag, ".")
+}
+
+// Forget drops the open handles of piece i's published file: another
+// process removed or replaced it, and a handle kept open would go on
+// reading (and holding the disk space of) the file that is gone.
+func (s *DirStore) Forget(i int) { s.pool.forget(s.finalPath(i)) }
 
 // Piece returns piece i.
 func (s *DirStore) Piece(i int) Piece {
@@ -94,12 +184,15 @@ func (s *DirStore) Close() error {
 
 // finalPath is where piece i lives once published.
 func (s *DirStore) finalPath(i int) string {
-	return filepath.Join(s.pieces, fmt.Sprintf("%06d", i))
+	return filepath.Join(s.pieces, PieceName(i))
 }
 
 // partialPath is where piece i's partial data lives.
 func (s *DirStore) partialPath(i int) string {
-	return filepath.Join(s.partial, fmt.Sprintf("%06d%s", i, partialExt))
+	if s.tag != "" {
+		return filepath.Join(s.partial, PieceName(i)+"."+s.tag+partialExt)
+	}
+	return filepath.Join(s.partial, PieceName(i)+partialExt)
 }
 
 // dirPiece is a handle on one piece of a DirStore.
@@ -215,7 +308,14 @@ func (p dirPiece) Publish() error {
 	// inode the rename replaced.
 	p.s.pool.forget(partial)
 	p.s.pool.forget(final)
+	var after func()
+	if p.s.aroundRename != nil {
+		after = p.s.aroundRename(p.i)
+	}
 	err = os.Rename(partial, final)
+	if after != nil {
+		after()
+	}
 	p.s.pool.forget(partial)
 	p.s.pool.forget(final)
 	if err != nil {

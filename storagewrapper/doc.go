@@ -18,13 +18,29 @@
 //
 // Wrapper.mu is the one mutex. It guards the verified set and counts, the
 // pieces in flight (their block states), the pieces being adopted, the
-// per-piece waiter channels, the wants and the closed flag. It is never held
-// across Store I/O, hashing, a channel send that can block, or a call into
-// the caller's code (the resume progress callback): every method takes it,
-// copies or changes bookkeeping, and releases it before touching the Store.
-// Store implementations have their own locks and never call back into the
-// Wrapper, so the lock order is simply Wrapper.mu → (nothing): no other
-// lock is ever taken while it is held.
+// per-piece waiter channels, the wants, the claims held and refused, the
+// changes for the engine and the closed flag. It is never held across Store
+// I/O, hashing, a channel send that can block, or a call into the caller's
+// code (the resume progress callback): every method takes it, copies or
+// changes bookkeeping, and releases it before touching the Store (Claim,
+// Release and Pin of a shared Store included). Store implementations have
+// their own locks and never call back into the Wrapper from a Store method,
+// so the lock order is simply Wrapper.mu → (nothing): no other lock is ever
+// taken while it is held.
+//
+// # A Store shared between processes
+//
+// A Store may be shared with other processes (package cache): it then
+// implements Claimer, and NewRequest claims a piece before it starts it
+// (RequestClaimedElsewhere when another process has); and Pinner, and
+// ReadAt and Adopt pin the pieces they use so that the Store does not evict
+// them. Pieces change state outside the engine's own downloads — adopted
+// (another process published them), unverified (their file left the
+// Store), set aside for a claim elsewhere or released by its end — and the
+// engine drains those changes with TakeChanges when Kick fires. A reader's
+// miss first looks in the Store (another process may just have published
+// the piece), and a read that finds a verified piece gone fetches it again
+// instead of failing.
 //
 // Exactly one goroutine hashes a completed piece: the one whose block moved
 // the piece's received count to its block count (the count changes under

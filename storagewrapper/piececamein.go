@@ -81,8 +81,9 @@ func (w *Wrapper) PieceCameIn(piece int, begin int64, data []byte, from string) 
 	d.writing--
 	if err != nil {
 		d.free(idx)
-		w.retireIfIdleLocked(piece, d)
+		release := w.retireIfIdleLocked(piece, d)
 		w.mu.Unlock()
+		release()
 		return res, fmt.Errorf("storagewrapper: piece %d block at %d from %s: %w: %w", piece, begin, from, ErrStore, err)
 	}
 	d.state[idx] = blockReceived
@@ -156,8 +157,9 @@ func (w *Wrapper) finishPiece(res Result) (Result, error) {
 		if err = w.store.Piece(p).Publish(); err == nil {
 			w.mu.Lock()
 			w.markVerifiedLocked(p)
-			delete(w.downloads, p)
+			release := w.leaveFlightLocked(p)
 			w.mu.Unlock()
+			release()
 			res.Verified = true
 			return res, nil
 		}
@@ -166,8 +168,9 @@ func (w *Wrapper) finishPiece(res Result) (Result, error) {
 		// Closing: the partial data is not known bad; leave it to the
 		// store (the dir store drops partial files when it opens).
 		w.mu.Lock()
-		delete(w.downloads, p)
+		release := w.leaveFlightLocked(p)
 		w.mu.Unlock()
+		release()
 		return res, fmt.Errorf("storagewrapper: piece %d: %w", p, err)
 	}
 	// A mismatch, or a store that could not read or publish the piece:
@@ -176,8 +179,9 @@ func (w *Wrapper) finishPiece(res Result) (Result, error) {
 		w.log.Error("storagewrapper: discard failed", "piece", p, "err", derr)
 	}
 	w.mu.Lock()
-	delete(w.downloads, p)
+	release := w.leaveFlightLocked(p)
 	w.mu.Unlock()
+	release()
 	if err != nil {
 		return res, fmt.Errorf("storagewrapper: piece %d: %w: %w", p, ErrStore, err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 
 	"btfs/picker"
 )
@@ -37,21 +38,42 @@ func (w *Wrapper) ReadAt(ctx context.Context, p []byte, off int64) (int, error) 
 	}
 	plen := w.info.PieceLength
 	next, last := int(off/plen), int((end-1)/plen)
-	if err := w.waitVerified(ctx, off, end, next, last); err != nil {
-		return 0, err
+	if w.pinner != nil {
+		// Pinned from the wait to the copy: a shared cache evicts none of
+		// these pieces meanwhile.
+		unpin := w.pinner.Pin(next, last)
+		defer unpin()
 	}
-	defer w.ops.Done()
-	n, err := w.readVerified(p[:end-off], off)
-	if err != nil {
-		return n, err
+	for {
+		if err := w.waitVerified(ctx, off, end, next, last); err != nil {
+			return 0, err
+		}
+		n, gone, err := w.readVerified(p[:end-off], off)
+		w.ops.Done()
+		if gone < 0 {
+			if err != nil {
+				return n, err
+			}
+			return n, atEOF
+		}
+		// The piece's published data is gone (a shared cache evicted it
+		// before this read pinned it, or it was removed or truncated
+		// behind our back): not an error for the reader, a piece to fetch
+		// again.
+		w.log.Info("storagewrapper: a verified piece is gone from the store; fetching it again", "piece", gone, "err", err)
+		w.Unverify(gone)
 	}
-	return n, atEOF
 }
 
 // waitVerified returns once pieces [next, last] are all verified, with a
 // Store operation begun (the caller ends it), or with the reason it gave up.
+//
+// On a miss it first asks the Store whether the piece is there after all
+// (another process sharing it may have published it a moment ago) and
+// adopts it if so, before it registers a want and waits.
 func (w *Wrapper) waitVerified(ctx context.Context, off, end int64, next, last int) error {
 	var release func()
+	tried := -1 // the last piece a miss tried to adopt
 	defer func() {
 		if release != nil {
 			release()
@@ -75,7 +97,15 @@ func (w *Wrapper) waitVerified(ctx context.Context, off, end int64, next, last i
 			w.waiters[missing] = ch
 		}
 		w.mu.Unlock()
-		next = missing // pieces before it are verified for good
+		next = missing // pieces before it are verified (until Unverify, which the read notices)
+		if tried != missing {
+			tried = missing
+			if ok, err := w.adopt(ctx, missing, true); ok {
+				continue
+			} else if err != nil && ctx.Err() == nil && !errors.Is(err, ErrClosed) {
+				w.log.Warn("storagewrapper: read miss: stored piece unreadable", "piece", missing, "err", err)
+			}
+		}
 		if release == nil {
 			release = w.Want(picker.Want{
 				Start:    max(off, w.info.PieceOffset(missing)),
@@ -95,7 +125,9 @@ func (w *Wrapper) waitVerified(ctx context.Context, off, end int64, next, last i
 }
 
 // readVerified copies verified bytes from the Store into p, piece by piece.
-func (w *Wrapper) readVerified(p []byte, off int64) (int, error) {
+// gone is the piece whose published data turned out to be missing or short
+// (it is no longer there to be read; -1 when none), with err saying how.
+func (w *Wrapper) readVerified(p []byte, off int64) (n, gone int, err error) {
 	plen := w.info.PieceLength
 	done := 0
 	for done < len(p) {
@@ -108,10 +140,14 @@ func (w *Wrapper) readVerified(p []byte, off int64) (int, error) {
 		if n == want {
 			continue
 		}
+		gone = -1
 		if err == nil || errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF // a verified piece shorter than it is
 		}
-		return done, fmt.Errorf("storagewrapper: read piece %d at %d: %w: %w", piece, inPiece, ErrStore, err)
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, fs.ErrNotExist) {
+			gone = piece
+		}
+		return done, gone, fmt.Errorf("storagewrapper: read piece %d at %d: %w: %w", piece, inPiece, ErrStore, err)
 	}
-	return done, nil
+	return done, -1, nil
 }

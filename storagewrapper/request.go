@@ -76,6 +76,12 @@ const (
 	RequestOutOfRange
 	// RequestClosed: the wrapper is closed.
 	RequestClosed
+	// RequestClaimedElsewhere: the piece is not in flight here and another
+	// process sharing the Store claimed it (Claimer). Like
+	// RequestExhausted, for now: the piece comes back through TakeChanges,
+	// as Verified once adopted or as Unverified if the claim ends without
+	// a publish.
+	RequestClaimedElsewhere
 )
 
 // OK reports whether a block was handed out.
@@ -97,6 +103,8 @@ func (s RequestStatus) String() string {
 		return "out of range"
 	case RequestClosed:
 		return "closed"
+	case RequestClaimedElsewhere:
+		return "claimed by another process"
 	}
 	return "request status(?)"
 }
@@ -105,42 +113,123 @@ func (s RequestStatus) String() string {
 // received nor handed out, starting the piece (putting it in flight) if
 // needed. Lowest offset first, as in the seed: requests stay mostly
 // sequential, which plays nice with the sender's read-ahead.
+//
+// With a Store shared between processes (a Claimer), starting a piece
+// first claims it; a piece another process claimed is not started
+// (RequestClaimedElsewhere) and is reported by TakeChanges, so that the
+// engine sets it aside until it is published or its claim ends. The
+// wrapper does not ask the Store again for a piece it set aside: the Store
+// reports the end of the claim (ClaimEnded) or the piece is adopted.
 func (w *Wrapper) NewRequest(piece int) (Block, RequestStatus) {
 	if piece < 0 || piece >= w.info.NumPieces() {
 		return Block{}, RequestOutOfRange
 	}
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	mayClaim := w.claimer != nil
+	for {
+		b, st, needClaim := w.newRequestLocked(piece, mayClaim)
+		if !needClaim {
+			w.mu.Unlock()
+			return b, st
+		}
+		// The claim is file I/O in a shared cache: it is taken without
+		// the lock, and the piece looked at again afterwards.
+		w.ops.Add(1) // newRequestLocked saw the wrapper open
+		ends := w.claimEnds
+		w.mu.Unlock()
+		ok, err := w.claimer.Claim(piece)
+		w.mu.Lock()
+		mayClaim = false
+		switch {
+		case err != nil:
+			w.log.Warn("storagewrapper: cannot claim piece; downloading it unclaimed", "piece", piece, "err", err)
+			w.ops.Done()
+		case !ok:
+			w.ops.Done()
+			if w.closed || w.verified.Has(piece) {
+				continue
+			}
+			_, known := w.refused[piece]
+			if w.claimEnds == ends {
+				w.refused[piece] = struct{}{}
+			} else {
+				// A claim ended while we asked (perhaps this one, after
+				// the Store refused): not set aside, lest it stay so;
+				// reported as requestable, and asked again.
+				known = false
+			}
+			w.changed[piece] = struct{}{}
+			w.mu.Unlock()
+			if !known {
+				w.signal()
+			}
+			return Block{}, RequestClaimedElsewhere
+		default:
+			_, adopting := w.adopting[piece]
+			_, held := w.claims[piece]
+			if w.closed || held || adopting || w.verified.Has(piece) || w.downloads[piece] != nil ||
+				len(w.downloads) >= w.maxInFlight {
+				// The piece moved on while we claimed it: this claim
+				// is not needed (or is one too many).
+				w.mu.Unlock()
+				w.claimer.Release(piece)
+				w.ops.Done()
+				w.mu.Lock()
+				continue
+			}
+			w.ops.Done()
+			w.claims[piece] = struct{}{}
+			w.downloads[piece] = newDownload(w.info.PieceLen(piece))
+			if _, ok := w.refused[piece]; ok {
+				delete(w.refused, piece)
+				w.changed[piece] = struct{}{}
+			}
+		}
+	}
+}
+
+// newRequestLocked is NewRequest under the lock. needClaim asks the caller
+// to claim the piece first (only when mayClaim): it is not in flight and
+// could be started.
+func (w *Wrapper) newRequestLocked(piece int, mayClaim bool) (b Block, st RequestStatus, needClaim bool) {
 	switch {
 	case w.closed:
-		return Block{}, RequestClosed
+		return Block{}, RequestClosed, false
 	case w.verified.Has(piece):
-		return Block{}, RequestVerified
+		return Block{}, RequestVerified, false
 	}
 	if _, ok := w.adopting[piece]; ok {
-		return Block{}, RequestBusy
+		return Block{}, RequestBusy, false
 	}
 	d := w.downloads[piece]
 	if d == nil {
 		if len(w.downloads) >= w.maxInFlight {
-			return Block{}, RequestAtCap
+			return Block{}, RequestAtCap, false
+		}
+		if mayClaim {
+			if _, ok := w.refused[piece]; ok {
+				// Set aside until the Store says the claim ended (or the
+				// piece is adopted): no need to ask again.
+				return Block{}, RequestClaimedElsewhere, false
+			}
+			return Block{}, 0, true
 		}
 		d = newDownload(w.info.PieceLen(piece))
 		w.downloads[piece] = d
 	}
 	if d.hashing {
-		return Block{}, RequestBusy
+		return Block{}, RequestBusy, false
 	}
 	for idx := d.firstFree; idx < len(d.state); idx++ {
 		if d.state[idx] == blockFree {
 			d.state[idx] = blockOut
 			d.out++
 			d.firstFree = idx + 1
-			return blockOf(piece, d.plen, idx), RequestGranted
+			return blockOf(piece, d.plen, idx), RequestGranted, false
 		}
 	}
 	d.firstFree = len(d.state)
-	return Block{}, RequestExhausted
+	return Block{}, RequestExhausted, false
 }
 
 // RequestLost puts a handed-out block back, to be handed out again: its
@@ -154,21 +243,43 @@ func (w *Wrapper) RequestLost(b Block) bool {
 		return false
 	}
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	d := w.downloads[b.Piece]
 	if d == nil || d.hashing || d.state[idx] != blockOut {
+		w.mu.Unlock()
 		return false
 	}
 	d.free(idx)
 	d.out--
-	w.retireIfIdleLocked(b.Piece, d)
+	release := w.retireIfIdleLocked(b.Piece, d)
+	w.mu.Unlock()
+	release()
 	return true
 }
 
-// retireIfIdleLocked takes an idle piece out of flight.
-func (w *Wrapper) retireIfIdleLocked(piece int, d *download) {
+// retireIfIdleLocked takes an idle piece out of flight; call the returned
+// function without the lock (it releases the piece's claim, if any).
+func (w *Wrapper) retireIfIdleLocked(piece int, d *download) (release func()) {
 	if d.idle() {
-		delete(w.downloads, piece)
+		return w.leaveFlightLocked(piece)
+	}
+	return func() {}
+}
+
+// leaveFlightLocked takes piece out of flight. If this process claimed it,
+// the claim is dropped and the returned function, to be called without the
+// lock, releases it (the Store stays open until it has); otherwise it does
+// nothing.
+func (w *Wrapper) leaveFlightLocked(piece int) (release func()) {
+	delete(w.downloads, piece)
+	if _, ok := w.claims[piece]; !ok {
+		return func() {}
+	}
+	// Close empties claims when it closes, so the wrapper is open here.
+	delete(w.claims, piece)
+	w.ops.Add(1)
+	return func() {
+		w.claimer.Release(piece)
+		w.ops.Done()
 	}
 }
 

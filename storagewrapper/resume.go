@@ -17,41 +17,59 @@ import (
 // are downloading it) or being adopted by another call is left alone and
 // reported false: its partial data must not be hashed or discarded under
 // the download; the caller may try again once the download is over.
+//
+// A piece adopted is reported by TakeChanges (Verified), so that the engine
+// announces it: Adopt is how pieces published by other processes sharing
+// the Store become ours.
 func (w *Wrapper) Adopt(ctx context.Context, piece int) (bool, error) {
+	return w.adopt(ctx, piece, false)
+}
+
+// adopt is Adopt; with onlyComplete, a piece the Store does not report
+// Complete is not read either (a reader's miss checks whether another
+// process published the piece, and must not hash partial data for it).
+func (w *Wrapper) adopt(ctx context.Context, piece int, onlyComplete bool) (bool, error) {
 	if piece < 0 || piece >= w.info.NumPieces() {
 		return false, fmt.Errorf("storagewrapper: adopt piece %d of %d: %w", piece, w.info.NumPieces(), ErrOutOfRange)
 	}
-	w.mu.Lock()
-	if w.verified.Has(piece) {
-		w.mu.Unlock()
-		return true, nil
+	// First without marking the piece busy: most calls (a reader's miss)
+	// find nothing in the store, and the engine must not be told "busy"
+	// for a piece nobody is working on.
+	if done, ok, err := w.adoptableLocked(piece, false); done {
+		return ok, err
 	}
-	_, adopting := w.adopting[piece]
-	if w.downloads[piece] != nil || adopting {
-		w.mu.Unlock()
-		return false, nil
+	defer w.ops.Done()
+	if w.pinner != nil {
+		// Not evicted while it is hashed: the hash would fail, and the
+		// file be discarded, for no fault of its data.
+		unpin := w.pinner.Pin(piece, piece)
+		defer unpin()
 	}
-	if err := w.beginOpLocked(); err != nil {
-		w.mu.Unlock()
-		return false, fmt.Errorf("storagewrapper: adopt piece %d: %w", piece, err)
-	}
-	w.adopting[piece] = struct{}{}
-	w.mu.Unlock()
-	defer func() {
-		w.mu.Lock()
-		delete(w.adopting, piece)
-		w.mu.Unlock()
-		w.ops.Done()
-	}()
-
 	sp := w.store.Piece(piece)
 	c, err := sp.Completion()
 	if err != nil {
 		return false, fmt.Errorf("storagewrapper: adopt piece %d: %w: %w", piece, ErrStore, err)
 	}
-	if c == Missing {
+	if c == Missing || (onlyComplete && c != Complete) {
 		return false, nil
 	}
+	if done, ok, err := w.adoptableLocked(piece, true); done {
+		return ok, err
+	}
+	verified := false
+	defer func() {
+		w.mu.Lock()
+		delete(w.adopting, piece)
+		if !verified && !w.closed {
+			// NewRequest answered "busy" meanwhile, and the engine set
+			// the piece aside: it must hear that it is to be fetched.
+			w.changed[piece] = struct{}{}
+		}
+		w.mu.Unlock()
+		if !verified {
+			w.signal()
+		}
+	}()
 	ok, err := w.hashPiece(ctx, piece)
 	if err != nil {
 		if ctx.Err() == nil && !errors.Is(err, ErrClosed) {
@@ -66,10 +84,38 @@ func (w *Wrapper) Adopt(ctx context.Context, piece int) (bool, error) {
 		}
 		return false, nil
 	}
+	verified = true
 	w.mu.Lock()
 	w.markVerifiedLocked(piece)
+	w.changed[piece] = struct{}{}
 	w.mu.Unlock()
+	w.signal()
 	return true, nil
+}
+
+// adoptableLocked takes the lock and says whether adopt is done with piece
+// (done: verified already, in flight here, being adopted, or the wrapper
+// closed), with adopt's results. Otherwise, the first time (!claim) it
+// begins a Store operation that adopt ends; the second time (claim) it
+// marks the piece as being adopted.
+func (w *Wrapper) adoptableLocked(piece int, claim bool) (done, ok bool, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.verified.Has(piece) {
+		return true, true, nil
+	}
+	_, adopting := w.adopting[piece]
+	if w.downloads[piece] != nil || adopting {
+		return true, false, nil
+	}
+	if claim {
+		w.adopting[piece] = struct{}{}
+		return false, false, nil
+	}
+	if err := w.beginOpLocked(); err != nil {
+		return true, false, fmt.Errorf("storagewrapper: adopt piece %d: %w", piece, err)
+	}
+	return false, false, nil
 }
 
 // Resume counts what the Store already holds: every piece it reports

@@ -106,3 +106,32 @@ func pieceSpan(info *metainfo.Info, i int, off int64, n int) (int64, error) {
 	}
 	return plen, nil
 }
+
+// Claimer is implemented by a Store that several processes share (package
+// cache): before NewRequest starts a piece, the process claims it, so that
+// processes sharing the store download disjoint pieces. The Wrapper holds
+// at most one claim per piece and releases each exactly once, when the
+// piece leaves flight (published, failed, abandoned) or at Close. Claim and
+// Release are called without any lock of the Wrapper held.
+type Claimer interface {
+	// Claim takes piece i for this process. It reports false when another
+	// process holds a live claim on it or has published it already (the
+	// Store then sees to it that the Wrapper adopts or is told otherwise,
+	// see Wrapper.ClaimEnded); an error means claims do not work (the
+	// piece is then downloaded unclaimed).
+	Claim(i int) (bool, error)
+	// Release gives up the claim on piece i taken by a Claim that
+	// returned true.
+	Release(i int)
+}
+
+// Pinner is implemented by a Store whose pieces can disappear under the
+// Wrapper (a shared cache with a size cap evicts them). ReadAt and Adopt pin
+// the pieces they are about to wait for, read or hash; a pinned piece is
+// never evicted, and one that is missing is urgent for whoever downloads
+// it. Pin is called without any lock of the Wrapper held.
+type Pinner interface {
+	// Pin marks pieces first..last (inclusive) in use until unpin is
+	// called; unpin may be called more than once.
+	Pin(first, last int) (unpin func())
+}

@@ -73,8 +73,10 @@ func (w *Wrapper) Wants() []picker.Want {
 }
 
 // Kick returns a channel with capacity 1 that receives a value whenever the
-// wants changed since it was last drained: the engine's loop selects on it
-// and re-reads Wants. Several changes may fold into one signal.
+// wants changed since it was last drained, or pieces changed state outside
+// the engine's own downloads (TakeChanges): the engine's loop selects on it,
+// drains TakeChanges and re-reads Wants. Several changes may fold into one
+// signal.
 func (w *Wrapper) Kick() <-chan struct{} { return w.kick }
 
 // signal kicks without blocking.

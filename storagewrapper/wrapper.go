@@ -49,6 +49,12 @@ type Wrapper struct {
 	info *metainfo.Info
 	// store holds the bytes; the Wrapper owns it and closes it.
 	store Store
+	// claimer is store as a Claimer (a store shared between processes),
+	// or nil.
+	claimer Claimer
+	// pinner is store as a Pinner (a store whose pieces can be evicted),
+	// or nil.
+	pinner Pinner
 	// log is never nil.
 	log *slog.Logger
 	// maxInFlight is Config.MaxInFlight with its default applied.
@@ -59,7 +65,8 @@ type Wrapper struct {
 	progress func(done, total int)
 	// now is the clock for want deadlines.
 	now func() time.Time
-	// kick is signalled (non-blocking, capacity 1) whenever wants change.
+	// kick is signalled (non-blocking, capacity 1) whenever wants change
+	// and whenever changed gains a piece.
 	kick chan struct{}
 	// closedCh is closed by Close, waking waiting readers.
 	closedCh chan struct{}
@@ -74,7 +81,9 @@ type Wrapper struct {
 	// mu guards every field below. Never held across Store I/O, hashing
 	// or callbacks; no other lock is taken while it is held.
 	mu sync.Mutex
-	// verified is the set of verified pieces; a piece never leaves it.
+	// verified is the set of verified pieces. A piece leaves it only by
+	// Unverify: its published data left the Store (a shared cache evicted
+	// it).
 	verified *bitfield.Bitfield
 	// verifiedBytes is the total length of the verified pieces.
 	verifiedBytes int64
@@ -90,6 +99,21 @@ type Wrapper struct {
 	wants map[uint64]picker.Want
 	// nextWant is the id of the next want.
 	nextWant uint64
+	// claims holds the pieces this process has claimed through claimer:
+	// each is in downloads (or about to be dropped from claims and
+	// released).
+	claims map[int]struct{}
+	// refused holds the pieces NewRequest did not start because another
+	// process claimed them; ClaimEnded, a claim of ours, or verification
+	// takes a piece out.
+	refused map[int]struct{}
+	// claimEnds counts ClaimEnded calls: a refusal that raced with one is
+	// not recorded in refused.
+	claimEnds uint64
+	// changed holds the pieces whose state changed other than through the
+	// engine's own downloads (adopted, unverified, refused, claim ended),
+	// for TakeChanges.
+	changed map[int]struct{}
 	// closed is set by Close.
 	closed bool
 }
@@ -121,7 +145,12 @@ func New(info *metainfo.Info, store Store, cfg Config) (*Wrapper, error) {
 		adopting:    map[int]struct{}{},
 		waiters:     map[int]chan struct{}{},
 		wants:       map[uint64]picker.Want{},
+		claims:      map[int]struct{}{},
+		refused:     map[int]struct{}{},
+		changed:     map[int]struct{}{},
 	}
+	w.claimer, _ = store.(Claimer)
+	w.pinner, _ = store.(Pinner)
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
@@ -165,8 +194,9 @@ func checkInfo(info *metainfo.Info) error {
 func (w *Wrapper) Info() *metainfo.Info { return w.info }
 
 // Close fails every waiting ReadAt with ErrClosed, drops all wants, waits
-// for the Store operations in progress and closes the Store. Later calls
-// fail with ErrClosed; Close itself may be called again (it returns nil).
+// for the Store operations in progress, releases the claims still held and
+// closes the Store. Later calls fail with ErrClosed; Close itself may be
+// called again (it returns nil).
 func (w *Wrapper) Close() error {
 	w.mu.Lock()
 	if w.closed {
@@ -178,12 +208,20 @@ func (w *Wrapper) Close() error {
 	w.cancel()
 	clear(w.wants)
 	clear(w.waiters)
+	claims := make([]int, 0, len(w.claims))
+	for p := range w.claims {
+		claims = append(claims, p)
+	}
+	clear(w.claims)
 	w.mu.Unlock()
 	w.signal()
 	w.ops.Wait()
 	w.mu.Lock()
 	clear(w.downloads)
 	w.mu.Unlock()
+	for _, p := range claims {
+		w.claimer.Release(p)
+	}
 	if err := w.store.Close(); err != nil {
 		return fmt.Errorf("storagewrapper: close store: %w", err)
 	}
@@ -201,6 +239,7 @@ func (w *Wrapper) beginOpLocked() error {
 
 // markVerifiedLocked adds piece p to the verified set and wakes its readers.
 func (w *Wrapper) markVerifiedLocked(p int) {
+	delete(w.refused, p)
 	if !w.verified.Set(p) {
 		return
 	}

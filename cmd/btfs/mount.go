@@ -9,8 +9,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
+	"github.com/dustin/go-humanize"
+
+	"btfs/cache"
 	"btfs/engine"
 	"btfs/fs"
 	"btfs/metainfo"
@@ -21,6 +25,7 @@ import (
 // mountFlags are btfs mount's own flags, beside the swarm's.
 type mountFlags struct {
 	cacheDir    string
+	cacheSize   string
 	readTimeout time.Duration
 	fetch       string
 	allowOther  bool
@@ -29,6 +34,7 @@ type mountFlags struct {
 
 func (f *mountFlags) register(fl *flag.FlagSet) {
 	fl.StringVar(&f.cacheDir, "cache-dir", defaultCacheDir(), "keep verified pieces in this `dir` (shared by every btfs on the machine)")
+	fl.StringVar(&f.cacheSize, "cache-size", "", "cap this torrent's cached pieces at this `size`, e.g. 20GB (least recently read evicted first; empty: no cap)")
 	fl.DurationVar(&f.readTimeout, "read-timeout", 0, "fail a read with EIO after this `duration` (0: wait as long as it takes)")
 	fl.StringVar(&f.fetch, "fetch", "all", "`all`: what readers want first, then the rest; reads: only what readers want")
 	fl.BoolVar(&f.allowOther, "allow-other", false, "let other users (a media server) read the mount (needs user_allow_other in /etc/fuse.conf unless root)")
@@ -54,6 +60,36 @@ func (f *mountFlags) mode() (picker.Mode, error) {
 		return picker.FetchReads, nil
 	}
 	return 0, fmt.Errorf("-fetch %q: want all or reads", f.fetch)
+}
+
+// maxCacheBytes parses -cache-size; 0 means no cap.
+func (f *mountFlags) maxCacheBytes() (int64, error) {
+	if f.cacheSize == "" {
+		return 0, nil
+	}
+	n, err := humanize.ParseBytes(f.cacheSize)
+	if err != nil || n > 1<<62 {
+		return 0, fmt.Errorf("-cache-size %q: want a size such as 20GB", f.cacheSize)
+	}
+	return int64(n), nil
+}
+
+// capped adapts a mount to a cache smaller than its torrent: fetching
+// everything would only evict what it fetched (so only what readers want
+// is fetched), and a readahead window bigger than a fraction of the cache
+// would evict pieces before they are read.
+func capped(maxBytes int64, info *metainfo.Info, mode picker.Mode, opts *fs.Options, log *slog.Logger) picker.Mode {
+	if maxBytes <= 0 || maxBytes >= info.TotalLength {
+		return mode
+	}
+	if mode == picker.FetchAll {
+		log.Info("the cache is smaller than the torrent: fetching only what readers want",
+			"cache_size", humanize.IBytes(uint64(maxBytes)), "torrent", humanize.IBytes(uint64(info.TotalLength)))
+		mode = picker.FetchReads
+	}
+	opts.ReadaheadMax = max(info.PieceLength, min(fs.DefaultReadaheadMax, maxBytes/4))
+	opts.ReadaheadMin = min(fs.DefaultReadaheadMin, opts.ReadaheadMax)
+	return mode
 }
 
 func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -92,6 +128,12 @@ func mountAndServe(ctx context.Context, mi *metainfo.MetaInfo, mountpoint string
 	if err != nil {
 		return err
 	}
+	maxBytes, err := mf.maxCacheBytes()
+	if err != nil {
+		return err
+	}
+	fsOpts := fs.Options{AllowOther: mf.allowOther, ReadTimeout: mf.readTimeout, Logger: log}
+	mode = capped(maxBytes, mi.Info, mode, &fsOpts, log)
 	cfg, err := sf.engineConfig(log, mode)
 	if err != nil {
 		return err
@@ -103,12 +145,15 @@ func mountAndServe(ctx context.Context, mi *metainfo.MetaInfo, mountpoint string
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("cache: %w", err)
 	}
-	if err := saveMetainfo(dir, mi); err != nil {
-		return fmt.Errorf("cache: %w", err)
+	if err := cache.SaveInfo(dir, mi.InfoBytes); err != nil {
+		return err
 	}
-	store, err := storagewrapper.NewDirStore(dir, mi.Info)
+	// The cache directory is shared with every btfs that mounts this
+	// torrent: pieces any of them verified are ours after one hash, and
+	// claims split the downloading between them.
+	store, err := cache.Open(dir, mi.Info, cache.Options{Logger: log, MaxBytes: maxBytes})
 	if err != nil {
-		return fmt.Errorf("cache: %w", err)
+		return err
 	}
 	sw, err := storagewrapper.New(mi.Info, store, storagewrapper.Config{Logger: log})
 	if err != nil {
@@ -126,7 +171,7 @@ func mountAndServe(ctx context.Context, mi *metainfo.MetaInfo, mountpoint string
 
 	// Mount first: the listing appears at once, and reads simply wait while
 	// the cache is checked and peers are found.
-	m, err := fs.Mount(mountpoint, mi, sw, fs.Options{AllowOther: mf.allowOther, ReadTimeout: mf.readTimeout, Logger: log})
+	m, err := fs.Mount(mountpoint, mi, sw, fsOpts)
 	if err != nil {
 		return err
 	}
@@ -140,6 +185,17 @@ func mountAndServe(ctx context.Context, mi *metainfo.MetaInfo, mountpoint string
 	if ready != nil {
 		ready()
 	}
+
+	// The other processes' pieces are seen from now on, Resume included
+	// (a reader's miss adopts its piece at once).
+	runCtx, stopRun := context.WithCancel(ctx)
+	var runWG sync.WaitGroup
+	runWG.Go(func() {
+		if err := store.Run(runCtx, sw); err != nil && runCtx.Err() == nil {
+			log.Error("cache: watching the other processes stopped", "err", err)
+		}
+	})
+	defer func() { stopRun(); runWG.Wait() }()
 
 	if err := sw.Resume(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -209,27 +265,4 @@ func checkMountpoint(mp string) error {
 		return fmt.Errorf("mount point %s is not a directory", mp)
 	}
 	return nil
-}
-
-// saveMetainfo keeps the torrent in its cache directory, so a later mount
-// (or a magnet) starts without the network.
-func saveMetainfo(dir string, mi *metainfo.MetaInfo) error {
-	path := filepath.Join(dir, "info")
-	if _, err := os.Stat(path); err == nil {
-		return nil
-	}
-	tmp, err := os.CreateTemp(dir, ".info-*")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(mi.InfoBytes); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -1,0 +1,210 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"btfs/storagewrapper"
+)
+
+// piecesIn lists the published pieces of dir and their total size.
+func piecesIn(t *testing.T, dir string) ([]int, int64) {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(dir, "pieces"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	var total int64
+	for _, e := range ents {
+		i, ok := storagewrapper.ParsePieceName(e.Name())
+		if !ok {
+			t.Fatalf("stray file %s in pieces/", e.Name())
+		}
+		fi, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, i)
+		total += fi.Size()
+	}
+	return out, total
+}
+
+// setRead sets piece i's read time (its mtime) to at.
+func setRead(t *testing.T, c *Store, i int, at time.Time) {
+	t.Helper()
+	if err := os.Chtimes(c.ds.PiecePath(i), at, at); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestEviction: under a cap, publishing evicts the least recently read
+// pieces first, never a piece pinned by another process or by this one;
+// the process that had an evicted piece fetches it again for a reader.
+func TestEviction(t *testing.T) {
+	f := testFixture()
+	dir := t.TempDir()
+	const plen = fxPieceLen
+	limit := int64(6 * plen)
+	c := openStore(t, dir, f, Options{MaxBytes: limit, PollInterval: time.Hour})
+	w := newHost(t, f, c)
+	run(t, c, w)
+	for i := range 6 {
+		download(t, w, f, i)
+	}
+	if got, _ := piecesIn(t, dir); !slices.Equal(got, []int{0, 1, 2, 3, 4, 5}) {
+		t.Fatalf("under the cap, pieces %v", got)
+	}
+	// Read times: piece k read k minutes after base, piece 1 an hour
+	// after; piece 0, the oldest, is pinned by another process.
+	base := time.Now().Add(-2 * time.Hour)
+	for i := range 6 {
+		setRead(t, c, i, base.Add(time.Duration(i)*time.Minute))
+	}
+	setRead(t, c, 1, base.Add(time.Hour))
+	startChild(t, "pin", dir, "0")
+
+	steps := []struct {
+		publish int
+		// pin is a piece pinned in this process meanwhile, -1 for none.
+		pin  int
+		want []int
+	}{
+		// 6 pieces + 1 > cap: down to cap-slack-1 piece (4.25 pieces):
+		// 0 is pinned, 2 and 3 are the least recently read.
+		{publish: 6, pin: -1, want: []int{0, 1, 4, 5, 6}},
+		{publish: 7, pin: -1, want: []int{0, 1, 4, 5, 6, 7}},
+		// Over again: 0 (another process) and 4 (a reader here) are
+		// pinned: 5 goes.
+		{publish: 8, pin: 4, want: []int{0, 1, 4, 6, 7, 8}},
+	}
+	for _, st := range steps {
+		unpin := func() {}
+		if st.pin >= 0 {
+			unpin = c.Pin(st.pin, st.pin)
+		}
+		download(t, w, f, st.publish)
+		unpin()
+		got, total := piecesIn(t, dir)
+		if !slices.Equal(got, st.want) {
+			t.Fatalf("after publishing %d: pieces %v, want %v", st.publish, got, st.want)
+		}
+		if total > limit {
+			t.Fatalf("after publishing %d: %d bytes over the cap of %d", st.publish, total, limit)
+		}
+	}
+	// This process had 2, 3 and 5: they are unverified, and a reader
+	// gets them again (fetched anew).
+	waitChanges(t, w, "evicted pieces unverified", func(c changes) bool {
+		return c.unverified[2] && c.unverified[3] && c.unverified[5]
+	})
+	for _, i := range []int{2, 3, 5} {
+		if w.DoIHave(i) {
+			t.Fatalf("piece %d evicted but still had", i)
+		}
+	}
+	read := make(chan error, 1)
+	buf := make([]byte, 3000)
+	off := f.info.PieceOffset(3) - 1000 // across pieces 2 and 3
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		_, err := w.ReadAt(ctx, buf, off)
+		read <- err
+	}()
+	for _, i := range []int{2, 3} {
+		for download(t, w, f, i) == storagewrapper.RequestBusy {
+			time.Sleep(time.Millisecond) // a reader's miss is adopting it
+		}
+	}
+	if err := <-read; err != nil || !bytes.Equal(buf, f.data[off:off+3000]) {
+		t.Fatalf("read of evicted pieces: %v, right bytes %v", err, bytes.Equal(buf, f.data[off:off+3000]))
+	}
+}
+
+// TestEvictionByWatcher: pieces published by a process without a cap are
+// evicted by one with a cap, down below it.
+func TestEvictionByWatcher(t *testing.T) {
+	f := testFixture()
+	dir := t.TempDir()
+	limit := int64(4 * fxPieceLen)
+	capped := openStore(t, dir, f, Options{MaxBytes: limit, PollInterval: time.Hour})
+	run(t, capped, newHost(t, f, capped))
+	free := openStore(t, dir, f, Options{})
+	w := newHost(t, f, free)
+	for i := range f.info.NumPieces() {
+		download(t, w, f, i)
+	}
+	deadline := time.Now().Add(waitFor)
+	for {
+		_, total := piecesIn(t, dir)
+		if total <= limit {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still %d bytes, over the cap of %d", total, limit)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// logBuffer is a log destination safe for concurrent use.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestLostPinnedReported: eviction never removes a pinned piece, so a
+// pinned piece whose file disappears was removed outside the protocol, and
+// that is reported as an error; a piece gone before it was pinned (evicted
+// before the reader came) is an ordinary miss.
+func TestLostPinnedReported(t *testing.T) {
+	f := testFixture()
+	dir := t.TempDir()
+	var logs logBuffer
+	c := openStore(t, dir, f, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), PollInterval: time.Hour})
+	w := newHost(t, f, c)
+	for i := range 3 {
+		download(t, w, f, i)
+	}
+	// Piece 1 is gone before a reader pins it; piece 2 while pinned.
+	if err := os.Remove(c.ds.PiecePath(1)); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Pin(1, 2)()
+	run(t, c, w) // its first scan finds piece 1 gone
+	if err := os.Remove(c.ds.PiecePath(2)); err != nil {
+		t.Fatal(err)
+	}
+	waitChanges(t, w, "pieces 1 and 2 unverified", func(c changes) bool { return c.unverified[1] && c.unverified[2] })
+	var errs []string
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "a piece in use left the cache") {
+			errs = append(errs, line)
+		}
+	}
+	if len(errs) != 1 || !strings.Contains(errs[0], "piece=2") {
+		t.Fatalf("want one error, for piece 2; got %q; log:\n%s", errs, logs.String())
+	}
+}

@@ -1,0 +1,51 @@
+package cache
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// InfoName is the file of a torrent's directory that holds its info
+// dictionary (bencoded, exactly the bytes the info-hash covers), so that a
+// later mount, or a magnet link, starts without the network.
+const InfoName = "info"
+
+// infoTempPrefix begins the temp file SaveInfo renames into place; Open
+// removes old ones.
+const infoTempPrefix = ".info-"
+
+// SaveInfo writes info (the raw info dictionary) into dir/info unless it is
+// there already with these bytes. The file appears by an atomic rename of
+// a complete, fsynced temp file, so processes saving at once and a crash
+// midway both leave a whole file.
+func SaveInfo(dir string, info []byte) error {
+	path := filepath.Join(dir, InfoName)
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, info) {
+		return nil
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("cache: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, infoTempPrefix+"*")
+	if err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	_, err = tmp.Write(info)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("cache: save %s: %w", path, err)
+	}
+	return nil
+}
