@@ -82,25 +82,13 @@ func swarm(ctx context.Context, sf swarmFlags, src, dir string, readOnly, keepSe
 	if readOnly && sw.Stats().VerifiedPieces == 0 {
 		return fmt.Errorf("nothing to seed: no piece of %s verifies under %s", mi.Info.Name, dir)
 	}
-	t, err := engine.New(mi, sw, cfg)
+	start := time.Now()
+	t, stopStatus, err := startTorrent(ctx, mi, sw, cfg, log, stderr, sf.quiet)
 	if err != nil {
 		return err
 	}
-	start := time.Now()
-	if err := t.Start(ctx); err != nil {
-		return err
-	}
 	defer t.Close()
-	if ap := t.ListenAddr(); ap.IsValid() {
-		log.Info("listening", "addr", ap)
-	}
-	statusCtx, stopStatus := context.WithCancel(ctx)
-	statusDone := make(chan struct{})
-	go func() {
-		defer close(statusDone)
-		statusLine(statusCtx, t, stderr, log, sf.quiet)
-	}()
-	defer func() { stopStatus(); <-statusDone }()
+	defer stopStatus()
 
 	select {
 	case <-t.Complete():

@@ -15,7 +15,6 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"btfs/cache"
-	"btfs/engine"
 	"btfs/fs"
 	"btfs/metainfo"
 	"btfs/picker"
@@ -203,24 +202,12 @@ func mountAndServe(ctx context.Context, mi *metainfo.MetaInfo, mountpoint string
 		}
 		log.Warn("some cached pieces could not be read; they will be downloaded", "err", err)
 	}
-	t, err := engine.New(mi, sw, cfg)
+	t, stopStatus, err := startTorrent(ctx, mi, sw, cfg, log, stderr, sf.quiet)
 	if err != nil {
 		return err
 	}
-	if err := t.Start(ctx); err != nil {
-		return err
-	}
 	defer t.Close()
-	if ap := t.ListenAddr(); ap.IsValid() {
-		log.Info("listening", "addr", ap)
-	}
-	statusCtx, stopStatus := context.WithCancel(ctx)
-	statusDone := make(chan struct{})
-	go func() {
-		defer close(statusDone)
-		statusLine(statusCtx, t, stderr, log, sf.quiet)
-	}()
-	defer func() { stopStatus(); <-statusDone }()
+	defer stopStatus()
 
 	unmounted := make(chan struct{})
 	go func() { m.Wait(); close(unmounted) }()
