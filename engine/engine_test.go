@@ -39,11 +39,22 @@ func (w testWriter) Write(p []byte) (int, error) {
 // seedEngine starts an in-process seeder of the data under dir.
 func seedEngine(t testing.TB, mi *metainfo.MetaInfo, dir string, cfg Config) *Torrent {
 	t.Helper()
-	fs, err := storagewrapper.NewFileStore(dir, mi.Info, true)
+	sw := fileStoreWrapper(t, mi, dir, true, cfg.Logger)
+	if got := sw.Stats().VerifiedPieces; got != mi.Info.NumPieces() {
+		t.Fatalf("seeder verified %d of %d pieces", got, mi.Info.NumPieces())
+	}
+	return startEngine(t, mi, sw, cfg)
+}
+
+// fileStoreWrapper is a resumed storagewrapper over the torrent's files
+// under dir, closed in cleanup.
+func fileStoreWrapper(t testing.TB, mi *metainfo.MetaInfo, dir string, readOnly bool, log *slog.Logger) *storagewrapper.Wrapper {
+	t.Helper()
+	fs, err := storagewrapper.NewFileStore(dir, mi.Info, readOnly)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sw, err := storagewrapper.New(mi.Info, fs, storagewrapper.Config{Logger: cfg.Logger})
+	sw, err := storagewrapper.New(mi.Info, fs, storagewrapper.Config{Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,10 +62,7 @@ func seedEngine(t testing.TB, mi *metainfo.MetaInfo, dir string, cfg Config) *To
 	if err := sw.Resume(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := sw.Stats().VerifiedPieces; got != mi.Info.NumPieces() {
-		t.Fatalf("seeder verified %d of %d pieces", got, mi.Info.NumPieces())
-	}
-	return startEngine(t, mi, sw, cfg)
+	return sw
 }
 
 func startEngine(t testing.TB, mi *metainfo.MetaInfo, sw *storagewrapper.Wrapper, cfg Config) *Torrent {

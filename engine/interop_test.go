@@ -21,18 +21,7 @@ import (
 // fileStoreEngine runs an engine over the torrent's files under dir.
 func fileStoreEngine(t *testing.T, mi *metainfo.MetaInfo, dir string, readOnly bool, cfg Config) (*Torrent, *storagewrapper.Wrapper) {
 	t.Helper()
-	fs, err := storagewrapper.NewFileStore(dir, mi.Info, readOnly)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sw, err := storagewrapper.New(mi.Info, fs, storagewrapper.Config{Logger: cfg.Logger})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sw.Close() })
-	if err := sw.Resume(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	sw := fileStoreWrapper(t, mi, dir, readOnly, cfg.Logger)
 	if cfg.Trackers == nil {
 		cfg.Trackers = mi.Trackers()
 	}
