@@ -12,6 +12,7 @@
 #                                      UDP), whitelisting HASH..., as user nobody
 #   tracker_wait_seeders PORT HASH N   wait until the tracker counts N seeders
 #   aria2_seed_start ...               an aria2c seeder (see below)
+#   lt_seed_start ...                  a libtorrent seeder (see below)
 #   mbps BYTES SECONDS                 10^6 bytes per second, one decimal
 #   elapsed T0 T1                      T1 - T0 ($EPOCHREALTIME values), seconds
 #
@@ -194,6 +195,26 @@ aria2_seed_start() {
     sleep 0.02
   done
   bench_die "aria2c RPC never answered"
+}
+
+# lt_seed_start PY MEASURE IP PORT STATS LOG TORRENT:DIR...: a libtorrent
+# seeder (measure.py lt-seed, with the Python PY) on IP:PORT seeding each
+# TORRENT from its DIR, TCP only, writing its upload counts to STATS. Like
+# aria2c, start it once the tracker accepts the torrents. Sets LT_SEED_PID;
+# returns once the seeder runs (its STATS file exists).
+lt_seed_start() {
+  local py=$1 measure=$2 ip=$3 port=$4 stats=$5 log=$6 i
+  shift 6
+  rm -f "$stats"
+  "$py" "$measure" lt-seed "$ip" "$port" "$stats" "$@" >"$log" 2>&1 &
+  LT_SEED_PID=$!
+  bench_track "$LT_SEED_PID"
+  for ((i = 0; i < 500; i++)); do
+    bench_alive "$LT_SEED_PID" || bench_die "libtorrent seeder exited: $(cat "$log")"
+    [ -s "$stats" ] && return 0
+    sleep 0.02
+  done
+  bench_die "libtorrent seeder never started"
 }
 
 mbps() { awk -v n="$1" -v s="$2" 'BEGIN { printf "%.1f", n / s / 1e6 }'; }

@@ -305,6 +305,69 @@ def cmd_aria2_upload(a):
     raise LookupError(f"aria2c does not seed {ih}")
 
 
+def cmd_lt_seed(a):
+    """lt-seed IP PORT STATS TORRENT:DIR...: a libtorrent seeder on IP:PORT
+    seeding each TORRENT from DIR (seed mode: the data is trusted, not
+    hashed), announcing to the torrents' tracker, until killed. TCP only,
+    like aria2c: a uTP-capable seeder would spare johang/btfs its 3.5 s uTP
+    attempt and change what its rows measure. No DHT, LSD, UPnP or NAT-PMP.
+    Every 50 ms it rewrites STATS (atomically): {infohash: payload bytes
+    uploaded}. Unchoke as soon as a peer is interested: libtorrent's
+    fixed-slot choker has free slots for the bench's few peers."""
+    import libtorrent as lt
+    ip, port, stats = a[0], a[1], a[2]
+    s = lt.session({
+        "listen_interfaces": f"{ip}:{port}",
+        "outgoing_interfaces": ip,
+        "enable_dht": False, "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
+        "enable_outgoing_utp": False, "enable_incoming_utp": False,
+        "announce_ip": ip, "allow_multiple_connections_per_ip": True,
+        "unchoke_slots_limit": -1, "choking_algorithm": 0,
+        "alert_mask": 0,
+    })
+    hs = []
+    for spec in a[3:]:
+        torrent, d = spec.split(":", 1)
+        hs.append(s.add_torrent({"ti": lt.torrent_info(torrent), "save_path": d,
+                                 "flags": lt.torrent_flags.seed_mode | lt.torrent_flags.auto_managed}))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    tmp = stats + ".tmp"
+    while True:
+        up = {str(h.info_hash()): h.status().total_payload_upload for h in hs}
+        with open(tmp, "w") as f:
+            json.dump(up, f)
+        os.rename(tmp, stats)
+        time.sleep(0.05)
+
+
+def cmd_swarm_upload(a):
+    """swarm-upload RPCPORT SECRET INFOHASH [STATS]: bytes the seeders have
+    uploaded of that torrent: aria2c's own count (JSON-RPC), plus the
+    libtorrent seeder's from its STATS file, read once it was rewritten
+    after this call (so that no upload before the call is missing)."""
+    import urllib.request
+    port, secret, ih = a[0], a[1], a[2].lower()
+    t = time.time()
+    body = json.dumps({"jsonrpc": "2.0", "id": "b", "method": "aria2.tellActive",
+                       "params": ["token:" + secret, ["infoHash", "uploadLength"]]}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/jsonrpc", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        res = json.load(r)["result"]
+    aria = [int(d["uploadLength"]) for d in res if d.get("infoHash", "").lower() == ih]
+    if not aria:
+        raise LookupError(f"aria2c does not seed {ih}")
+    lt_bytes = 0
+    if len(a) > 3:
+        deadline = t + 5
+        while os.stat(a[3]).st_mtime <= t:
+            if time.time() > deadline:
+                raise TimeoutError("the libtorrent seeder's stats are stale")
+            time.sleep(0.01)
+        with open(a[3]) as f:
+            lt_bytes = json.load(f)[ih]
+    out(bytes=aria[0] + lt_bytes, aria2=aria[0], libtorrent=lt_bytes)
+
+
 def cmd_leech(a):
     """leech TORRENT DIR IP: a plain libtorrent leecher (no FUSE) on IP,
     TCP only (the seeder speaks no uTP, and libtorrent would wait 3.5 s
@@ -341,6 +404,7 @@ def main():
         "tree": cmd_tree, "ttfb": cmd_ttfb, "random": cmd_random, "seq": cmd_seq, "evict": cmd_evict,
         "run": cmd_run, "hold": cmd_hold, "signal-wait": cmd_signal_wait, "stats": cmd_stats,
         "stored": cmd_stored, "aria2-upload": cmd_aria2_upload, "leech": cmd_leech,
+        "lt-seed": cmd_lt_seed, "swarm-upload": cmd_swarm_upload,
     }
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         sys.exit("usage: measure.py " + "|".join(cmds) + " ARGS...")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -48,4 +49,26 @@ func SaveInfo(dir string, info []byte) error {
 		return fmt.Errorf("cache: save %s: %w", path, err)
 	}
 	return nil
+}
+
+// maxInfoSize caps LoadInfo: BEP 9's metadata is fetched under a 16 MiB
+// cap, so a bigger file was not written by SaveInfo.
+const maxInfoSize = 16 << 20
+
+// LoadInfo reads the info dictionary SaveInfo kept in dir. A missing file
+// is fs.ErrNotExist; the caller checks the bytes against the info-hash.
+func LoadInfo(dir string) ([]byte, error) {
+	f, err := os.Open(filepath.Join(dir, InfoName))
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxInfoSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	if len(data) > maxInfoSize {
+		return nil, fmt.Errorf("cache: %s is larger than %d bytes", f.Name(), maxInfoSize)
+	}
+	return data, nil
 }

@@ -435,3 +435,9 @@ func (c *Store) signal() {
 	default:
 	}
 }
+
+// PieceFile implements storagewrapper.PieceFiler: the DirStore's piece
+// file. The caller pins the piece (storagewrapper.Wrapper.ReadFiles does)
+// so that it counts as read; a piece evicted while its file is open stays
+// readable through it.
+func (c *Store) PieceFile(i int) (*os.File, func(), error) { return c.ds.PieceFile(i) }

@@ -90,6 +90,7 @@ func (s *state) addPeers(addrs []netip.AddrPort, source string) {
 		added++
 	}
 	if added > 0 {
+		s.learned[source] += added
 		s.t.log.Debug("new peer addresses", "source", source, "added", added, "known", len(s.known))
 	}
 	s.maybeDial(time.Now())
@@ -155,6 +156,10 @@ func (s *state) onConn(ev connEvent) {
 		return
 	}
 	p := newPeer(s.t, ev.conn, ev.addr, ev.hs)
+	p.exts.dht = ev.hs.Reserved.SupportsDHT()
+	if ev.outgoing {
+		p.exts.dialled, p.exts.listen = true, ev.addr
+	}
 	s.peers[p] = struct{}{}
 	s.byID[p.id] = p
 	if k := s.known[ev.addr]; k != nil {
@@ -171,20 +176,12 @@ func (s *state) onConn(ev connEvent) {
 // pieces (BEP 6 have-all/have-none when both speak it).
 func (s *state) greet(p *peer) {
 	if p.ext {
-		eh := wire.ExtHandshake{
-			M:    map[string]int{},
-			V:    "btfs 0.1",
-			Reqq: maxUploadQueue,
-		}
-		if ap := s.t.ListenAddr(); ap.IsValid() {
-			eh.Port = int(ap.Port())
-		}
-		if p.addr.Addr().IsValid() {
-			eh.YourIP = p.addr.Addr()
-		}
-		if payload, err := eh.Encode(); err == nil {
+		if payload, err := s.extHandshake(p).Encode(); err == nil { // extensions.go
 			p.send(wire.Message{ID: wire.Extended, ExtendedID: 0, Payload: payload})
 		}
+	}
+	if s.t.nodes != nil && p.exts.dht && s.t.cfg.DHTPort > 0 && s.t.cfg.DHTPort <= 65535 {
+		p.send(wire.Message{ID: wire.Port, Port: uint16(s.t.cfg.DHTPort)}) // BEP 5
 	}
 	bf := s.t.sw.Bitfield()
 	switch {
@@ -214,6 +211,10 @@ func (s *state) dropPeer(p *peer, err error) {
 	if k := s.known[p.addr]; k != nil {
 		k.connected = false
 		k.nextTry = time.Now().Add(redialBackoff)
+	}
+	s.unlisten(p)
+	if s.pexIn != nil {
+		s.pexIn.Forget(p.addr)
 	}
 	for b := range p.outstanding {
 		s.releaseRequest(p, b, false)

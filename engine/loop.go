@@ -9,6 +9,7 @@ import (
 
 	"btfs/bitfield"
 	"btfs/engine/choker"
+	"btfs/engine/pex"
 	"btfs/engine/tracker"
 	"btfs/engine/wire"
 	"btfs/picker"
@@ -107,6 +108,9 @@ type state struct {
 	hashFail  int                          // pieces that failed their hash
 	wasted    int64                        // bytes received and thrown away
 	announcer *tracker.Announcer           // nil without trackers
+	pexIn     *pex.Intake                  // filters what peers tell us by PEX; nil for a private torrent
+	learned   map[string]int               // new addresses by source ("tracker", "pex", "dht", ...)
+	lookup    lookupState                  // the Finder's lookups (finder.go)
 }
 
 // newChoker returns the tit-for-tat choker with cfg's optimistic interval.
@@ -117,7 +121,7 @@ func newChoker(cfg Config) *choker.Choker[*peer] {
 }
 
 func newState(t *Torrent, pk *picker.Picker) *state {
-	return &state{
+	s := &state{
 		t:        t,
 		pk:       pk,
 		choker:   newChoker(t.cfg),
@@ -127,7 +131,12 @@ func newState(t *Torrent, pk *picker.Picker) *state {
 		banned:   make(map[netip.Addr]bool),
 		bans:     newSmartBan(),
 		reqCount: make(map[storagewrapper.Block]int),
+		learned:  make(map[string]int),
 	}
+	if !t.private {
+		s.pexIn = pex.NewIntake(pex.IntakeConfig{})
+	}
+	return s
 }
 
 // run is the loop: the only goroutine that touches state.
@@ -146,6 +155,10 @@ func (t *Torrent) run() {
 	s.addPeers(t.cfg.Peers, "config")
 	stopTrackers := t.startTrackers()
 	defer stopTrackers()
+	if ap := t.ListenAddr(); ap.IsValid() && s.pexIn != nil {
+		s.pexIn.AddSelf(ap)
+	}
+	s.maybeLookup(time.Now())
 
 	tick := time.NewTicker(tickInterval)
 	defer tick.Stop()
@@ -204,6 +217,8 @@ func (s *state) handle(ev event) {
 		s.onDialFailed(ev.addr, ev.err)
 	case peersEvent:
 		s.addPeers(ev.addrs, ev.source)
+	case lookupDoneEvent:
+		s.lookupDone(ev.err)
 	}
 }
 
@@ -231,6 +246,8 @@ func (s *state) tick(now time.Time) {
 	}
 	s.maybeDial(now)
 	s.maybeNeedPeers(now)
+	s.maybeLookup(now)
+	s.pexTick(now)
 	s.refreshStats()
 	s.fillAll()
 }

@@ -70,10 +70,13 @@ func (s *state) onMessage(p *peer, m wire.Message) {
 	case wire.Extended:
 		if m.ExtendedID == 0 {
 			s.onExtHandshake(p, m.Payload)
+		} else {
+			s.onExtended(p, m) // extensions.go
 		}
-		// Other extensions (ut_metadata, ut_pex) arrive with the magnet issue.
-	case wire.Suggest, wire.Port:
-		// Suggestions are ignored (BEP 6 allows it); DHT is not spoken yet.
+	case wire.Port:
+		s.onPort(p, m.Port) // finder.go
+	case wire.Suggest:
+		// Suggestions are ignored (BEP 6 allows it).
 	}
 }
 
@@ -126,24 +129,6 @@ func (s *state) onHave(p *peer, i int) {
 		s.updateInterest(p)
 	} else {
 		s.fill(p)
-	}
-}
-
-// onExtHandshake reads the peer's BEP 10 handshake.
-func (s *state) onExtHandshake(p *peer, payload []byte) {
-	eh, err := wire.ParseExtHandshake(payload, 16<<20)
-	if err != nil {
-		s.t.log.Debug("bad extension handshake", "peer", p.key, "err", err)
-		return
-	}
-	if eh.Reqq > 0 {
-		p.reqq = eh.Reqq
-	}
-	if eh.Port > 0 {
-		ap := netip4Port(p, eh.Port)
-		if _, ok := s.known[ap]; !ok && ap != p.addr {
-			s.known[ap] = &known{connected: true}
-		}
 	}
 }
 

@@ -52,6 +52,7 @@ type peer struct {
 	unrequested    int                                // blocks it sent that we had not asked of it
 	released       int                                // requests we withdrew (cancel, choke, reject, snub): late blocks it may still send
 	closed         bool                               // removed from the swarm
+	exts           extState                           // BEP 10 extensions: its IDs, PEX, ut_metadata budget (extensions.go)
 }
 
 // askedSet holds the blocks asked of one peer and neither answered nor

@@ -123,12 +123,18 @@ func listenRawPeer(t *testing.T, mi *metainfo.MetaInfo, ip string, fast bool, be
 // connection after the handshake.
 func dialRawPeer(t *testing.T, mi *metainfo.MetaInfo, addr netip.AddrPort, fast bool, behave func(*rawConn) error) *rawPeer {
 	t.Helper()
+	return dialRawPeerHS(t, addr, rawHandshake(mi, fast), behave)
+}
+
+// dialRawPeerHS is dialRawPeer with the handshake to send (reserved bits
+// of the test's choosing).
+func dialRawPeerHS(t *testing.T, addr netip.AddrPort, ours wire.Handshake, behave func(*rawConn) error) *rawPeer {
+	t.Helper()
 	rp := newRawPeer(t)
 	conn, err := net.DialTimeout("tcp", addr.String(), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ours := rawHandshake(mi, fast)
 	rp.serve(conn, func(ctx context.Context) (wire.Handshake, error) { return wire.Initiate(ctx, conn, ours) }, behave)
 	return rp
 }

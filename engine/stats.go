@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -19,7 +20,9 @@ type Stats struct {
 	VerifiedBytes, Total     int64
 	Endgame                  bool
 	Banned                   int
-	PerPeer                  []PeerStats // sorted by address
+	Learned                  map[string]int // new addresses by source: "config", "api", "tracker", "pex", "dht"
+	LookupsStarted           int            // Finder (DHT) lookups started
+	PerPeer                  []PeerStats    // sorted by address
 }
 
 // PeerStats describes one connection.
@@ -42,6 +45,7 @@ func (t *Torrent) Stats(ctx context.Context) (Stats, error) {
 		t.s.refreshStats()
 		st = t.s.stats
 		st.PerPeer = slices.Clone(st.PerPeer)
+		st.Learned = maps.Clone(st.Learned)
 	})
 	return st, err
 }
@@ -49,19 +53,21 @@ func (t *Torrent) Stats(ctx context.Context) (Stats, error) {
 func (s *state) refreshStats() {
 	sw := s.t.sw.Stats()
 	st := Stats{
-		Downloaded:   s.t.down.Total(),
-		Uploaded:     s.t.up.Total(),
-		DownloadRate: s.t.down.Rate(),
-		UploadRate:   s.t.up.Rate(),
-		Wasted:       s.wasted,
-		HashFailures: s.hashFail,
-		Peers:        len(s.peers),
-		KnownPeers:   len(s.known),
-		PiecesDone:   s.pk.NumVerified(),
-		NumPieces:    s.pk.NumPieces(),
-		Total:        s.t.info.TotalLength,
-		Endgame:      s.pk.Endgame(),
-		Banned:       len(s.banned),
+		Downloaded:     s.t.down.Total(),
+		Uploaded:       s.t.up.Total(),
+		DownloadRate:   s.t.down.Rate(),
+		UploadRate:     s.t.up.Rate(),
+		Wasted:         s.wasted,
+		HashFailures:   s.hashFail,
+		Peers:          len(s.peers),
+		KnownPeers:     len(s.known),
+		PiecesDone:     s.pk.NumVerified(),
+		NumPieces:      s.pk.NumPieces(),
+		Total:          s.t.info.TotalLength,
+		Endgame:        s.pk.Endgame(),
+		Banned:         len(s.banned),
+		Learned:        s.learned,
+		LookupsStarted: s.lookup.runs,
 	}
 	st.VerifiedBytes = sw.VerifiedBytes
 	st.PerPeer = s.stats.PerPeer[:0]

@@ -31,6 +31,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"btfs/engine/choker"
+	"btfs/engine/metadata"
 	"btfs/engine/wire"
 	"btfs/metainfo"
 	"btfs/picker"
@@ -96,6 +97,14 @@ type Config struct {
 	// that runs short of peers asks for an announce (tracker.Announcer's
 	// Need), which waits for it.
 	MinAnnounceInterval time.Duration
+	// Finder finds peers for the info-hash outside trackers (the DHT);
+	// nil means none. Never used for private torrents.
+	Finder PeerFinder
+	// DHTPort is the UDP port of our DHT node, sent in BEP 5 port
+	// messages to peers that speak DHT; 0 sends none. It is used only
+	// when Finder also implements NodeAdder (so peers' port messages have
+	// somewhere to go) and the torrent is not private.
+	DHTPort int
 }
 
 // Torrent is one swarm: the peers of one info-hash.
@@ -119,8 +128,11 @@ type Torrent struct {
 	wg        sync.WaitGroup // every goroutine the Torrent started
 	complete  chan struct{}  // closed once every piece is verified
 	closeOnce sync.Once
-	gens      *pieceGens   // per piece, failed hash checks seen by the loop (smartban.go)
-	sumSeed   maphash.Seed // seed of the block digests (smartban.go)
+	gens      *pieceGens       // per piece, failed hash checks seen by the loop (smartban.go)
+	sumSeed   maphash.Seed     // seed of the block digests (smartban.go)
+	private   bool             // BEP 27: no PEX, no DHT
+	meta      *metadata.Server // answers ut_metadata requests (extensions.go)
+	nodes     NodeAdder        // the Finder's DHT routing table, nil unless we speak BEP 5
 
 	s *state // loop-owned; see loop.go
 }
@@ -174,6 +186,12 @@ func New(mi *metainfo.MetaInfo, sw *storagewrapper.Wrapper, cfg Config) (*Torren
 	t.ours = wire.Handshake{InfoHash: mi.InfoHash, PeerID: cfg.PeerID}
 	t.ours.Reserved.SetExtensions()
 	t.ours.Reserved.SetFast()
+	t.private = mi.Info.Private
+	t.meta = metadata.NewServer(mi.InfoBytes)
+	if na, ok := cfg.Finder.(NodeAdder); ok && !t.private {
+		t.nodes = na
+		t.ours.Reserved.SetDHT()
+	}
 	if cfg.MaxDownloadRate > 0 {
 		t.downLimit = rate.NewLimiter(rate.Limit(cfg.MaxDownloadRate), burst(cfg.MaxDownloadRate))
 	}

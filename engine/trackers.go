@@ -72,13 +72,22 @@ func (t *Torrent) startTrackers() (stop func()) {
 // dialled, and no known address left to dial now. The Announcer waits for
 // the trackers' min interval, so asking every tick costs nothing.
 func (s *state) maybeNeedPeers(now time.Time) {
-	if s.announcer == nil || s.isComplete() || len(s.peers)+s.dialing >= (s.t.cfg.MaxPeers+1)/2 {
-		return
+	if s.announcer != nil && s.shortOfPeers(now) {
+		s.announcer.Need()
+	}
+}
+
+// shortOfPeers reports whether the download needs more addresses than it
+// knows: fewer than half of MaxPeers connected or being dialled, and no
+// known address left to dial now. A seed never is.
+func (s *state) shortOfPeers(now time.Time) bool {
+	if s.isComplete() || len(s.peers)+s.dialing >= (s.t.cfg.MaxPeers+1)/2 {
+		return false
 	}
 	for a, k := range s.known {
 		if !k.connected && !k.dialing && !k.self && !now.Before(k.nextTry) && !s.banned[a.Addr()] {
-			return // maybeDial will get to it
+			return false // maybeDial will get to it
 		}
 	}
-	s.announcer.Need()
+	return true
 }

@@ -334,6 +334,15 @@ func newEnv(t testing.TB, fx *fixture, opts Options) *env {
 // mount option.
 func newEnvAt(t testing.TB, dir string, fx *fixture, opts Options, readOnly bool) *env {
 	t.Helper()
+	return newEnvWith(t, dir, fx, opts, func(w *storagewrapper.Wrapper, opts Options) (*Mounted, error) {
+		return mount(dir, fx.mi.InfoHash, fx.mi, w, opts, readOnly)
+	})
+}
+
+// newEnvWith is newEnvAt with the mounting done by mountFn, given the
+// wrapper and opts with a test logger.
+func newEnvWith(t testing.TB, dir string, fx *fixture, opts Options, mountFn func(*storagewrapper.Wrapper, Options) (*Mounted, error)) *env {
+	t.Helper()
 	w, err := storagewrapper.New(fx.mi.Info, storagewrapper.NewMemStore(fx.mi.Info), storagewrapper.Config{})
 	if err != nil {
 		t.Fatalf("storagewrapper.New: %v", err)
@@ -352,7 +361,7 @@ func newEnvAt(t testing.TB, dir string, fx *fixture, opts Options, readOnly bool
 	if opts.Logger == nil {
 		opts.Logger = testLogger(t)
 	}
-	m, err := mount(dir, fx.mi, w, opts, readOnly)
+	m, err := mountFn(w, opts)
 	if err != nil {
 		t.Fatalf("mount: %v", err)
 	}

@@ -83,9 +83,8 @@ func (m *mountState) open(f *fileNode) *handle {
 // clamped at the end of the file, waiting for them. It is never short
 // except at the end of the file (the kernel would zero-fill a short read).
 //
-// Extension point: once the shared cache exposes piece files, a read that
-// falls inside one verified piece can answer fuse.ReadResultFd on the piece
-// file (zero-copy splice) instead of copying through dest.
+// A read whose pieces are all verified and stored as files is answered
+// without copying its bytes through dest (spliceRead).
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	size := h.f.length
 	if off < 0 {
@@ -96,6 +95,9 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 	}
 	n := min(int64(len(dest)), size-off)
 	h.track(off, n)
+	if res := h.m.spliceRead(h.f.offset+off, int(n)); res != nil {
+		return res, 0
+	}
 	got, err := h.m.readAt(ctx, dest[:n], h.f.offset+off)
 	if err != nil {
 		errno := toErrno(err)

@@ -21,11 +21,20 @@ import (
 // mountState is what every node and handle of one mount shares. Its fields
 // are fixed at mount time except those under mu.
 type mountState struct {
-	// mi is the torrent; info is mi.Info.
+	// mi is the torrent; info is mi.Info; t reads and wants the torrent's
+	// bytes. All three are set before ready is closed and never change
+	// after: at mount time, or later by Mounted.Ready for a mount whose
+	// metadata was not known yet (a magnet link). Only the root exists
+	// before then, and it reads them only after waiting for ready.
 	mi   *metainfo.MetaInfo
 	info *metainfo.Info
-	// t reads and wants the torrent's bytes.
-	t Torrent
+	t    Torrent
+	// ih is the info-hash, known from the start.
+	ih metainfo.Hash
+	// ready is closed once mi, info and t are set and the tree is built.
+	ready chan struct{}
+	// readyOnce guards the closing of ready.
+	readyOnce sync.Once
 	// log is never nil.
 	log *slog.Logger
 	// policy is the readahead policy of every handle.
@@ -76,6 +85,8 @@ type Mounted struct {
 	server *fuse.Server
 	// state is shared with the nodes.
 	state *mountState
+	// root is the mount's root node.
+	root *rootNode
 	// log is never nil.
 	log *slog.Logger
 
@@ -92,18 +103,56 @@ type Mounted struct {
 // first (see Recover). mi must have passed metainfo's validation (Parse or
 // ParseInfo): the tree follows mi.Info.Files.
 func Mount(mountpoint string, mi *metainfo.MetaInfo, t Torrent, opts Options) (*Mounted, error) {
-	return mount(mountpoint, mi, t, opts, true)
-}
-
-// mount is Mount; readOnly false leaves out the "ro" mount option, so that
-// tests can check that the nodes themselves refuse every change.
-func mount(mountpoint string, mi *metainfo.MetaInfo, t Torrent, opts Options, readOnly bool) (*Mounted, error) {
 	switch {
 	case mi == nil || mi.Info == nil:
 		return nil, errors.New("fs: mount: no torrent info")
 	case t == nil:
 		return nil, errors.New("fs: mount: nil Torrent")
 	}
+	return mount(mountpoint, mi.InfoHash, mi, t, opts, true)
+}
+
+// MountPending mounts the torrent whose info-hash is ih before its
+// metadata is known (a magnet link whose info dictionary is still being
+// fetched): the mount point is there at once, and its contents appear when
+// Ready is called. Until then a lookup or a listing of the root waits, as
+// a read waits for its pieces: until Ready, the caller is interrupted, the
+// read timeout passes (EAGAIN) or Unmount (EIO). A user who starts a
+// player on a path inside the mount right after `btfs mount magnet:...`
+// gets the file as soon as it exists instead of "no such file".
+func MountPending(mountpoint string, ih metainfo.Hash, opts Options) (*Mounted, error) {
+	return mount(mountpoint, ih, nil, nil, opts, true)
+}
+
+// Ready fills a mount made by MountPending with the torrent mi, whose
+// bytes t reads; the waiting lookups and listings then go on. mi must have
+// ih's info-hash and must have passed metainfo's validation.
+func (m *Mounted) Ready(mi *metainfo.MetaInfo, t Torrent) error {
+	switch {
+	case mi == nil || mi.Info == nil:
+		return errors.New("fs: ready: no torrent info")
+	case t == nil:
+		return errors.New("fs: ready: nil Torrent")
+	case mi.InfoHash != m.state.ih:
+		return fmt.Errorf("fs: ready: torrent %s is not the mount's %s", mi.InfoHash, m.state.ih)
+	}
+	err := errors.New("fs: ready: the mount is ready already")
+	m.state.readyOnce.Do(func() {
+		m.state.mi, m.state.info, m.state.t = mi, mi.Info, t
+		m.root.populate(context.Background())
+		close(m.state.ready)
+		err = nil
+	})
+	if err == nil {
+		m.log.Info("fs: files visible", "mountpoint", m.dir, "torrent", mi.Info.Name)
+	}
+	return err
+}
+
+// mount is Mount; readOnly false leaves out the "ro" mount option, so that
+// tests can check that the nodes themselves refuse every change.
+// mi and t are nil for a pending mount.
+func mount(mountpoint string, ih metainfo.Hash, mi *metainfo.MetaInfo, t Torrent, opts Options, readOnly bool) (*Mounted, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -112,28 +161,30 @@ func mount(mountpoint string, mi *metainfo.MetaInfo, t Torrent, opts Options, re
 	if err != nil {
 		return nil, err
 	}
-	m := newMountState(mi, t, opts, log)
+	m := newMountState(ih, mi, t, opts, log)
+	root := newRoot(m)
 	long := cacheTimeout
 	fsOpts := &fusefs.Options{
 		MountOptions: fuse.MountOptions{
 			AllowOther: opts.AllowOther,
 			FsName:     "btfs",
 			Name:       "btfs",
-			// MaxWrite also sets max_read: 1 MiB reads, the kernel's limit.
-			MaxWrite: maxRead,
+			// MaxWrite also sets max_read: 1 MiB reads, the kernel's
+			// limit, or a bit less so that they can be spliced
+			// (fuseMaxRead).
+			MaxWrite: fuseMaxRead(),
 			// The kernel caps the readahead at what it offered in INIT
 			// (the backing device's read_ahead_kb, 128 KiB by default);
 			// asking for as much as a read gets all it allows, and
 			// raiseKernelReadahead raises the device's limit after the
 			// mount when it may.
 			MaxReadAhead: maxRead,
-			// Reads answer with bytes in memory (ReadResultData), which
-			// go-fuse would splice through a pipe; a 1 MiB read plus its
-			// header does not fit the default 1 MiB pipe, so every large
-			// read failed the splice, logged a warning and fell back to a
-			// plain write anyway. Plain writes it is, until reads answer
-			// with piece file descriptors (ReadResultFd) and size the pipe.
-			DisableSplice: true,
+			// Reads of verified pieces answer with a pipe holding the
+			// piece files' pages (spliceRead), which go-fuse splices to
+			// the kernel; reads from memory are written as before. Each
+			// read fits go-fuse's pipe (fuseMaxRead): a read that did
+			// not would fail the splice and log a warning.
+			DisableSplice: !spliceReads.Load(),
 			Debug:         opts.Debug,
 			Logger:        slog.NewLogLogger(log.Handler(), debugOrWarn(opts.Debug)),
 		},
@@ -146,27 +197,28 @@ func mount(mountpoint string, mi *metainfo.MetaInfo, t Torrent, opts Options, re
 	if readOnly {
 		fsOpts.MountOptions.Options = append(fsOpts.MountOptions.Options, "ro")
 	}
-	server, err := fusefs.Mount(dir, newRoot(m), fsOpts)
+	server, err := startServer(dir, root, fsOpts)
 	if err != nil {
 		m.cancel(errUnmounting)
 		return nil, fmt.Errorf("fs: mount %s: %w", dir, err)
 	}
 	raiseKernelReadahead(dir, log)
-	log.Info("fs: mounted", "mountpoint", dir, "torrent", mi.Info.Name, "infohash", mi.InfoHash)
-	return &Mounted{dir: dir, server: server, state: m, log: log}, nil
+	log.Info("fs: mounted", "mountpoint", dir, "infohash", ih, "metadata", mi != nil)
+	return &Mounted{dir: dir, server: server, state: m, root: root, log: log}, nil
 }
 
-// newMountState applies the defaults of opts.
-func newMountState(mi *metainfo.MetaInfo, t Torrent, opts Options, log *slog.Logger) *mountState {
+// newMountState applies the defaults of opts. mi and t are nil for a
+// pending mount.
+func newMountState(ih metainfo.Hash, mi *metainfo.MetaInfo, t Torrent, opts Options, log *slog.Logger) *mountState {
 	m := &mountState{
 		mi:            mi,
-		info:          mi.Info,
 		t:             t,
+		ih:            ih,
+		ready:         make(chan struct{}),
 		log:           log,
 		policy:        newRAPolicy(opts.ReadaheadMin, opts.ReadaheadMax),
 		mediaHeadTail: opts.MediaHeadTail,
 		readTimeout:   opts.ReadTimeout,
-		mtime:         mi.CreationDate,
 		uid:           uint32(os.Getuid()),
 		gid:           uint32(os.Getgid()),
 		handles:       map[*handle]struct{}{},
@@ -174,7 +226,14 @@ func newMountState(mi *metainfo.MetaInfo, t Torrent, opts Options, log *slog.Log
 	if m.mediaHeadTail <= 0 {
 		m.mediaHeadTail = DefaultMediaHeadTail
 	}
+	if mi != nil {
+		m.info = mi.Info
+		m.mtime = mi.CreationDate
+		m.readyOnce.Do(func() { close(m.ready) }) // the root's OnAdd builds the tree
+	}
 	if m.mtime.IsZero() {
+		// A pending mount keeps the mount time: the attributes the
+		// kernel cached before the metadata came must stay true.
 		m.mtime = time.Now()
 	}
 	m.ctx, m.cancel = context.WithCancelCause(context.Background())
@@ -192,12 +251,13 @@ func newMountState(mi *metainfo.MetaInfo, t Torrent, opts Options, log *slog.Log
 // MiB, 1.3 at 4 MiB, with the source file itself at 0.8-2 GB/s). It is best
 // effort: without permission the default stays.
 func raiseKernelReadahead(dir string, log *slog.Logger) {
-	var st unix.Stat_t
-	if err := unix.Stat(dir, &st); err != nil {
+	// Not stat(dir): see mountDevice.
+	major, minor, err := mountDevice(dir)
+	if err != nil {
 		log.Debug("fs: kernel readahead left alone", "err", err)
 		return
 	}
-	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
+	p := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", major, minor)
 	cur, err := os.ReadFile(p)
 	if err != nil {
 		log.Debug("fs: kernel readahead left alone", "err", err)

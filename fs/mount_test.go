@@ -50,8 +50,8 @@ func TestMountOptions(t *testing.T) {
 				t.Errorf("mount options %q: not read-only", opts)
 			}
 			so := strings.Split(superOpts, ",")
-			if !slices.Contains(so, "max_read=1048576") {
-				t.Errorf("super options %q: want max_read=1048576", superOpts)
+			if want := fmt.Sprintf("max_read=%d", fuseMaxRead()); !slices.Contains(so, want) {
+				t.Errorf("super options %q: want %s", superOpts, want)
 			}
 			if slices.Contains(so, "allow_other") != allowOther {
 				t.Errorf("super options %q: allow_other should be %v", superOpts, allowOther)

@@ -111,24 +111,55 @@ func prepareMountpoint(mountpoint string, log *slog.Logger) (string, error) {
 // /proc/self/mountinfo: comparing device numbers with the parent misses a
 // bind mount of the same file system.
 func isMountPoint(dir string) (bool, error) {
+	_, found, err := mountAt(dir)
+	return found, err
+}
+
+// mountDevice returns the device number (major:minor, the name of its
+// backing device in /sys/class/bdi) of the topmost mount at dir, from
+// /proc/self/mountinfo. Unlike stat(dir), it never asks the file system
+// mounted there: for our own FUSE mount, a stat would be a request that
+// only this process can answer, and a process killed while one of its
+// threads waits for such an answer never finishes dying.
+func mountDevice(dir string) (major, minor uint32, err error) {
+	fields, found, err := mountAt(dir)
+	if err != nil {
+		return 0, 0, err
+	}
+	if !found {
+		return 0, 0, fmt.Errorf("fs: %s is not a mount point", dir)
+	}
+	maj, min, ok := strings.Cut(fields[2], ":")
+	ma, err1 := strconv.ParseUint(maj, 10, 32)
+	mi, err2 := strconv.ParseUint(min, 10, 32)
+	if !ok || err1 != nil || err2 != nil {
+		return 0, 0, fmt.Errorf("fs: mountinfo of %s: bad device %q", dir, fields[2])
+	}
+	return uint32(ma), uint32(mi), nil
+}
+
+// mountAt returns the mountinfo fields of the topmost mount at dir (the
+// last one listed: later mounts stack on earlier ones), and whether there
+// is one.
+func mountAt(dir string) (fields []string, found bool, err error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return false, fmt.Errorf("fs: list mounts: %w", err)
+		return nil, false, fmt.Errorf("fs: list mounts: %w", err)
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		// id parent major:minor root mountpoint options ...
-		fields := strings.Fields(sc.Text())
-		if len(fields) >= 5 && unescapeMountinfo(fields[4]) == dir {
-			return true, nil
+		fs := strings.Fields(sc.Text())
+		if len(fs) >= 5 && unescapeMountinfo(fs[4]) == dir {
+			fields, found = fs, true
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return false, fmt.Errorf("fs: list mounts: %w", err)
+		return nil, false, fmt.Errorf("fs: list mounts: %w", err)
 	}
-	return false, nil
+	return fields, found, nil
 }
 
 // unescapeMountinfo undoes the kernel's octal escapes in a mountinfo path

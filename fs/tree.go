@@ -29,6 +29,9 @@ import (
 var (
 	_ fusefs.InodeEmbedder     = (*rootNode)(nil)
 	_ fusefs.NodeOnAdder       = (*rootNode)(nil)
+	_ fusefs.NodeLookuper      = (*rootNode)(nil)
+	_ fusefs.NodeReaddirer     = (*rootNode)(nil)
+	_ fusefs.NodeGetattrer     = (*rootNode)(nil)
 	_ fusefs.NodeGetattrer     = (*dirNode)(nil)
 	_ fusefs.NodeStatfser      = (*dirNode)(nil)
 	_ fusefs.NodeGetxattrer    = (*dirNode)(nil)
@@ -101,11 +104,19 @@ func newRoot(m *mountState) *rootNode {
 	return &rootNode{dirNode: dirNode{node: node{m: m}, root: true}}
 }
 
-// OnAdd builds the whole tree. A file the torrent should never have had (an
+// OnAdd builds the whole tree when the torrent is known at mount time; a
+// pending mount's tree is built by Mounted.Ready.
+func (r *rootNode) OnAdd(ctx context.Context) {
+	if r.m.isReady() {
+		r.populate(ctx)
+	}
+}
+
+// populate builds the whole tree. A file the torrent should never have had (an
 // unsafe path component, a name taken by another file or needed as a
 // directory: Parse guarantees none, a hand-made MetaInfo may not) is left
 // out with a warning rather than a panic.
-func (r *rootNode) OnAdd(ctx context.Context) {
+func (r *rootNode) populate(ctx context.Context) {
 	info := r.m.info
 	dirs := map[string]*dirNode{"": &r.dirNode}
 	nextDirIno := uint64(len(info.Files)) + 2
@@ -207,6 +218,9 @@ func (n *node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 	const bsize = 4096
 	out.Bsize = bsize
 	out.Frsize = bsize
+	if !n.m.isReady() {
+		return 0 // a pending mount: nothing in it yet
+	}
 	out.Blocks = uint64((n.m.info.TotalLength + bsize - 1) / bsize)
 	out.Files = uint64(n.m.nodes)
 	out.NameLen = 255

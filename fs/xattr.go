@@ -73,6 +73,9 @@ func (f *fileNode) xattrs() []xattr {
 // xattrs are a directory's attributes; the root's are torrent-wide.
 func (d *dirNode) xattrs() []xattr {
 	m := d.m
+	if d.root && !m.isReady() {
+		return []xattr{{xattrInfohash, m.infohash}}
+	}
 	if d.root {
 		return []xattr{
 			{xattrInfohash, m.infohash},
@@ -101,7 +104,7 @@ func (d *dirNode) xattrs() []xattr {
 }
 
 // infohash is the value of user.btfs.infohash.
-func (m *mountState) infohash() string { return m.mi.InfoHash.String() }
+func (m *mountState) infohash() string { return m.ih.String() }
 
 // progress formats "verified/size".
 func progress(got, size int64) string {

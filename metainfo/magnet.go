@@ -1,6 +1,7 @@
 package metainfo
 
 import (
+	"crypto/sha1"
 	"encoding/base32"
 	"encoding/hex"
 	"errors"
@@ -122,6 +123,28 @@ func (m *Magnet) String() string {
 		b.WriteString("&x.pe=" + url.QueryEscape(p))
 	}
 	return b.String()
+}
+
+// MetaInfo makes the torrent of the link from its info dictionary (fetched
+// from peers with BEP 9, or read back from the cache): the bytes must hash
+// to the link's info-hash and pass ParseInfo. The link's trackers become
+// one tier each, in link order (BEP 12: all tried, first answering kept).
+func (m *Magnet) MetaInfo(info []byte) (*MetaInfo, error) {
+	if h := Hash(sha1.Sum(info)); h != m.InfoHash {
+		return nil, fmt.Errorf("metainfo: info dictionary hashes to %s, not the link's %s", h, m.InfoHash)
+	}
+	parsed, err := ParseInfo(info)
+	if err != nil {
+		return nil, err
+	}
+	mi := &MetaInfo{Info: parsed, InfoBytes: append([]byte(nil), info...), InfoHash: m.InfoHash}
+	for _, t := range m.Trackers {
+		mi.AnnounceList = append(mi.AnnounceList, []string{t})
+	}
+	if len(m.Trackers) > 0 {
+		mi.Announce = m.Trackers[0]
+	}
+	return mi, nil
 }
 
 // decodeBTIH reads a v1 info-hash in hex (40 characters) or base32 (32).

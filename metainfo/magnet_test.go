@@ -1,8 +1,12 @@
 package metainfo
 
 import (
+	"context"
+	"crypto/sha1"
 	"encoding/hex"
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -108,5 +112,54 @@ func TestMagnetString(t *testing.T) {
 	want := "magnet:?xt=urn:btih:" + testHex + "&dn=a+b%26c&tr=udp%3A%2F%2F127.0.0.1%3A6969&x.pe=%5B%3A%3A1%5D%3A1"
 	if got := m.String(); got != want {
 		t.Errorf("String() = %q, want %q", got, want)
+	}
+}
+
+// TestMagnetMetaInfo: the info dictionary must hash to the link's info-hash
+// and parse; the link's trackers become one tier each.
+func TestMagnetMetaInfo(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "f.bin"), []byte("some bytes of a file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := Build(context.Background(), filepath.Join(dir, "f.bin"), BuildOptions{PieceLength: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mi, err := Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	garbage := []byte("d4:name3:abce")
+	tests := []struct {
+		name    string
+		hash    Hash
+		info    []byte
+		wantErr string
+	}{
+		{"good", mi.InfoHash, mi.InfoBytes, ""},
+		{"wrong bytes", mi.InfoHash, append([]byte("d"), mi.InfoBytes[1:]...)[:len(mi.InfoBytes)-1], "hashes to"},
+		{"right hash, not an info dictionary", Hash(sha1.Sum(garbage)), garbage, "metainfo"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &Magnet{InfoHash: tc.hash, Trackers: []string{"http://127.0.0.1:1/announce", "udp://127.0.0.1:2"}}
+			got, err := m.MetaInfo(tc.info)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.InfoHash != mi.InfoHash || got.Info.Name != "f.bin" || got.Info.TotalLength != mi.Info.TotalLength {
+				t.Errorf("got %s %q %d", got.InfoHash, got.Info.Name, got.Info.TotalLength)
+			}
+			if want := [][]string{{"http://127.0.0.1:1/announce"}, {"udp://127.0.0.1:2"}}; !reflect.DeepEqual(got.AnnounceList, want) || got.Announce != want[0][0] {
+				t.Errorf("trackers %q %q, want %q", got.Announce, got.AnnounceList, want)
+			}
+		})
 	}
 }

@@ -82,7 +82,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	defer seeder.Close()
 
 	// The client: an empty cache, mounted.
-	sf := swarmFlags{listen: "127.0.0.1:0", maxDown: *rate, noTrackers: true, logLevel: *logLevel, maxPeers: engine.DefaultMaxPeers,
+	sf := swarmFlags{listen: "127.0.0.1:0", maxDown: *rate, noTrackers: true, noDHT: true, logLevel: *logLevel, maxPeers: engine.DefaultMaxPeers,
 		peers: multiFlag{seeder.ListenAddr().String()}}
 	mf := mountFlags{cacheDir: filepath.Join(work, "cache"), fetch: "all"}
 	ready := func() {
@@ -103,7 +103,7 @@ Ctrl-C unmounts and cleans up.
 			filepath.Join(mountpoint, "files", "random-1.bin"),
 			filepath.Join(seedDir, mi.Info.Name, "files", "random-1.bin"))
 	}
-	return mountAndServe(ctx, mi, mountpoint, sf, mf, log, stdout, stderr, ready)
+	return mountAndServe(ctx, source{mi: mi}, mountpoint, sf, mf, log, stdout, stderr, ready)
 }
 
 // makeSample writes the demo's content under dir/btfs-demo and returns its

@@ -5,7 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
+	"path/filepath"
 	"time"
 
 	"btfs/engine"
@@ -22,7 +24,7 @@ func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	sf.register(fl)
 	seed := fl.Bool("seed", false, "keep seeding after the download completes, until interrupted")
 	fl.Usage = func() {
-		fmt.Fprintln(stderr, "usage: btfs get [flags] TORRENT|URL DIR")
+		fmt.Fprintln(stderr, "usage: btfs get [flags] TORRENT|URL|MAGNET DIR")
 		fl.PrintDefaults()
 	}
 	if err := fl.Parse(args); err != nil || fl.NArg() != 2 {
@@ -39,7 +41,7 @@ func runSeed(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var sf swarmFlags
 	sf.register(fl)
 	fl.Usage = func() {
-		fmt.Fprintln(stderr, "usage: btfs seed [flags] TORRENT|URL DIR")
+		fmt.Fprintln(stderr, "usage: btfs seed [flags] TORRENT|URL|MAGNET DIR")
 		fl.PrintDefaults()
 	}
 	if err := fl.Parse(args); err != nil || fl.NArg() != 2 {
@@ -57,13 +59,26 @@ func swarm(ctx context.Context, sf swarmFlags, src, dir string, readOnly, keepSe
 		return err
 	}
 	defer closeLog()
-	mi, err := loadTorrent(ctx, src)
+	source, err := loadSource(ctx, src)
 	if err != nil {
 		return err
 	}
 	cfg, err := sf.engineConfig(log, picker.FetchAll)
 	if err != nil {
 		return err
+	}
+	closeSwarm, err := sf.join(ctx, &cfg, source.mi != nil && source.mi.Info.Private, filepath.Join(defaultCacheDir(), dhtStateName), log)
+	if err != nil {
+		return err
+	}
+	defer closeSwarm()
+	mi := source.mi
+	if mi == nil {
+		var peers []netip.AddrPort
+		if mi, peers, err = fetchMetadata(ctx, source.magnet, cfg, log, stderr, sf.quiet); err != nil {
+			return err
+		}
+		cfg.Peers = append(cfg.Peers, peers...)
 	}
 	if !readOnly {
 		if err := os.MkdirAll(dir, 0o755); err != nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -47,6 +48,7 @@ type proc struct {
 
 func startBtfs(t *testing.T, args ...string) *proc {
 	t.Helper()
+	args = noPublicDHT(args)
 	p := &proc{cmd: exec.Command(btfsBin, args...), out: &syncBuffer{mu: make(chan struct{}, 1)}, waited: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -71,6 +73,16 @@ func startBtfs(t *testing.T, args ...string) *proc {
 		}
 	})
 	return p
+}
+
+// noPublicDHT adds -no-dht to a command that joins a swarm unless the test
+// points it at its own DHT with -dht-bootstrap: the DHT's default bootstrap
+// nodes are the public routers, which no test may contact.
+func noPublicDHT(args []string) []string {
+	if len(args) == 0 || !slices.Contains([]string{"mount", "get", "seed"}, args[0]) || slices.Contains(args, "-dht-bootstrap") {
+		return args
+	}
+	return append([]string{args[0], "-no-dht"}, args[1:]...)
 }
 
 // wait waits for the process to exit and returns its error.

@@ -29,6 +29,7 @@ type mountFlags struct {
 	fetch       string
 	allowOther  bool
 	keep        string
+	browseOnly  bool
 }
 
 func (f *mountFlags) register(fl *flag.FlagSet) {
@@ -38,6 +39,7 @@ func (f *mountFlags) register(fl *flag.FlagSet) {
 	fl.StringVar(&f.fetch, "fetch", "all", "`all`: what readers want first, then the rest; reads: only what readers want")
 	fl.BoolVar(&f.allowOther, "allow-other", false, "let other users (a media server) read the mount (needs user_allow_other in /etc/fuse.conf unless root)")
 	fl.StringVar(&f.keep, "keep", "", "on exit, write the complete files into this `dir`")
+	fl.BoolVar(&f.browseOnly, "browse-only", false, "show the files and fetch nothing: only the metadata of a magnet link; reads fail at once")
 }
 
 // defaultCacheDir is $XDG_CACHE_HOME/btfs, else ~/.cache/btfs.
@@ -86,9 +88,22 @@ func capped(maxBytes int64, info *metainfo.Info, mode picker.Mode, opts *fs.Opti
 			"cache_size", humanize.IBytes(uint64(maxBytes)), "torrent", humanize.IBytes(uint64(info.TotalLength)))
 		mode = picker.FetchReads
 	}
-	opts.ReadaheadMax = max(info.PieceLength, min(fs.DefaultReadaheadMax, maxBytes/4))
-	opts.ReadaheadMin = min(fs.DefaultReadaheadMin, opts.ReadaheadMax)
+	if opts != nil {
+		opts.ReadaheadMax = max(info.PieceLength, min(fs.DefaultReadaheadMax, maxBytes/4))
+		opts.ReadaheadMin = min(fs.DefaultReadaheadMin, opts.ReadaheadMax)
+	}
 	return mode
+}
+
+// cappedUnknown is capped's readahead bound for a mount whose torrent is
+// not known yet (a magnet link): a quarter of the cache, whatever the
+// torrent's size turns out to be.
+func cappedUnknown(maxBytes int64, opts *fs.Options) {
+	if maxBytes <= 0 {
+		return
+	}
+	opts.ReadaheadMax = max(1<<20, min(fs.DefaultReadaheadMax, maxBytes/4))
+	opts.ReadaheadMin = min(fs.DefaultReadaheadMin, opts.ReadaheadMax)
 }
 
 func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -99,7 +114,7 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	sf.register(fl)
 	mf.register(fl)
 	fl.Usage = func() {
-		fmt.Fprintln(stderr, "usage: btfs mount [flags] TORRENT|URL MOUNTPOINT")
+		fmt.Fprintln(stderr, "usage: btfs mount [flags] TORRENT|URL|MAGNET MOUNTPOINT")
 		fl.PrintDefaults()
 	}
 	if err := fl.Parse(args); err != nil || fl.NArg() != 2 {
@@ -111,17 +126,18 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer closeLog()
-	mi, err := loadTorrent(ctx, fl.Arg(0))
+	src, err := loadSource(ctx, fl.Arg(0))
 	if err != nil {
 		return err
 	}
-	return mountAndServe(ctx, mi, fl.Arg(1), sf, mf, log, stdout, stderr, nil)
+	return mountAndServe(ctx, src, fl.Arg(1), sf, mf, log, stdout, stderr, nil)
 }
 
-// mountAndServe joins the swarm for mi, mounts it at mountpoint and serves
+// mountAndServe joins the swarm for src, mounts it at mountpoint and serves
 // until ctx ends or the mount is unmounted from outside. ready, when set, is
-// called once the files are visible.
-func mountAndServe(ctx context.Context, mi *metainfo.MetaInfo, mountpoint string, sf swarmFlags, mf mountFlags,
+// called once the mount point is mounted (for a magnet link whose metadata
+// is not in the cache, before the files are visible).
+func mountAndServe(ctx context.Context, src source, mountpoint string, sf swarmFlags, mf mountFlags,
 	log *slog.Logger, stdout, stderr io.Writer, ready func()) error {
 	mode, err := mf.mode()
 	if err != nil {
@@ -131,8 +147,6 @@ func mountAndServe(ctx context.Context, mi *metainfo.MetaInfo, mountpoint string
 	if err != nil {
 		return err
 	}
-	fsOpts := fs.Options{AllowOther: mf.allowOther, ReadTimeout: mf.readTimeout, Logger: log}
-	mode = capped(maxBytes, mi.Info, mode, &fsOpts, log)
 	cfg, err := sf.engineConfig(log, mode)
 	if err != nil {
 		return err
@@ -140,37 +154,47 @@ func mountAndServe(ctx context.Context, mi *metainfo.MetaInfo, mountpoint string
 	if err := checkMountpoint(mountpoint); err != nil {
 		return err
 	}
-	dir := filepath.Join(mf.cacheDir, mi.InfoHash.String())
+	dir := filepath.Join(mf.cacheDir, src.infoHash().String())
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("cache: %w", err)
 	}
-	if err := cache.SaveInfo(dir, mi.InfoBytes); err != nil {
-		return err
-	}
-	// The cache directory is shared with every btfs that mounts this
-	// torrent: pieces any of them verified are ours after one hash, and
-	// claims split the downloading between them.
-	store, err := cache.Open(dir, mi.Info, cache.Options{Logger: log, MaxBytes: maxBytes})
-	if err != nil {
-		return err
-	}
-	sw, err := storagewrapper.New(mi.Info, store, storagewrapper.Config{Logger: log})
-	if err != nil {
-		store.Close()
-		return err
-	}
-	swClosed := false
-	closeSW := func() {
-		if !swClosed {
-			swClosed = true
-			sw.Close()
+	if src.mi == nil {
+		// A magnet link mounted before: its metadata is in the cache,
+		// and the mount needs no peer to show its files.
+		if info, err := cache.LoadInfo(dir); err == nil {
+			if src.mi, err = src.magnet.MetaInfo(info); err != nil {
+				log.Warn("cache: the saved metadata is unusable; fetching it again", "err", err)
+			} else {
+				log.Info("metadata from the cache", "torrent", src.mi.Info.Name)
+			}
 		}
 	}
-	defer closeSW()
+	private := src.mi != nil && src.mi.Info.Private
+	if !mf.browseOnly || src.mi == nil { // browsing a magnet needs peers for its metadata
+		closeSwarm, err := sf.join(ctx, &cfg, private, filepath.Join(mf.cacheDir, dhtStateName), log)
+		if err != nil {
+			return err
+		}
+		defer closeSwarm()
+	}
 
-	// Mount first: the listing appears at once, and reads simply wait while
-	// the cache is checked and peers are found.
-	m, err := fs.Mount(mountpoint, mi, sw, fsOpts)
+	// Mount first: the mount point is there at once (a magnet's files
+	// appear when its metadata comes), and reads simply wait while the
+	// cache is checked and peers are found.
+	fsOpts := fs.Options{AllowOther: mf.allowOther, ReadTimeout: mf.readTimeout, Logger: log}
+	var m *fs.Mounted
+	var att *attached
+	if src.mi != nil {
+		mode = capped(maxBytes, src.mi.Info, mode, &fsOpts, log)
+		if att, err = attach(src.mi, dir, maxBytes, mf.browseOnly, log); err != nil {
+			return err
+		}
+		defer att.close()
+		m, err = fs.Mount(mountpoint, src.mi, att.torrent, fsOpts)
+	} else {
+		cappedUnknown(maxBytes, &fsOpts)
+		m, err = fs.MountPending(mountpoint, src.infoHash(), fsOpts)
+	}
 	if err != nil {
 		return err
 	}
@@ -180,24 +204,75 @@ func mountAndServe(ctx context.Context, mi *metainfo.MetaInfo, mountpoint string
 		}
 	}
 	defer unmount()
-	fmt.Fprintf(stderr, "btfs: %s mounted at %s\n", mi.Info.Name, mountpoint)
+	fmt.Fprintf(stderr, "btfs: %s mounted at %s\n", src.name(), mountpoint)
 	if ready != nil {
 		ready()
+	}
+	unmounted := make(chan struct{})
+	go func() { m.Wait(); close(unmounted) }()
+	// serveCtx ends when the user stops btfs or unmounts from outside.
+	serveCtx, stopServe := context.WithCancel(ctx)
+	defer stopServe()
+	go func() {
+		select {
+		case <-unmounted:
+			stopServe()
+		case <-serveCtx.Done():
+		}
+	}()
+
+	if src.mi == nil {
+		mi, peers, err := fetchMetadata(serveCtx, src.magnet, cfg, log, stderr, sf.quiet)
+		if err != nil {
+			if serveCtx.Err() != nil {
+				return nil // stopped while fetching
+			}
+			return err
+		}
+		src.mi = mi
+		cfg.Peers = append(cfg.Peers, peers...)
+		if err := cache.SaveInfo(dir, mi.InfoBytes); err != nil {
+			log.Warn("the metadata could not be cached; the next mount fetches it again", "err", err)
+		}
+		mode = capped(maxBytes, mi.Info, mode, nil, log)
+		if att, err = attach(mi, dir, maxBytes, mf.browseOnly, log); err != nil {
+			return err
+		}
+		defer att.close()
+		if err := m.Ready(mi, att.torrent); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "btfs: %s: %d files, %s\n", mi.Info.Name, len(mi.Info.Files), fmtBytes(mi.Info.TotalLength))
+	} else if err := cache.SaveInfo(dir, src.mi.InfoBytes); err != nil {
+		log.Warn("the metadata could not be cached", "err", err)
+	}
+	mi := src.mi
+	cfg.Mode = mode
+
+	if mf.browseOnly {
+		log.Info("browse only: the files are listed, reads fail")
+		select {
+		case <-ctx.Done():
+		case <-unmounted:
+		}
+		unmount()
+		return nil
 	}
 
 	// The other processes' pieces are seen from now on, Resume included
 	// (a reader's miss adopts its piece at once).
+	sw := att.sw
 	runCtx, stopRun := context.WithCancel(ctx)
 	var runWG sync.WaitGroup
 	runWG.Go(func() {
-		if err := store.Run(runCtx, sw); err != nil && runCtx.Err() == nil {
+		if err := att.store.Run(runCtx, sw); err != nil && runCtx.Err() == nil {
 			log.Error("cache: watching the other processes stopped", "err", err)
 		}
 	})
 	defer func() { stopRun(); runWG.Wait() }()
 
-	if err := sw.Resume(ctx); err != nil {
-		if ctx.Err() != nil {
+	if err := sw.Resume(serveCtx); err != nil {
+		if serveCtx.Err() != nil {
 			return nil
 		}
 		log.Warn("some cached pieces could not be read; they will be downloaded", "err", err)
@@ -209,8 +284,6 @@ func mountAndServe(ctx context.Context, mi *metainfo.MetaInfo, mountpoint string
 	defer t.Close()
 	defer stopStatus()
 
-	unmounted := make(chan struct{})
-	go func() { m.Wait(); close(unmounted) }()
 	select {
 	case <-ctx.Done():
 		log.Info("stopping: unmounting", "mountpoint", mountpoint)
@@ -226,12 +299,58 @@ func mountAndServe(ctx context.Context, mi *metainfo.MetaInfo, mountpoint string
 	t.Close()
 	if mf.keep != "" {
 		bf := sw.Bitfield()
-		closeSW()
+		att.close()
 		if err := keepFiles(mi, dir, bf, mf.keep, log); err != nil {
 			return fmt.Errorf("-keep: %w", err)
 		}
 	}
 	return nil
+}
+
+// dhtStateName is the DHT's routing table in the cache directory, shared by
+// the mounts of every torrent.
+const dhtStateName = "dht.state"
+
+// attached is what a mount reads through: the shared cache and its
+// storagewrapper, or, with -browse-only, nothing.
+type attached struct {
+	// torrent is what the mount reads.
+	torrent fs.Torrent
+	// store and sw are nil with -browse-only.
+	store *cache.Store
+	sw    *storagewrapper.Wrapper
+	// closed is set once close ran.
+	closed bool
+}
+
+// attach opens the torrent's pieces in the shared cache directory dir, or
+// with browseOnly a torrent whose reads fail at once.
+func attach(mi *metainfo.MetaInfo, dir string, maxBytes int64, browseOnly bool, log *slog.Logger) (*attached, error) {
+	if browseOnly {
+		return &attached{torrent: browseTorrent{n: mi.Info.NumPieces()}}, nil
+	}
+	// The cache directory is shared with every btfs that mounts this
+	// torrent: pieces any of them verified are ours after one hash, and
+	// claims split the downloading between them.
+	store, err := cache.Open(dir, mi.Info, cache.Options{Logger: log, MaxBytes: maxBytes})
+	if err != nil {
+		return nil, err
+	}
+	sw, err := storagewrapper.New(mi.Info, store, storagewrapper.Config{Logger: log})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	return &attached{torrent: sw, store: store, sw: sw}, nil
+}
+
+// close closes the storagewrapper (and its store); it may be called again.
+func (a *attached) close() {
+	if a.closed || a.sw == nil {
+		return
+	}
+	a.closed = true
+	a.sw.Close()
 }
 
 // checkMountpoint gives one clear line for a missing or non-directory

@@ -2,19 +2,21 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/dustin/go-humanize"
 
+	"btfs/dht"
 	"btfs/engine"
 	"btfs/metainfo"
 	"btfs/picker"
@@ -33,6 +35,9 @@ type swarmFlags struct {
 	logFile    string
 	logLevel   string
 	quiet      bool
+	// noDHT and dhtBootstrap: -no-dht, -dht-bootstrap.
+	noDHT        bool
+	dhtBootstrap multiFlag
 }
 
 func (f *swarmFlags) register(fl *flag.FlagSet) {
@@ -46,6 +51,70 @@ func (f *swarmFlags) register(fl *flag.FlagSet) {
 	fl.StringVar(&f.logFile, "log-file", "", "write the log to this `file` (default: stderr)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fl.BoolVar(&f.quiet, "quiet", false, "no status line; log warnings and errors only")
+	fl.BoolVar(&f.noDHT, "no-dht", false, "do not use the DHT: trackers and -peer only (private torrents never use it)")
+	fl.Var(&f.dhtBootstrap, "dht-bootstrap", "join the DHT through this `host:port` (repeatable; default: "+strings.Join(dht.DefaultBootstrap, ", ")+")")
+}
+
+// join opens what a swarm needs besides the engine's config: the listener
+// (now, so that fetching a magnet's metadata can announce its port; the
+// engine takes it over) and the DHT node, on the same port in UDP, kept
+// in stateFile between runs. A private torrent (BEP 27) never uses the
+// DHT. closeFn stops the DHT and closes the listener if no engine took it.
+func (f *swarmFlags) join(ctx context.Context, cfg *engine.Config, private bool, stateFile string, log *slog.Logger) (closeFn func(), err error) {
+	var closers []func()
+	closeFn = func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	if cfg.Listener == nil && cfg.Listen != "" {
+		ln, err := net.Listen("tcp", cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+		}
+		cfg.Listener, cfg.Listen = ln, ""
+		closers = append(closers, func() { ln.Close() })
+	}
+	if f.noDHT || private {
+		return closeFn, nil
+	}
+	bootstrap := []string(f.dhtBootstrap)
+	if len(bootstrap) == 0 {
+		bootstrap = dht.DefaultBootstrap
+	}
+	if stateFile != "" {
+		if err := os.MkdirAll(filepath.Dir(stateFile), 0o755); err != nil {
+			log.Warn("dht: the routing table will not be kept", "err", err)
+			stateFile = ""
+		}
+	}
+	dcfg := dht.Config{Addr: ":0", Bootstrap: bootstrap, StateFile: stateFile, Logger: log.With("part", "dht")}
+	if cfg.Listener != nil {
+		// The DHT's UDP port is the TCP port when it is free: one port
+		// to open in a firewall.
+		if host, port, err := net.SplitHostPort(cfg.Listener.Addr().String()); err == nil {
+			dcfg.Addr = net.JoinHostPort(host, port)
+		}
+	}
+	node, err := dht.Start(ctx, dcfg)
+	if err != nil && dcfg.Addr != ":0" {
+		if host, _, serr := net.SplitHostPort(dcfg.Addr); serr == nil {
+			dcfg.Addr = net.JoinHostPort(host, "0")
+			node, err = dht.Start(ctx, dcfg)
+		}
+	}
+	if err != nil {
+		closeFn()
+		return nil, fmt.Errorf("dht: %w", err)
+	}
+	log.Info("dht started", "addr", node.Addr(), "bootstrap", len(bootstrap))
+	cfg.Finder = node
+	closers = append(closers, func() {
+		if err := node.Close(); err != nil {
+			log.Warn("dht: close", "err", err)
+		}
+	})
+	return closeFn, nil
 }
 
 // logger opens the log as the flags say; close it when done.
@@ -113,9 +182,6 @@ const maxTorrentDownload = 64 << 20
 
 // loadTorrent reads a torrent from a path or an http(s) URL.
 func loadTorrent(ctx context.Context, arg string) (*metainfo.MetaInfo, error) {
-	if strings.HasPrefix(arg, "magnet:") {
-		return nil, errors.New("magnet links are not supported yet: give a .torrent file or URL")
-	}
 	if !strings.HasPrefix(arg, "http://") && !strings.HasPrefix(arg, "https://") {
 		return metainfo.Load(arg)
 	}

@@ -37,6 +37,8 @@ type aria2 struct {
 type Seeder struct {
 	// a is the running aria2c.
 	a *aria2
+	// dhtAddr is its DHT node's UDP address (StartAria2SeederDHT only).
+	dhtAddr netip.AddrPort
 }
 
 // Leecher is an aria2c downloading one torrent.
@@ -61,6 +63,41 @@ func StartAria2Seeder(t testing.TB, torrentPath, dataDir, ip string) *Seeder {
 		"--check-integrity=false",
 	)}
 }
+
+// StartAria2SeederDHT is StartAria2Seeder with aria2c's DHT (BEP 5) on:
+// its node listens on ip at a fresh UDP port (DHTAddr), joins the DHT
+// through entry (a node the test runs on 127/8) and announces the torrent
+// there. Its routing table goes to a file in a temporary directory, never
+// to ~/.aria2. IPv6 DHT stays off.
+func StartAria2SeederDHT(t testing.TB, torrentPath, dataDir, ip string, entry netip.AddrPort) *Seeder {
+	t.Helper()
+	Require(t, "aria2c")
+	addr := checkLoopback(t, ip)
+	if !entry.Addr().Is4() || !entry.Addr().IsLoopback() {
+		t.Fatalf("swarmtest: DHT entry point %v is not on 127.0.0.0/8", entry)
+	}
+	port, err := freePort("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Seeder{
+		a: startAria2(t, torrentPath, dataDir, ip,
+			"--seed-ratio=0.0",
+			"--bt-seed-unverified=true",
+			"--check-integrity=false",
+			// Later options override the --enable-dht=false of tryAria2.
+			"--enable-dht=true",
+			"--dht-listen-port="+strconv.Itoa(port),
+			"--dht-entry-point="+entry.String(),
+			"--dht-file-path="+filepath.Join(t.TempDir(), "dht.dat"),
+		),
+		dhtAddr: netip.AddrPortFrom(addr, uint16(port)),
+	}
+}
+
+// DHTAddr is the seeder's DHT node (StartAria2SeederDHT), or the zero
+// value when its DHT is off.
+func (s *Seeder) DHTAddr() netip.AddrPort { return s.dhtAddr }
 
 // StartAria2Leecher runs aria2c on ip (a 127/8 address) downloading the
 // torrent at torrentPath into dir; it stops seeding as soon as it has

@@ -1,0 +1,307 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	iofs "io/fs"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"btfs/dht"
+	"btfs/engine/wire"
+	"btfs/internal/swarmtest"
+	"btfs/metainfo"
+)
+
+// magnetOf is the magnet link of mi with the given trackers and x.pe peers.
+func magnetOf(mi *metainfo.MetaInfo, trackers []string, peers ...netip.AddrPort) string {
+	m := &metainfo.Magnet{InfoHash: mi.InfoHash, DisplayName: mi.Info.Name, Trackers: trackers}
+	for _, p := range peers {
+		m.Peers = append(m.Peers, p.String())
+	}
+	return m.String()
+}
+
+// checkAllFiles reads every file of s through the mount at mp and compares
+// it with the seeder's copy, then runs fstest over the tree.
+func checkAllFiles(t *testing.T, s testSwarm, mp string) {
+	t.Helper()
+	var names []string
+	for _, f := range s.mi.Info.Files {
+		got, err := os.ReadFile(s.mounted(mp, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		if !bytes.Equal(got, s.source(t, f)) {
+			t.Fatalf("%s differs from the source", filepath.Join(f.Path...))
+		}
+		names = append(names, filepath.Join(f.Path...))
+	}
+	if !s.mi.Info.MultiFile {
+		names = []string{s.mi.Info.Name}
+	}
+	// The tree holds exactly the torrent's files (fstest.TestFS would
+	// also do, but it reads MiB files byte by byte: half a minute here).
+	var listed []string
+	err := iofs.WalkDir(os.DirFS(mp), ".", func(p string, d iofs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			listed = append(listed, filepath.FromSlash(p))
+		}
+		return err
+	})
+	slices.Sort(names)
+	if err != nil || !slices.Equal(listed, names) {
+		t.Fatalf("the mount lists %q (%v), want %q", listed, err, names)
+	}
+}
+
+// TestMountMagnetTracker: aria2c seeds; btfs mounts a magnet link whose only
+// source is its tr= (opentracker) and reads every file correctly. A second
+// mount of the same link, with the seeder gone and no tracker, shows the
+// files from the metadata the first one cached (and reads them from the
+// cached pieces).
+func TestMountMagnetTracker(t *testing.T) {
+	swarmtest.Require(t, "opentracker", "aria2c", "fusermount3")
+	opts := swarmtest.TorrentOptions{Files: swarmtest.MultiFile, PieceLength: 64 << 10, Seed: 61}
+	_, probe := swarmtest.MakeTorrent(t, t.TempDir(), opts)
+	tr := swarmtest.StartTracker(t, probe.InfoHash)
+	dir := t.TempDir()
+	opts.AnnounceList = [][]string{{tr.HTTPURL()}} // for aria2c; btfs sees only the link
+	torrentPath, mi := swarmtest.MakeTorrent(t, dir, opts)
+	seeder := swarmtest.StartAria2Seeder(t, torrentPath, dir, "127.0.0.2")
+	tr.WaitForPeer(t, mi.InfoHash, seeder.Addr())
+	s := testSwarm{dir: dir, torrentPath: torrentPath, mi: mi}
+	link := magnetOf(mi, []string{tr.HTTPURL()})
+
+	cacheDir := t.TempDir()
+	mp := mountpoint(t)
+	p := startBtfs(t, "mount", "-listen", "127.0.0.1:0", "-cache-dir", cacheDir, "-log-level", "debug", link, mp)
+	waitMounted(t, p, mp)
+	checkAllFiles(t, s, mp)
+	p.stop(t)
+	seeder.Stop()
+
+	mp2 := mountpoint(t)
+	p2 := startBtfs(t, "mount", "-listen", "127.0.0.1:0", "-cache-dir", cacheDir, "-no-trackers", "-log-level", "debug", link, mp2)
+	waitMounted(t, p2, mp2)
+	checkAllFiles(t, s, mp2)
+	if out := p2.out.String(); !strings.Contains(out, "metadata from the cache") || strings.Contains(out, "fetching metadata") {
+		t.Errorf("the second mount did not take the metadata from the cache:\n%s", out)
+	}
+}
+
+// TestMountMagnetDHT: a magnet link without trackers resolves through a
+// private DHT of three nodes on 127.0.0.1, into which the aria2c seeder
+// announced itself, and every file reads correctly.
+func TestMountMagnetDHT(t *testing.T) {
+	swarmtest.Require(t, "aria2c", "fusermount3")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var nodes []*dht.Node
+	for i := range 3 {
+		cfg := dht.Config{Addr: "127.0.0.1:0"}
+		for _, n := range nodes {
+			cfg.Bootstrap = append(cfg.Bootstrap, n.Addr().String())
+		}
+		n, err := dht.Start(ctx, cfg)
+		if err != nil {
+			t.Fatalf("dht node %d: %v", i, err)
+		}
+		t.Cleanup(func() { n.Close() })
+		nodes = append(nodes, n)
+	}
+	dir := t.TempDir()
+	torrentPath, mi := swarmtest.MakeTorrent(t, dir, swarmtest.TorrentOptions{Files: swarmtest.MultiFile, PieceLength: 64 << 10, Seed: 62})
+	seeder := swarmtest.StartAria2SeederDHT(t, torrentPath, dir, "127.0.0.2", nodes[0].Addr())
+	waitDHTPeer(t, nodes[2], mi.InfoHash, seeder.Addr())
+
+	mp := mountpoint(t)
+	p := startBtfs(t, "mount", "-listen", "127.0.0.1:0", "-cache-dir", t.TempDir(), "-no-trackers",
+		"-dht-bootstrap", nodes[1].Addr().String(), "-log-level", "debug", magnetOf(mi, nil), mp)
+	waitMounted(t, p, mp)
+	checkAllFiles(t, testSwarm{dir: dir, torrentPath: torrentPath, mi: mi}, mp)
+}
+
+// waitDHTPeer waits until a lookup from n finds want for ih: the seeder's
+// announce has reached the DHT.
+func waitDHTPeer(t *testing.T, n *dht.Node, ih metainfo.Hash, want netip.AddrPort) {
+	t.Helper()
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		var found atomic.Bool
+		n.FindPeers(ctx, ih, 0, func(addrs []netip.AddrPort) {
+			for _, a := range addrs {
+				if a.Addr() == want.Addr() {
+					found.Store(true)
+				}
+			}
+		})
+		cancel()
+		if found.Load() {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	t.Fatalf("the seeder %s never appeared in the DHT for %s", want, ih)
+}
+
+// hostilePeer is a peer that speaks the handshake and the extension
+// handshake, and lies about the metadata: an absurd metadata_size, or the
+// right size with bytes that are not the info dictionary.
+type hostilePeer struct {
+	ln   net.Listener
+	size int64 // the metadata_size it announces
+	// asked counts the ut_metadata requests it received; conns the
+	// connections it accepted.
+	asked, conns atomic.Int64
+	// stop ends every connection at the end of the test.
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+func startHostilePeer(t *testing.T, ip string, ih metainfo.Hash, size int64) *hostilePeer {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &hostilePeer{ln: ln, size: size, stop: make(chan struct{})}
+	ours := wire.Handshake{InfoHash: ih, PeerID: wire.NewPeerID()}
+	ours.Reserved.SetExtensions()
+	h.wg.Go(func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			h.conns.Add(1)
+			h.wg.Go(func() { h.serve(conn, ours) })
+		}
+	})
+	t.Cleanup(func() { ln.Close(); close(h.stop); h.wg.Wait() })
+	return h
+}
+
+func (h *hostilePeer) addr() netip.AddrPort { return netip.MustParseAddrPort(h.ln.Addr().String()) }
+
+// serve lies to one connection until it is closed (by btfs, or at the
+// end of the test).
+func (h *hostilePeer) serve(conn net.Conn, ours wire.Handshake) {
+	defer conn.Close()
+	served := make(chan struct{})
+	defer close(served)
+	go func() {
+		select {
+		case <-h.stop:
+			conn.Close()
+		case <-served:
+		}
+	}()
+	ctx := context.Background()
+	if _, _, err := wire.Accept(ctx, conn, func(metainfo.Hash) (wire.Handshake, bool) { return ours, true }); err != nil {
+		return
+	}
+	w := wire.NewWriter(conn)
+	const ourMetadataID = 3
+	hs, _ := wire.ExtHandshake{M: map[string]int{wire.ExtMetadata: ourMetadataID}, MetadataSize: h.size}.Encode()
+	if h.size > wire.DefaultMaxMetadataSize {
+		// Encode is honest; the lie is written by hand.
+		hs = []byte("d1:md11:ut_metadatai3ee13:metadata_sizei" + strconv.FormatInt(h.size, 10) + "ee")
+	}
+	if w.WriteMessage(wire.Message{ID: wire.Extended, ExtendedID: 0, Payload: hs}) != nil || w.Flush() != nil {
+		return
+	}
+	r := wire.NewReader(conn, wire.Limits{})
+	theirID := 0
+	for {
+		m, err := r.ReadMessage()
+		if err != nil {
+			return
+		}
+		if m.ID != wire.Extended {
+			continue
+		}
+		if m.ExtendedID == 0 {
+			if eh, err := wire.ParseExtHandshake(m.Payload, 0); err == nil {
+				theirID = eh.M[wire.ExtMetadata]
+			}
+			continue
+		}
+		req, err := wire.ParseMetadataMsg(m.Payload, 0)
+		if err != nil || req.Type != wire.MetadataRequest || theirID == 0 {
+			continue
+		}
+		h.asked.Add(1)
+		junk := make([]byte, wire.MetadataPieceLen(h.size, req.Piece))
+		rand.Read(junk)
+		payload, err := wire.EncodeMetadataMsg(wire.MetadataMsg{Type: wire.MetadataData, Piece: req.Piece, TotalSize: h.size, Data: junk})
+		if err != nil {
+			return
+		}
+		if w.WriteMessage(wire.Message{ID: wire.Extended, ExtendedID: uint8(theirID), Payload: payload}) != nil || w.Flush() != nil {
+			return
+		}
+	}
+}
+
+// TestMountMagnetHostileMetadata: two liars — one announcing a
+// metadata_size of 10^9, one sending bytes that do not hash to the
+// info-hash — and an honest aria2c seeder, all in the link's x.pe. The
+// mount succeeds from the honest one and reads correctly; the liar of
+// size is never asked, the liar of bytes is cut off.
+func TestMountMagnetHostileMetadata(t *testing.T) {
+	swarmtest.Require(t, "aria2c", "fusermount3")
+	dir := t.TempDir()
+	torrentPath, mi := swarmtest.MakeTorrent(t, dir, swarmtest.TorrentOptions{Files: swarmtest.MultiFile, PieceLength: 64 << 10, Seed: 63})
+	seeder := swarmtest.StartAria2Seeder(t, torrentPath, dir, "127.0.0.2")
+	huge := startHostilePeer(t, "127.0.0.3", mi.InfoHash, 1_000_000_000)
+	liar := startHostilePeer(t, "127.0.0.4", mi.InfoHash, int64(len(mi.InfoBytes)))
+
+	mp := mountpoint(t)
+	p := startBtfs(t, "mount", "-listen", "127.0.0.1:0", "-cache-dir", t.TempDir(), "-no-trackers", "-log-level", "debug",
+		magnetOf(mi, nil, huge.addr(), liar.addr(), seeder.Addr()), mp)
+	waitMounted(t, p, mp)
+	checkAllFiles(t, testSwarm{dir: dir, torrentPath: torrentPath, mi: mi}, mp)
+	if n := huge.asked.Load(); n != 0 {
+		t.Errorf("the peer that announced metadata_size 10^9 was asked %d times", n)
+	}
+	t.Logf("liar: %d connections, asked %d times", liar.conns.Load(), liar.asked.Load())
+}
+
+// TestMountBrowseOnly: -browse-only lists the files with their sizes and
+// fails a read at once (EIO) instead of fetching.
+func TestMountBrowseOnly(t *testing.T) {
+	swarmtest.Require(t, "fusermount3")
+	dir := t.TempDir()
+	torrentPath, mi := swarmtest.MakeTorrent(t, dir, swarmtest.TorrentOptions{Files: swarmtest.MultiFile, PieceLength: 64 << 10, Seed: 64})
+	s := testSwarm{dir: dir, torrentPath: torrentPath, mi: mi}
+	mp := mountpoint(t)
+	p := startBtfs(t, "mount", "-browse-only", "-listen", "127.0.0.1:0", "-cache-dir", t.TempDir(), torrentPath, mp)
+	waitMounted(t, p, mp)
+	for _, f := range mi.Info.Files {
+		fi, err := os.Stat(s.mounted(mp, f))
+		if err != nil || fi.Size() != f.Length {
+			t.Fatalf("%s: %v, %v; want size %d", filepath.Join(f.Path...), fi, err, f.Length)
+		}
+		if f.Length == 0 {
+			continue
+		}
+		if _, err := os.ReadFile(s.mounted(mp, f)); !errors.Is(err, syscall.EIO) {
+			t.Errorf("reading %s with -browse-only: %v, want EIO", filepath.Join(f.Path...), err)
+		}
+	}
+}

@@ -1,0 +1,244 @@
+package swarmtest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// LibtorrentPython is the interpreter with the libtorrent module: the
+// Debian one (python3-libtorrent), never a virtualenv's.
+const LibtorrentPython = "/usr/bin/python3"
+
+// libtorrentScript seeds one torrent with libtorrent (rasterbar) and
+// prints a JSON status line every 200 ms. argv: torrent, save path,
+// listen IP, port, then the peers to connect to (IP:PORT). Its settings:
+// nothing but TCP on the given address (no DHT, LSD, UPnP, NAT-PMP, uTP,
+// no encryption, outgoing connections from that address too);
+// seed-to-seed connections kept (close_redundant_connections off, or two
+// seeds hang up on each other and never list each other in PEX); PEX on
+// (the ut_pex plugin is a default one).
+const libtorrentScript = `
+import json, sys, time
+import libtorrent as lt
+
+torrent, save, ip, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+peers = sys.argv[5:]
+ses = lt.session({
+    'listen_interfaces': '%s:%d' % (ip, port),
+    'outgoing_interfaces': ip,
+    'enable_dht': False,
+    'enable_lsd': False,
+    'enable_upnp': False,
+    'enable_natpmp': False,
+    'enable_incoming_utp': False,
+    'enable_outgoing_utp': False,
+    'close_redundant_connections': False,
+    'allow_multiple_connections_per_ip': True,
+    # Plain BitTorrent handshakes: btfs speaks no MSE, and an encrypted
+    # attempt costs a second before libtorrent retries in the clear.
+    'out_enc_policy': int(lt.enc_policy.disabled),
+    'alert_mask': 0,
+})
+atp = lt.add_torrent_params()
+atp.ti = lt.torrent_info(torrent)
+atp.save_path = save
+atp.flags = (atp.flags | lt.torrent_flags.seed_mode) & ~lt.torrent_flags.auto_managed & ~lt.torrent_flags.paused
+h = ses.add_torrent(atp)
+for p in peers:
+    host, _, pport = p.rpartition(':')
+    h.connect_peer((host, int(pport)))
+while True:
+    s = h.status()
+    ps = [{'ip': pi.ip[0], 'port': pi.ip[1], 'up': pi.total_upload, 'seed': bool(pi.flags & lt.peer_info.seed)} for pi in h.get_peer_info()]
+    print(json.dumps({'state': str(s.state), 'seeding': s.is_seeding, 'listen': ses.is_listening(),
+                      'uploaded': s.total_payload_upload, 'peers': ps}), flush=True)
+    time.sleep(0.2)
+`
+
+// LibtorrentSeeder is a python3-libtorrent seeder: libtorrent-rasterbar,
+// a third implementation of the wire protocol, and the one whose seeds
+// keep their connections to other seeds (so that they tell others about
+// each other by PEX).
+type LibtorrentSeeder struct {
+	// proc is the running python3.
+	proc *process
+	// addr is where it accepts BitTorrent connections.
+	addr netip.AddrPort
+}
+
+// LibtorrentStatus is one of the seeder's status lines.
+type LibtorrentStatus struct {
+	// State is libtorrent's torrent state ("seeding").
+	State string `json:"state"`
+	// Seeding is set once it has every piece.
+	Seeding bool `json:"seeding"`
+	// Listen is set once its listen socket is open.
+	Listen bool `json:"listen"`
+	// Uploaded counts the payload bytes it sent this session.
+	Uploaded int64 `json:"uploaded"`
+	// Peers are its connections.
+	Peers []LibtorrentPeer `json:"peers"`
+}
+
+// LibtorrentPeer is one connection of the seeder.
+type LibtorrentPeer struct {
+	// IP and Port are the remote end of the connection.
+	IP   string `json:"ip"`
+	Port int    `json:"port"`
+	// Up counts the bytes sent to it.
+	Up int64 `json:"up"`
+	// Seed is set when the peer has every piece.
+	Seed bool `json:"seed"`
+}
+
+// RequireLibtorrent skips t unless python3's libtorrent module imports
+// (BTFS_REQUIRE_PEERS=1 fails instead, as Require does).
+func RequireLibtorrent(t testing.TB) {
+	t.Helper()
+	err := exec.Command(LibtorrentPython, "-c", "import libtorrent").Run()
+	if err == nil {
+		return
+	}
+	Require(t, LibtorrentPython) // a missing interpreter says so
+	if os.Getenv(RequireEnv) == "1" {
+		t.Fatalf("swarmtest: python3-libtorrent not installed (%v) and %s=1 (run scripts/deps)", err, RequireEnv)
+	}
+	t.Skipf("swarmtest: python3-libtorrent not installed: %v (run scripts/deps)", err)
+}
+
+// StartLibtorrentSeeder runs a libtorrent seeder on ip (a 127/8 address;
+// give each libtorrent its own, as it takes one connection per IP)
+// seeding the torrent at torrentPath from dataDir (MakeTorrent's dir), in
+// seed mode (pieces are checked when first sent, not up front). It
+// connects to peers at start. It returns once it seeds and listens; it is
+// stopped by PID in t.Cleanup.
+func StartLibtorrentSeeder(t testing.TB, torrentPath, dataDir, ip string, peers ...netip.AddrPort) *LibtorrentSeeder {
+	t.Helper()
+	RequireLibtorrent(t)
+	addr := checkLoopback(t, ip)
+	for _, p := range peers {
+		if !p.Addr().IsLoopback() {
+			t.Fatalf("swarmtest: peer %v is not on loopback", p)
+		}
+	}
+	torrentPath, err := filepath.Abs(torrentPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dataDir, err = filepath.Abs(dataDir); err != nil {
+		t.Fatal(err)
+	}
+	var lastErr error
+	for range startAttempts {
+		s, err := tryLibtorrent(t, torrentPath, dataDir, addr, peers)
+		if err == nil {
+			return s
+		}
+		lastErr = err
+	}
+	t.Fatalf("swarmtest: libtorrent seeder did not start: %v", lastErr)
+	return nil
+}
+
+// tryLibtorrent is one attempt of StartLibtorrentSeeder.
+func tryLibtorrent(t testing.TB, torrentPath, dataDir string, ip netip.Addr, peers []netip.AddrPort) (*LibtorrentSeeder, error) {
+	port, err := freePort("tcp", ip)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"-c", libtorrentScript, torrentPath, dataDir, ip.String(), fmt.Sprint(port)}
+	for _, p := range peers {
+		args = append(args, p.String())
+	}
+	s := &LibtorrentSeeder{addr: netip.AddrPortFrom(ip, uint16(port))}
+	if s.proc, err = startProcess(t, dataDir, false, LibtorrentPython, args...); err != nil {
+		return nil, err
+	}
+	err = poll(20*time.Millisecond, func() bool {
+		st, err := s.Status()
+		if err != nil || !st.Seeding || !st.Listen {
+			return false
+		}
+		// Listening on our port (and not another it fell back to)?
+		// Asked without connecting: binding fails while it holds it.
+		l, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(s.addr))
+		if err != nil {
+			return true
+		}
+		l.Close()
+		return false
+	}, s.proc.exited)
+	if err != nil {
+		s.proc.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Addr is where the seeder accepts BitTorrent connections.
+func (s *LibtorrentSeeder) Addr() netip.AddrPort { return s.addr }
+
+// PID is the seeder's process id.
+func (s *LibtorrentSeeder) PID() int { return s.proc.cmd.Process.Pid }
+
+// Stop ends the seeder now; cleanup would otherwise do it at the end of
+// the test.
+func (s *LibtorrentSeeder) Stop() { s.proc.stop() }
+
+// Status is the seeder's latest status line (at most 200 ms old).
+func (s *LibtorrentSeeder) Status() (LibtorrentStatus, error) {
+	out := strings.TrimRight(s.proc.out.String(), "\n")
+	for out != "" {
+		line := out
+		if i := strings.LastIndexByte(out, '\n'); i >= 0 {
+			line, out = out[i+1:], out[:i]
+		} else {
+			out = ""
+		}
+		var st LibtorrentStatus
+		if strings.HasPrefix(line, "{") && json.Unmarshal([]byte(line), &st) == nil {
+			return st, nil
+		}
+		// A warning, or a line the tail buffer cut: the one before.
+	}
+	if err := s.proc.exited(); err != nil {
+		return LibtorrentStatus{}, err
+	}
+	return LibtorrentStatus{}, fmt.Errorf("swarmtest: no status from libtorrent yet")
+}
+
+// Uploaded is the payload the seeder has sent this session.
+func (s *LibtorrentSeeder) Uploaded() (int64, error) {
+	st, err := s.Status()
+	return st.Uploaded, err
+}
+
+// WaitConnected waits until the seeder has a connection to (or from) a
+// peer at ip, or ctx ends.
+func (s *LibtorrentSeeder) WaitConnected(ctx context.Context, ip netip.Addr) error {
+	for {
+		if st, err := s.Status(); err == nil {
+			for _, p := range st.Peers {
+				if a, err := netip.ParseAddr(p.IP); err == nil && a.Unmap() == ip {
+					return nil
+				}
+			}
+		} else if err := s.proc.exited(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("swarmtest: libtorrent at %v not connected to %v: %w", s.addr, ip, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

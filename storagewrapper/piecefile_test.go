@@ -1,0 +1,132 @@
+package storagewrapper
+
+import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"os"
+	"testing"
+)
+
+// gather collects what ReadFiles hands out by reading each file range.
+func gather(t *testing.T, w *Wrapper, off int64, n int) ([]byte, bool, error) {
+	t.Helper()
+	var got []byte
+	ok, err := w.ReadFiles(off, n, func(f *os.File, at int64, m int) error {
+		b := make([]byte, m)
+		if _, err := f.ReadAt(b, at); err != nil {
+			return err
+		}
+		got = append(got, b...)
+		return nil
+	})
+	return got, ok, err
+}
+
+func TestReadFiles(t *testing.T) {
+	const pieceLen = 16 << 10
+	f := newFixture(t, pieceLen, 5*pieceLen+777)
+	ds, err := NewDirStore(t.TempDir(), f.info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWrapper(t, f, ds, Config{})
+	total := f.info.TotalLength
+
+	// Nothing verified: nothing handed out.
+	if _, ok, err := gather(t, w, 0, 10); ok || err != nil {
+		t.Fatalf("before any piece: ok %v err %v, want false, nil", ok, err)
+	}
+	downloadAll(t, w, f)
+	for _, c := range []struct {
+		name string
+		off  int64
+		n    int
+	}{
+		{"inside one piece", 100, 1000},
+		{"one whole piece", pieceLen, pieceLen},
+		{"across three pieces", pieceLen - 5, pieceLen + 10},
+		{"unaligned to the end", 3, int(total - 3)},
+		{"the short last piece", 5 * pieceLen, 777},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, ok, err := gather(t, w, c.off, c.n)
+			if !ok || err != nil {
+				t.Fatalf("ok %v err %v, want true, nil", ok, err)
+			}
+			if !bytes.Equal(got, f.data[c.off:c.off+int64(c.n)]) {
+				t.Fatalf("bytes differ from the torrent's")
+			}
+		})
+	}
+	for _, c := range []struct {
+		name string
+		off  int64
+		n    int
+	}{
+		{"past the end", total - 1, 2},
+		{"negative offset", -1, 2},
+		{"empty", 0, 0},
+	} {
+		if _, ok, err := gather(t, w, c.off, c.n); ok || err != nil {
+			t.Errorf("%s: ok %v err %v, want false, nil", c.name, ok, err)
+		}
+	}
+
+	// A piece file that disappeared (evicted, removed behind our back):
+	// not ok, no error, so that the caller reads through ReadAt, which
+	// notices and fetches it again.
+	ds.Forget(2)
+	if err := os.Remove(ds.PiecePath(2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := gather(t, w, pieceLen, 3*pieceLen); ok || err != nil {
+		t.Fatalf("piece file gone: ok %v err %v, want false, nil", ok, err)
+	}
+	// fn's error stops it and comes back.
+	boom := errors.New("boom")
+	if ok, err := w.ReadFiles(0, 10, func(*os.File, int64, int) error { return boom }); ok || !errors.Is(err, boom) {
+		t.Fatalf("fn failing: ok %v err %v, want false, boom", ok, err)
+	}
+}
+
+// A store without piece files never hands any out.
+func TestReadFilesMemStore(t *testing.T) {
+	f := newFixture(t, 16<<10, 64<<10)
+	w := newWrapper(t, f, nil, Config{})
+	downloadAll(t, w, f)
+	if _, ok, err := gather(t, w, 0, 100); ok || err != nil {
+		t.Fatalf("ok %v err %v, want false, nil", ok, err)
+	}
+}
+
+// An open piece file stays readable after its name is gone: what makes
+// handing it out safe while a shared cache may evict the piece.
+func TestPieceFileOutlivesRemoval(t *testing.T) {
+	f := newFixture(t, 16<<10, 32<<10)
+	ds, err := NewDirStore(t.TempDir(), f.info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWrapper(t, f, ds, Config{})
+	downloadAll(t, w, f)
+	file, release, err := ds.PieceFile(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	ds.Forget(1)
+	if err := os.Remove(ds.PiecePath(1)); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, 16<<10)
+	if _, err := file.ReadAt(got, 0); err != nil || !bytes.Equal(got, f.piece(1)) {
+		t.Fatalf("read after removal: err %v, same bytes %v", err, bytes.Equal(got, f.piece(1)))
+	}
+	if _, _, err := ds.PieceFile(1); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("PieceFile of a removed piece: %v, want fs.ErrNotExist", err)
+	}
+	if _, _, err := ds.PieceFile(7); !errors.Is(err, ErrOutOfRange) {
+		t.Fatalf("PieceFile(7): %v, want ErrOutOfRange", err)
+	}
+}
