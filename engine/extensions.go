@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -107,8 +108,10 @@ func (s *state) sendExt(p *peer, name string, payload []byte) bool {
 // onExtHandshake reads the peer's BEP 10 handshake (the first, or a later
 // one that changes its extensions).
 func (s *state) onExtHandshake(p *peer, payload []byte) {
+	// We never fetch metadata here, so an absurd metadata_size costs the
+	// peer nothing else: its "m" (ut_pex) and the rest still count.
 	eh, err := wire.ParseExtHandshake(payload, wire.DefaultMaxMetadataSize)
-	if err != nil {
+	if err != nil && !errors.Is(err, wire.ErrMetadataTooLarge) {
 		s.t.log.Debug("bad extension handshake", "peer", p.key, "err", err)
 		return
 	}

@@ -305,3 +305,24 @@ func TestMountBrowseOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestGetMagnet: btfs get downloads a magnet link's files, its only source
+// the link's x.pe (an aria2c seeder).
+func TestGetMagnet(t *testing.T) {
+	swarmtest.Require(t, "aria2c")
+	dir := t.TempDir()
+	torrentPath, mi := swarmtest.MakeTorrent(t, dir, swarmtest.TorrentOptions{Files: swarmtest.MultiFile, PieceLength: 64 << 10, Seed: 65})
+	seeder := swarmtest.StartAria2Seeder(t, torrentPath, dir, "127.0.0.2")
+	s := testSwarm{dir: dir, torrentPath: torrentPath, mi: mi}
+	out := t.TempDir()
+	p := startBtfs(t, "get", "-listen", "127.0.0.1:0", "-no-trackers", magnetOf(mi, nil, seeder.Addr()), out)
+	if err := p.wait(t, 2*time.Minute); err != nil {
+		t.Fatalf("btfs get: %v\n%s", err, p.out.String())
+	}
+	for _, f := range mi.Info.Files {
+		got, err := os.ReadFile(filepath.Join(append([]string{out, mi.Info.Name}, f.Path...)...))
+		if err != nil || !bytes.Equal(got, s.source(t, f)) {
+			t.Fatalf("%s: %d bytes, %v: not the source", filepath.Join(f.Path...), len(got), err)
+		}
+	}
+}

@@ -180,12 +180,16 @@ func parseRate(name, v string) (int64, error) {
 // maxTorrentDownload caps a .torrent fetched over HTTP.
 const maxTorrentDownload = 64 << 20
 
+// torrentFetchTimeout bounds fetching a .torrent over HTTP (a var for the
+// tests).
+var torrentFetchTimeout = 30 * time.Second
+
 // loadTorrent reads a torrent from a path or an http(s) URL.
 func loadTorrent(ctx context.Context, arg string) (*metainfo.MetaInfo, error) {
 	if !strings.HasPrefix(arg, "http://") && !strings.HasPrefix(arg, "https://") {
 		return metainfo.Load(arg)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, torrentFetchTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, arg, nil)
 	if err != nil {

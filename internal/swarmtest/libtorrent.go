@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -169,13 +168,7 @@ func tryLibtorrent(t testing.TB, torrentPath, dataDir string, ip netip.Addr, pee
 			return false
 		}
 		// Listening on our port (and not another it fell back to)?
-		// Asked without connecting: binding fails while it holds it.
-		l, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(s.addr))
-		if err != nil {
-			return true
-		}
-		l.Close()
-		return false
+		return portTaken(s.addr)
 	}, s.proc.exited)
 	if err != nil {
 		s.proc.stop()

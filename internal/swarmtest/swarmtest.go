@@ -107,3 +107,17 @@ func poll(interval time.Duration, ready func() bool, stop func() error) error {
 		time.Sleep(interval)
 	}
 }
+
+// portTaken reports whether something listens on addr, asked without
+// connecting: binding fails while another listener holds the port. A probe
+// connection would do harm: one that closes without a handshake keeps
+// Transmission from taking another from the same IP until its handshake
+// times out (30 s).
+func portTaken(addr netip.AddrPort) bool {
+	l, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(addr))
+	if err != nil {
+		return true
+	}
+	l.Close()
+	return false
+}

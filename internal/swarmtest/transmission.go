@@ -3,7 +3,6 @@ package swarmtest
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -123,16 +122,7 @@ func tryTransmission(t testing.TB, torrentPath, dataDir string, ip netip.Addr) (
 		if out := s.proc.out.String(); !strings.Contains(out, "Verification is done") && !strings.Contains(out, "Seeding") {
 			return false
 		}
-		// Listening? Asked without connecting: an incoming connection
-		// that closes without a handshake keeps Transmission from taking
-		// another from the same IP until its handshake times out (30 s).
-		// Binding the port fails while its listener holds it.
-		l, err := net.ListenTCP("tcp", net.TCPAddrFromAddrPort(s.addr))
-		if err != nil {
-			return true
-		}
-		l.Close()
-		return false
+		return portTaken(s.addr)
 	}, s.proc.exited)
 	if err != nil {
 		s.proc.stop()
