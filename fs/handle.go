@@ -54,6 +54,9 @@ type handle struct {
 	media []func()
 	// closed is set by close: the wants are gone and stay gone.
 	closed bool
+	// prefetched is the file offset up to which prefetch asked for the
+	// piece files to be read into the page cache; 0 after a seek.
+	prefetched int64
 }
 
 // open makes a handle for f, registers it with the mount (so Unmount can
@@ -96,6 +99,7 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 	n := min(int64(len(dest)), size-off)
 	h.track(off, n)
 	if res := h.m.spliceRead(h.f.offset+off, int(n)); res != nil {
+		h.prefetch(off + n)
 		return res, 0
 	}
 	got, err := h.m.readAt(ctx, dest[:n], h.f.offset+off)
@@ -104,7 +108,10 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 		h.m.log.Debug("fs: read failed", "file", h.f.index, "off", off, "len", n, "errno", errno, "err", err)
 		return nil, errno
 	}
-	return fuse.ReadResultData(dest[:got]), 0
+	// A vector result is written with writev as it is; a plain data
+	// result would first go through go-fuse's splice attempt (a pipe, a
+	// header written into it, then thrown away) for nothing.
+	return fuse.ReadResultVector([][]byte{dest[:got]}), 0
 }
 
 // Release drops the handle's wants: no stale priorities once a file is
@@ -130,6 +137,7 @@ func (h *handle) track(off, n int64) {
 		return
 	}
 	if p.observe(&h.ra, off, n, now) {
+		h.prefetched = 0
 		h.m.log.Debug("fs: seek", "file", h.f.index, "off", off, "len", n, "random", h.ra.random())
 	}
 	next := p.want(&h.ra, h.f.length)

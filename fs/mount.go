@@ -184,7 +184,7 @@ func mount(mountpoint string, ih metainfo.Hash, mi *metainfo.MetaInfo, t Torrent
 			// the kernel; reads from memory are written as before. Each
 			// read fits go-fuse's pipe (fuseMaxRead): a read that did
 			// not would fail the splice and log a warning.
-			DisableSplice: !spliceReads.Load(),
+			DisableSplice: !spliceOn(),
 			Debug:         opts.Debug,
 			Logger:        slog.NewLogLogger(log.Handler(), debugOrWarn(opts.Debug)),
 		},
@@ -202,7 +202,7 @@ func mount(mountpoint string, ih metainfo.Hash, mi *metainfo.MetaInfo, t Torrent
 		m.cancel(errUnmounting)
 		return nil, fmt.Errorf("fs: mount %s: %w", dir, err)
 	}
-	raiseKernelReadahead(dir, log)
+	raiseKernelReadahead(dir, kernelReadaheadFor(m.policy), log)
 	log.Info("fs: mounted", "mountpoint", dir, "infohash", ih, "metadata", mi != nil)
 	return &Mounted{dir: dir, server: server, state: m, root: root, log: log}, nil
 }
@@ -240,8 +240,17 @@ func newMountState(ih metainfo.Hash, mi *metainfo.MetaInfo, t Torrent, opts Opti
 	return m
 }
 
+// kernelReadaheadFor is the kernel's readahead window for a mount whose
+// handles read ahead by policy: kernelReadahead, or less when the handles'
+// window is smaller (a cache capped below the torrent): every read the
+// kernel makes ahead pins its pieces in the shared cache while it waits, so
+// its window must not outgrow what the cap leaves for readahead.
+func kernelReadaheadFor(policy raPolicy) int64 {
+	return min(kernelReadahead, max(maxRead, policy.max))
+}
+
 // raiseKernelReadahead raises the kernel's readahead for the mount to
-// kernelReadahead (a few maximal FUSE reads). The kernel starts a FUSE mount
+// window (a few maximal FUSE reads: kernelReadaheadFor). The kernel starts a FUSE mount
 // at its default of 128 KiB whatever the file system asks in INIT, and only
 // root can raise it, through the mount's backing device in sysfs. Measured
 // here: a buffered sequential read of RAM-held data goes from about 1.4 to
@@ -250,7 +259,7 @@ func newMountState(ih metainfo.Hash, mi *metainfo.MetaInfo, t Torrent, opts Opti
 // in parallel (a re-read after the cache was dropped: about 1.0 GB/s at 1
 // MiB, 1.3 at 4 MiB, with the source file itself at 0.8-2 GB/s). It is best
 // effort: without permission the default stays.
-func raiseKernelReadahead(dir string, log *slog.Logger) {
+func raiseKernelReadahead(dir string, window int64, log *slog.Logger) {
 	// Not stat(dir): see mountDevice.
 	major, minor, err := mountDevice(dir)
 	if err != nil {
@@ -263,7 +272,7 @@ func raiseKernelReadahead(dir string, log *slog.Logger) {
 		log.Debug("fs: kernel readahead left alone", "err", err)
 		return
 	}
-	want := kernelReadahead >> 10
+	want := int(window >> 10)
 	if kb, err := strconv.Atoi(strings.TrimSpace(string(cur))); err == nil && kb >= want {
 		return
 	}

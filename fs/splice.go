@@ -25,11 +25,10 @@ type fileReader interface {
 // moves our slots behind it, and refuses to grow a pipe past
 // /proc/sys/fs/pipe-max-size (1 MiB here): a read is spliced only when
 // header and data surely fit, else it is copied as before.
-const (
-	pageSize = 4096
-	// replyHeader is the size of a FUSE reply header (fuse_out_header).
-	replyHeader = 16
-)
+var pageSize = os.Getpagesize()
+
+// replyHeader is the size of a FUSE reply header (fuse_out_header).
+const replyHeader = 16
 
 // spliceReads turns spliceRead on; benchmarks turn it off to compare.
 var spliceReads = func() *atomic.Bool { var b atomic.Bool; b.Store(true); return &b }()
@@ -46,8 +45,9 @@ var errNoRoom = errors.New("fs: read does not fit a pipe")
 // spliceSlots is the number of pipe slots that n bytes at file offset at
 // take.
 func spliceSlots(at int64, n int) int {
-	first := at / pageSize
-	last := (at + int64(n) - 1) / pageSize
+	page := int64(pageSize)
+	first := at / page
+	last := (at + int64(n) - 1) / page
 	return int(last - first + 1)
 }
 
@@ -81,7 +81,7 @@ func maxSpliceRead(max int) int {
 // is gone): the caller reads through memory, which also waits and fetches.
 func (m *mountState) spliceRead(off int64, n int) fuse.ReadResult {
 	fr, ok := m.t.(fileReader)
-	if !ok || !spliceReads.Load() || n > maxSplice {
+	if !ok || !spliceOn() || n > maxSplice {
 		return nil
 	}
 	pair, err := splice.Get()
@@ -159,8 +159,48 @@ func (r *pipeRoom) load(f *os.File, at int64, n int) error {
 // to the largest read go-fuse can splice when that is less (1016 KiB with
 // 1 MiB pipes), so that every full-size read can take the splice path.
 func fuseMaxRead() int {
-	if spliceReads.Load() && maxSplice >= 128<<10 {
+	if spliceOn() {
 		return min(maxRead, maxSplice)
 	}
 	return maxRead
+}
+
+// spliceOn reports whether a new mount splices reads: unless turned off,
+// or the pipes are too small to be worth it (then go-fuse's splice is
+// disabled, so that no read can fail to fit and warn).
+func spliceOn() bool { return spliceReads.Load() && maxSplice >= 128<<10 }
+
+// prefetcher is implemented by a Torrent that can have its piece files
+// read into the page cache ahead of a reader
+// (storagewrapper.Wrapper.Prefetch).
+type prefetcher interface {
+	Prefetch(off, n int64)
+}
+
+// prefetchAhead is how far past a streaming reader's last read the piece
+// files are read into the page cache: twice the kernel's readahead, so
+// that the FUSE reads the kernel sends ahead find their pieces in memory
+// instead of each waiting for its own disk read. A re-read of complete
+// data after the cache was dropped: ~1.6 → ~1.85 GB/s here (paired runs).
+const prefetchAhead = 2 * kernelReadahead
+
+// prefetch extends, for a streaming reader whose read ended at file
+// offset end, the stretch of piece files read ahead into the page cache to
+// end+prefetchAhead, a piece at a time at least. A random reader gets
+// none: it would only evict what others use.
+func (h *handle) prefetch(end int64) {
+	p, ok := h.m.t.(prefetcher)
+	if !ok {
+		return
+	}
+	h.mu.Lock()
+	from := max(h.prefetched, end)
+	to := min(end+prefetchAhead, h.f.length)
+	if h.closed || h.ra.random() || to-from < min(h.m.info.PieceLength, h.f.length-from) || to <= from {
+		h.mu.Unlock()
+		return
+	}
+	h.prefetched = to
+	h.mu.Unlock()
+	p.Prefetch(h.f.offset+from, to-from)
 }

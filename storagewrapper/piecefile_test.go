@@ -6,6 +6,10 @@ import (
 	"io/fs"
 	"os"
 	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // gather collects what ReadFiles hands out by reading each file range.
@@ -128,5 +132,77 @@ func TestPieceFileOutlivesRemoval(t *testing.T) {
 	}
 	if _, _, err := ds.PieceFile(7); !errors.Is(err, ErrOutOfRange) {
 		t.Fatalf("PieceFile(7): %v, want ErrOutOfRange", err)
+	}
+}
+
+// resident reports how many pages of the file at path are in the page
+// cache.
+func resident(t testing.TB, path string) int {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	vec := make([]byte, (len(m)+4095)/4096)
+	if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
+		t.Fatal(e)
+	}
+	n := 0
+	for _, v := range vec {
+		n += int(v & 1)
+	}
+	return n
+}
+
+// evict drops the file at path from the page cache.
+func evict(t testing.TB, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Prefetch reads the verified pieces' files into the page cache, in the
+// background.
+func TestPrefetch(t *testing.T) {
+	const pieceLen = 64 << 10
+	f := newFixture(t, pieceLen, 4*pieceLen)
+	ds, err := NewDirStore(t.TempDir(), f.info)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWrapper(t, f, ds, Config{})
+	downloadAll(t, w, f)
+	for p := range 4 {
+		evict(t, ds.PiecePath(p))
+	}
+	if resident(t, ds.PiecePath(2)) != 0 {
+		t.Skip("this file system keeps evicted pages: cannot tell")
+	}
+	w.Prefetch(pieceLen+100, 2*pieceLen) // pieces 1, 2 and the start of 3
+	deadline := time.Now().Add(5 * time.Second)
+	for resident(t, ds.PiecePath(2)) < pieceLen/4096 {
+		if time.Now().After(deadline) {
+			t.Fatalf("piece 2 not read into the page cache: %d pages resident", resident(t, ds.PiecePath(2)))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := resident(t, ds.PiecePath(0)); n != 0 {
+		t.Errorf("piece 0, outside the range, has %d pages resident", n)
 	}
 }

@@ -340,9 +340,14 @@ func TestSharedCacheCap(t *testing.T) {
 	readAllConcurrently(t, s, s.mi.Info.Files[0], mps...)
 	close(stop)
 	measured.Wait()
-	t.Logf("peak cache size %d bytes, cap %d, torrent %d", peak, limit, s.mi.Info.TotalLength)
-	if peak > limit {
-		t.Fatalf("the cache reached %d bytes, over its cap of %d", peak, limit)
+	// The cap holds except for pieces pinned by reads in flight (a piece
+	// under a read is never evicted): each mount has at most its kernel
+	// readahead window (the handles' window under a cap, 1 MiB here) and
+	// one read (1 MiB) in flight.
+	const inFlight = 2 * (1<<20 + 1<<20)
+	t.Logf("peak cache size %d bytes, cap %d (+%d for reads in flight), torrent %d", peak, limit, inFlight, s.mi.Info.TotalLength)
+	if peak > limit+inFlight {
+		t.Fatalf("the cache reached %d bytes, over its cap of %d plus %d for reads in flight", peak, limit, inFlight)
 	}
 	evicted := false
 	for _, p := range ps {
