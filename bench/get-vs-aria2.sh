@@ -53,7 +53,7 @@ run_btfs() {
   local dir=$work/btfs-dl t0 t1
   rm -rf "$dir"; mkdir -p "$dir"; sync
   t0=$EPOCHREALTIME
-  "$work/btfs" get -quiet -listen 127.0.0.1:0 "$work/data.torrent" "$dir" >"$work/btfs.out" 2>&1
+  "$work/btfs" get -quiet -no-dht -listen 127.0.0.1:0 "$work/data.torrent" "$dir" >"$work/btfs.out" 2>&1
   t1=$EPOCHREALTIME
   [ "$(sha256sum < "$dir/data.bin" | cut -d' ' -f1)" = "$want" ] || { echo "btfs: copy differs" >&2; exit 1; }
   echo "btfs get : $(mbps $((size_mib << 20)) "$(elapsed "$t0" "$t1")") MB/s  ($(tail -1 "$work/btfs.out"))"

@@ -93,7 +93,7 @@ run() {
 	up0=$(uploaded)
 	start=$(date +%s.%N)
 	for mp in "${mps[@]}"; do
-		"$BTFS" mount -quiet -listen 127.0.0.1:0 -cache-dir "$cache" "$WORK/bench.torrent" "$mp" >"$mp.log" 2>&1 &
+		"$BTFS" mount -quiet -no-dht -listen 127.0.0.1:0 -cache-dir "$cache" "$WORK/bench.torrent" "$mp" >"$mp.log" 2>&1 &
 		pids+=($!)
 	done
 	for mp in "${mps[@]}"; do
