@@ -7,7 +7,10 @@
 // # The tree
 //
 // Built once when the root is added (tree.go; go-fuse's zipfs does the
-// same): the mount point is the torrent's top directory, so a multi-file
+// same), or, for a mount made before the torrent's metadata is known (a
+// magnet link: MountPending), when Mounted.Ready brings it; until then the
+// root's lookups and listings wait (pending.go). The mount point is the
+// torrent's top directory, so a multi-file
 // torrent's paths start right below it and a single-file torrent shows its
 // one file there. BEP 47 padding files are hidden. Files are 0444,
 // directories 0555, times are the torrent's creation date (or the mount
@@ -20,14 +23,21 @@
 //	  clamp to the file, torrent offset = file offset + off
 //	  handle.track: the reader's position and readahead window (readahead.go),
 //	                one picker.Readahead want ahead of it, moved as it reads
-//	  Torrent.ReadAt(ctx, …): waits for the pieces, with its own picker.Now
-//	                want on the missing part while it waits
+//	  verified already, and kept as piece files (the shared cache)?
+//	    splice from the piece files into go-fuse's pipe (splice.go): the
+//	    bytes never pass through user space; a streaming handle also asks
+//	    the kernel to read the next piece files ahead (fadvise)
+//	  else Torrent.ReadAt(ctx, …): waits for the pieces, with its own
+//	    picker.Now want on the missing part while it waits
 //
 // A read is never short except at the end of the file: the kernel would
 // zero-fill a short read. The content never changes, so the kernel keeps the
 // page cache across opens (FOPEN_KEEP_CACHE) and caches entries and
-// attributes for a day; a re-read never reaches us. Reads are up to 1 MiB
-// (max_read), and the kernel's readahead is raised to 1 MiB when we may.
+// attributes for a day; a re-read never reaches us. Reads are up to 1016
+// KiB (max_read: a reply and its header fit go-fuse's 1 MiB splice pipe),
+// and the kernel's readahead is raised to four reads when we may (less
+// under a small cache cap: kernelReadaheadFor). The server never makes a
+// request on its own mount (serve.go): a btfs killed at any moment can die.
 //
 // Each open handle keeps its reader state across reads (never a new reader
 // per FUSE read, which would lose the window): a sequential reader's window
@@ -61,11 +71,4 @@
 // Want, release and Bitfield (which take the Torrent's own lock and never
 // call back). No lock is held while a read waits, and mountState.mu is never
 // taken under handle.mu.
-//
-// # Extension points
-//
-// Zero-copy reads: once the shared cache exposes verified pieces as files, a
-// read inside one piece can answer fuse.ReadResultFd on the piece file
-// (go-fuse splices it to the kernel) instead of copying through the read
-// buffer; handle.Read is the place.
 package fs

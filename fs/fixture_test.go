@@ -305,6 +305,23 @@ func (d *downloader) waitWants(t testing.TB, what string, cond func([]picker.Wan
 	}
 }
 
+// fill delivers every block of the fixture to w: all of it verified.
+func (fx *fixture) fill(w *storagewrapper.Wrapper) error {
+	for p := range fx.mi.Info.NumPieces() {
+		for {
+			b, st := w.NewRequest(p)
+			if !st.OK() {
+				break
+			}
+			off := fx.mi.Info.PieceOffset(p) + b.Begin
+			if _, err := w.PieceCameIn(p, b.Begin, fx.data[off:off+int64(b.Length)], "seed"); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // env is a fixture mounted over a real wrapper fed by a downloader.
 type env struct {
 	// fx is the torrent; w its wrapper; dl feeds w.

@@ -43,17 +43,8 @@ func serveForever(dir string) error {
 	if err != nil {
 		return err
 	}
-	for p := range fx.mi.Info.NumPieces() {
-		for {
-			b, st := w.NewRequest(p)
-			if !st.OK() {
-				break
-			}
-			off := fx.mi.Info.PieceOffset(p) + b.Begin
-			if _, err := w.PieceCameIn(p, b.Begin, fx.data[off:off+int64(b.Length)], "seed"); err != nil {
-				return err
-			}
-		}
+	if err := fx.fill(w); err != nil {
+		return err
 	}
 	if _, err := Mount(dir, fx.mi, w, Options{}); err != nil {
 		return err

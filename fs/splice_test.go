@@ -32,17 +32,8 @@ func newDirEnv(t testing.TB, fx *fixture, opts Options) (dir string, ds *storage
 			t.Errorf("wrapper Close: %v", err)
 		}
 	})
-	for p := range fx.mi.Info.NumPieces() {
-		for {
-			b, st := w.NewRequest(p)
-			if !st.OK() {
-				break
-			}
-			off := fx.mi.Info.PieceOffset(p) + b.Begin
-			if _, err := w.PieceCameIn(p, b.Begin, fx.data[off:off+int64(b.Length)], "seed"); err != nil {
-				t.Fatal(err)
-			}
-		}
+	if err := fx.fill(w); err != nil {
+		t.Fatal(err)
 	}
 	dir = t.TempDir()
 	opts.Logger = testLogger(t)

@@ -68,10 +68,7 @@ while True:
 // keep their connections to other seeds (so that they tell others about
 // each other by PEX).
 type LibtorrentSeeder struct {
-	// proc is the running python3.
-	proc *process
-	// addr is where it accepts BitTorrent connections.
-	addr netip.AddrPort
+	peerProcess // python3
 }
 
 // LibtorrentStatus is one of the seeder's status lines.
@@ -158,34 +155,19 @@ func tryLibtorrent(t testing.TB, torrentPath, dataDir string, ip netip.Addr, pee
 	for _, p := range peers {
 		args = append(args, p.String())
 	}
-	s := &LibtorrentSeeder{addr: netip.AddrPortFrom(ip, uint16(port))}
+	s := &LibtorrentSeeder{peerProcess{addr: netip.AddrPortFrom(ip, uint16(port))}}
 	if s.proc, err = startProcess(t, dataDir, false, LibtorrentPython, args...); err != nil {
 		return nil, err
 	}
-	err = poll(20*time.Millisecond, func() bool {
+	err = s.waitListening(func() bool {
 		st, err := s.Status()
-		if err != nil || !st.Seeding || !st.Listen {
-			return false
-		}
-		// Listening on our port (and not another it fell back to)?
-		return portTaken(s.addr)
-	}, s.proc.exited)
+		return err == nil && st.Seeding && st.Listen
+	})
 	if err != nil {
-		s.proc.stop()
 		return nil, err
 	}
 	return s, nil
 }
-
-// Addr is where the seeder accepts BitTorrent connections.
-func (s *LibtorrentSeeder) Addr() netip.AddrPort { return s.addr }
-
-// PID is the seeder's process id.
-func (s *LibtorrentSeeder) PID() int { return s.proc.cmd.Process.Pid }
-
-// Stop ends the seeder now; cleanup would otherwise do it at the end of
-// the test.
-func (s *LibtorrentSeeder) Stop() { s.proc.stop() }
 
 // Status is the seeder's latest status line (at most 200 ms old).
 func (s *LibtorrentSeeder) Status() (LibtorrentStatus, error) {

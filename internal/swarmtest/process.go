@@ -3,6 +3,7 @@ package swarmtest
 import (
 	"bytes"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/user"
@@ -152,4 +153,34 @@ func (w *tailBuffer) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.String()
+}
+
+// peerProcess is a peer program a test started: its process and where it
+// accepts BitTorrent connections. Seeders embed it.
+type peerProcess struct {
+	// proc is the running program.
+	proc *process
+	// addr is where it accepts BitTorrent connections.
+	addr netip.AddrPort
+}
+
+// Addr is where the peer accepts BitTorrent connections.
+func (p *peerProcess) Addr() netip.AddrPort { return p.addr }
+
+// PID is the peer's process id.
+func (p *peerProcess) PID() int { return p.proc.cmd.Process.Pid }
+
+// Stop ends the peer now; cleanup would otherwise do it at the end of the
+// test.
+func (p *peerProcess) Stop() { p.proc.stop() }
+
+// waitListening waits until ready says the program is up and its port is
+// taken (by it, not by another it fell back to: portTaken asks without
+// connecting), or stops it if it exits first.
+func (p *peerProcess) waitListening(ready func() bool) error {
+	err := poll(20*time.Millisecond, func() bool { return ready() && portTaken(p.addr) }, p.proc.exited)
+	if err != nil {
+		p.proc.stop()
+	}
+	return err
 }

@@ -9,17 +9,13 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 )
 
 // TransmissionSeeder is a transmission-cli seeding one torrent from
 // existing data: a libtransmission peer, a second independent
 // implementation of the wire protocol next to aria2c.
 type TransmissionSeeder struct {
-	// proc is the running transmission-cli.
-	proc *process
-	// addr is where it accepts BitTorrent connections.
-	addr netip.AddrPort
+	peerProcess // transmission-cli
 }
 
 // transmissionSettings is the settings.json every instance gets. The
@@ -102,7 +98,7 @@ func tryTransmission(t testing.TB, torrentPath, dataDir string, ip netip.Addr) (
 	if err := os.WriteFile(filepath.Join(cfgDir, "settings.json"), settings, 0o644); err != nil {
 		return nil, fmt.Errorf("swarmtest: %w", err)
 	}
-	s := &TransmissionSeeder{addr: netip.AddrPortFrom(ip, uint16(port))}
+	s := &TransmissionSeeder{peerProcess{addr: netip.AddrPortFrom(ip, uint16(port))}}
 	s.proc, err = startProcess(t, cfgDir, false, "transmission-cli",
 		"-g", cfgDir, // settings.json above, resume files, nothing of the user's
 		"-w", dataDir,
@@ -116,27 +112,14 @@ func tryTransmission(t testing.TB, torrentPath, dataDir string, ip netip.Addr) (
 	}
 	// Its graceful exit waits for a "stopped" announce: nothing a test needs.
 	s.proc.stopSignal = syscall.SIGKILL
-	err = poll(20*time.Millisecond, func() bool {
+	err = s.waitListening(func() bool {
 		// Its log says when the check is done (its status line says
 		// "Seeding" too, but stdout is a pipe: block-buffered, late).
-		if out := s.proc.out.String(); !strings.Contains(out, "Verification is done") && !strings.Contains(out, "Seeding") {
-			return false
-		}
-		return portTaken(s.addr)
-	}, s.proc.exited)
+		out := s.proc.out.String()
+		return strings.Contains(out, "Verification is done") || strings.Contains(out, "Seeding")
+	})
 	if err != nil {
-		s.proc.stop()
 		return nil, err
 	}
 	return s, nil
 }
-
-// Addr is where the seeder accepts BitTorrent connections.
-func (s *TransmissionSeeder) Addr() netip.AddrPort { return s.addr }
-
-// PID is the seeder's process id.
-func (s *TransmissionSeeder) PID() int { return s.proc.cmd.Process.Pid }
-
-// Stop kills the seeder now; cleanup would otherwise do it at the end of
-// the test.
-func (s *TransmissionSeeder) Stop() { s.proc.stop() }
