@@ -73,6 +73,13 @@ func startEngine(t testing.TB, mi *metainfo.MetaInfo, sw *storagewrapper.Wrapper
 	if cfg.Trackers == nil {
 		cfg.Trackers = [][]string{}
 	}
+	return runEngine(t, mi, sw, cfg)
+}
+
+// runEngine starts a Torrent with cfg as it is; it is closed at the end of
+// the test.
+func runEngine(t testing.TB, mi *metainfo.MetaInfo, sw *storagewrapper.Wrapper, cfg Config) *Torrent {
+	t.Helper()
 	tor, err := New(mi, sw, cfg)
 	if err != nil {
 		t.Fatal(err)

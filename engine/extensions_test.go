@@ -121,11 +121,30 @@ func TestServeMetadata(t *testing.T) {
 			mm, err := wire.ParseMetadataMsg(m.Payload, 0)
 			return mm, err == nil, err
 		}
-		err = c.readUntil(func(m wire.Message) error {
-			mm, ok, err := read(m)
-			if !ok {
-				return err
+		// readMeta hands each the ut_metadata messages sent under our ID
+		// until it returns true (errDone) or the connection fails.
+		readMeta := func(each func(wire.MetadataMsg) bool) error {
+			return c.readUntil(func(m wire.Message) error {
+				mm, ok, err := read(m)
+				if !ok {
+					return err
+				}
+				if each(mm) {
+					return errDone
+				}
+				return nil
+			})
+		}
+		// tally counts data and rejects.
+		tally := func(mm wire.MetadataMsg, data, rejects *int) {
+			switch mm.Type {
+			case wire.MetadataData:
+				*data++
+			case wire.MetadataReject:
+				*rejects++
 			}
+		}
+		err = readMeta(func(mm wire.MetadataMsg) bool {
 			switch mm.Type {
 			case wire.MetadataData:
 				res.pieces[mm.Piece] = append([]byte(nil), mm.Data...)
@@ -135,10 +154,7 @@ func TestServeMetadata(t *testing.T) {
 			case wire.MetadataReject:
 				res.rejected = append(res.rejected, mm.Piece)
 			}
-			if len(res.pieces)+len(res.rejected) == n+1 {
-				return errDone
-			}
-			return nil
+			return len(res.pieces)+len(res.rejected) == n+1
 		})
 		if !errors.Is(err, errDone) {
 			return err
@@ -152,21 +168,10 @@ func TestServeMetadata(t *testing.T) {
 			}
 		}
 		seen := 0
-		err = c.readUntil(func(m wire.Message) error {
-			mm, ok, err := read(m)
-			if !ok {
-				return err
-			}
-			switch mm.Type {
-			case wire.MetadataData:
-				res.overData++
-			case wire.MetadataReject:
-				res.overRejects++
-			}
-			if seen++; seen == over {
-				return errDone
-			}
-			return nil
+		err = readMeta(func(mm wire.MetadataMsg) bool {
+			tally(mm, &res.overData, &res.overRejects)
+			seen++
+			return seen == over
 		})
 		if !errors.Is(err, errDone) {
 			return err
@@ -181,18 +186,9 @@ func TestServeMetadata(t *testing.T) {
 				}
 			}
 		})
-		err = c.readUntil(func(m wire.Message) error {
-			mm, ok, err := read(m)
-			if !ok {
-				return err
-			}
-			switch mm.Type {
-			case wire.MetadataData:
-				res.floodData++
-			case wire.MetadataReject:
-				res.floodRejects++
-			}
-			return nil
+		err = readMeta(func(mm wire.MetadataMsg) bool {
+			tally(mm, &res.floodData, &res.floodRejects)
+			return false
 		})
 		res.disconnected = err != nil
 		return errDone
@@ -290,15 +286,7 @@ func noListenLeecher(t *testing.T, mi *metainfo.MetaInfo, cfg Config) *Torrent {
 func noListenEngine(t *testing.T, mi *metainfo.MetaInfo, sw *storagewrapper.Wrapper, cfg Config) *Torrent {
 	t.Helper()
 	cfg.Listen, cfg.Trackers = "", [][]string{}
-	tor, err := New(mi, sw, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tor.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tor.Close() })
-	return tor
+	return runEngine(t, mi, sw, cfg)
 }
 
 // waitStats polls tor's stats until ok or d passes.
