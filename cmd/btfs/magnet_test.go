@@ -326,3 +326,44 @@ func TestGetMagnet(t *testing.T) {
 		}
 	}
 }
+
+// TestGetLearnsPeersByPex: the btfs binary, told of one libtorrent seeder
+// only (no tracker), learns the other from its PEX message and downloads
+// from both. btfs does not listen, so the second seeder cannot find it on
+// its own (engine/pex_interop_test.go explains the setup).
+func TestGetLearnsPeersByPex(t *testing.T) {
+	swarmtest.RequireLibtorrent(t)
+	dir := t.TempDir()
+	torrentPath, mi := swarmtest.MakeTorrent(t, dir, swarmtest.TorrentOptions{Size: 4 << 20, PieceLength: 32 << 10, Seed: 66})
+	l1 := swarmtest.StartLibtorrentSeeder(t, torrentPath, dir, "127.0.0.2")
+	l2 := swarmtest.StartLibtorrentSeeder(t, torrentPath, dir, "127.0.0.3", l1.Addr())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := l1.WaitConnected(ctx, l2.Addr().Addr()); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	p := startBtfs(t, "get", "-listen", "", "-no-trackers", "-peer", l1.Addr().String(), "-max-download-rate", "512KB",
+		"-log-level", "debug", torrentPath, out)
+	if err := p.wait(t, 2*time.Minute); err != nil {
+		t.Fatalf("btfs get: %v\n%s", err, p.out.String())
+	}
+	got, err := os.ReadFile(filepath.Join(out, mi.Info.Name))
+	if want := (testSwarm{dir: dir, mi: mi}).source(t, mi.Info.Files[0]); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("downloaded %d bytes, %v: not the source", len(got), err)
+	}
+	if !strings.Contains(p.out.String(), "source=pex") {
+		t.Errorf("btfs learned no address by PEX:\n%s", p.out.String())
+	}
+	var up1, up2 int64
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		up1, _ = l1.Uploaded()
+		up2, _ = l2.Uploaded()
+		if (up1 > 0 && up2 > 0) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if up1 == 0 || up2 == 0 {
+		t.Errorf("uploaded to btfs: L1 %d bytes, L2 %d bytes; want both", up1, up2)
+	}
+}
