@@ -25,13 +25,7 @@ func TestLibtorrentPex(t *testing.T) {
 	swarmtest.RequireLibtorrent(t)
 	srcDir := t.TempDir()
 	torrentPath, mi := swarmtest.MakeTorrent(t, srcDir, swarmtest.TorrentOptions{Size: 4 << 20, PieceLength: 32 << 10, Seed: 71})
-	l1 := swarmtest.StartLibtorrentSeeder(t, torrentPath, srcDir, "127.0.0.2")
-	l2 := swarmtest.StartLibtorrentSeeder(t, torrentPath, srcDir, "127.0.0.3", l1.Addr())
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := l1.WaitConnected(ctx, l2.Addr().Addr()); err != nil {
-		t.Fatal(err)
-	}
+	l1, l2 := swarmtest.StartLibtorrentPair(t, torrentPath, srcDir)
 
 	sw, err := storagewrapper.New(mi.Info, storagewrapper.NewMemStore(mi.Info), storagewrapper.Config{})
 	if err != nil {

@@ -84,23 +84,30 @@ func (m *mountState) spliceRead(off int64, n int) fuse.ReadResult {
 	if !ok || !spliceOn() || n > maxSplice {
 		return nil
 	}
-	pair, err := splice.Get()
-	if err != nil {
-		return nil
-	}
-	room := &pipeRoom{pair: pair, left: spliceCap(n) - 1} // one slot for go-fuse's header
-	ok, err = fr.ReadFiles(off, n, func(f *os.File, at int64, cnt int) error {
+	// The pipe is taken only once ReadFiles found every piece verified:
+	// a read that must wait (most reads of a fresh download) costs no pipe.
+	room := &pipeRoom{left: spliceCap(n) - 1} // one slot for go-fuse's header
+	ok, err := fr.ReadFiles(off, n, func(f *os.File, at int64, cnt int) error {
+		if room.pair == nil {
+			pair, err := splice.Get()
+			if err != nil {
+				return err
+			}
+			room.pair = pair
+		}
 		return room.load(f, at, cnt)
 	})
 	if !ok || err != nil {
 		if err != nil && !errors.Is(err, errNoRoom) {
 			m.log.Debug("fs: splice failed, copying", "off", off, "len", n, "err", err)
 		}
-		splice.Done(pair) // drains what was loaded
+		if room.pair != nil {
+			splice.Done(room.pair) // drains what was loaded
+		}
 		return nil
 	}
 	spliced.Add(1)
-	return fuse.ReadResultPipe(pair, n)
+	return fuse.ReadResultPipe(room.pair, n)
 }
 
 // pipeRoom fills a pipe while keeping count of its slots: each splice

@@ -335,13 +335,7 @@ func TestGetLearnsPeersByPex(t *testing.T) {
 	swarmtest.RequireLibtorrent(t)
 	dir := t.TempDir()
 	torrentPath, mi := swarmtest.MakeTorrent(t, dir, swarmtest.TorrentOptions{Size: 4 << 20, PieceLength: 32 << 10, Seed: 66})
-	l1 := swarmtest.StartLibtorrentSeeder(t, torrentPath, dir, "127.0.0.2")
-	l2 := swarmtest.StartLibtorrentSeeder(t, torrentPath, dir, "127.0.0.3", l1.Addr())
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := l1.WaitConnected(ctx, l2.Addr().Addr()); err != nil {
-		t.Fatal(err)
-	}
+	l1, l2 := swarmtest.StartLibtorrentPair(t, torrentPath, dir)
 	out := t.TempDir()
 	p := startBtfs(t, "get", "-listen", "", "-no-trackers", "-peer", l1.Addr().String(), "-max-download-rate", "512KB",
 		"-log-level", "debug", torrentPath, out)

@@ -75,15 +75,13 @@ func fetchMetadata(ctx context.Context, m *metainfo.Magnet, cfg engine.Config, l
 		Trackers: cfg.Trackers,
 		PeerID:   cfg.PeerID,
 		MaxPeers: cfg.MaxPeers,
+		Finder:   cfg.Finder, // the DHT, or nil
 		Logger:   log,
 	}
 	if mc.Trackers == nil {
 		for _, t := range m.Trackers {
 			mc.Trackers = append(mc.Trackers, []string{t})
 		}
-	}
-	if cfg.Finder != nil {
-		mc.Finder = cfg.Finder
 	}
 	if cfg.Listener != nil {
 		if ap, err := netip.ParseAddrPort(cfg.Listener.Addr().String()); err == nil {

@@ -145,6 +145,22 @@ func StartLibtorrentSeeder(t testing.TB, torrentPath, dataDir, ip string, peers 
 	return nil
 }
 
+// StartLibtorrentPair starts two libtorrent seeders of the torrent, on
+// 127.0.0.2 and 127.0.0.3, the second dialling the first, and returns once
+// they are connected: each lists the other in its PEX messages (seeds keep
+// seed-to-seed connections here, see the script).
+func StartLibtorrentPair(t testing.TB, torrentPath, dataDir string) (l1, l2 *LibtorrentSeeder) {
+	t.Helper()
+	l1 = StartLibtorrentSeeder(t, torrentPath, dataDir, "127.0.0.2")
+	l2 = StartLibtorrentSeeder(t, torrentPath, dataDir, "127.0.0.3", l1.Addr())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := l1.WaitConnected(ctx, l2.Addr().Addr()); err != nil {
+		t.Fatal(err)
+	}
+	return l1, l2
+}
+
 // tryLibtorrent is one attempt of StartLibtorrentSeeder.
 func tryLibtorrent(t testing.TB, torrentPath, dataDir string, ip netip.Addr, peers []netip.AddrPort) (*LibtorrentSeeder, error) {
 	port, err := freePort("tcp", ip)
