@@ -15,8 +15,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 )
 
 // command is one subcommand.
@@ -58,7 +56,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if c.name != args[0] {
 			continue
 		}
-		ctx, stop := signalContext()
+		ctx, stop := signalContext(stderr)
 		defer stop()
 		err := c.run(ctx, args[1:], stdout, stderr)
 		switch {
@@ -85,28 +83,4 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  btfs %s\n", c.usage)
 	}
 	fmt.Fprintln(w, "\nRun 'btfs COMMAND -h' for a command's flags.")
-}
-
-// signalContext is cancelled by the first SIGINT or SIGTERM; a second one
-// exits at once.
-func signalContext() (context.Context, func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	finished := make(chan struct{})
-	ch := make(chan os.Signal, 2)
-	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		select {
-		case <-ch:
-			cancel()
-		case <-finished:
-			return
-		}
-		select {
-		case <-ch:
-			fmt.Fprintln(os.Stderr, "btfs: second signal, exiting now")
-			os.Exit(1)
-		case <-finished:
-		}
-	}()
-	return ctx, func() { signal.Stop(ch); close(finished); cancel() }
 }

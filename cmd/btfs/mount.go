@@ -182,7 +182,6 @@ func mountAndServe(ctx context.Context, src source, mountpoint string, sf swarmF
 	// appear when its metadata comes), and reads simply wait while the
 	// cache is checked and peers are found.
 	fsOpts := fs.Options{AllowOther: mf.allowOther, ReadTimeout: mf.readTimeout, Logger: log}
-	var m *fs.Mounted
 	var att *attached
 	if src.mi != nil {
 		mode = capped(maxBytes, src.mi.Info, mode, &fsOpts, log)
@@ -190,18 +189,19 @@ func mountAndServe(ctx context.Context, src source, mountpoint string, sf swarmF
 			return err
 		}
 		defer att.close()
-		m, err = fs.Mount(mountpoint, src.mi, att.torrent, fsOpts)
 	} else {
 		cappedUnknown(maxBytes, &fsOpts)
-		m, err = fs.MountPending(mountpoint, src.infoHash(), fsOpts)
 	}
+	// The mount is registered so that a second signal or SIGQUIT, which
+	// end the process without coming back here, unmount it first.
+	m, unmount, err := liveMounts.mount(func() (*fs.Mounted, error) {
+		if src.mi != nil {
+			return fs.Mount(mountpoint, src.mi, att.torrent, fsOpts)
+		}
+		return fs.MountPending(mountpoint, src.infoHash(), fsOpts)
+	}, log)
 	if err != nil {
 		return err
-	}
-	unmount := func() {
-		if err := m.Unmount(); err != nil {
-			log.Error("unmount failed", "mountpoint", mountpoint, "err", err)
-		}
 	}
 	defer unmount()
 	fmt.Fprintf(stderr, "btfs: %s mounted at %s\n", src.name(), mountpoint)
