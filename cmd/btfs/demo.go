@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,24 +16,43 @@ import (
 	"btfs/storagewrapper"
 )
 
+// defaultDemoRate is -max-download-rate's default for the demo: the rate
+// that makes the whole sample take demoSeconds, slow enough to watch a
+// player start before the download is done, and pieces arrive in the
+// order the reads ask for them.
+const (
+	defaultDemoRate = "auto"
+	demoSeconds     = 30
+)
+
+// demoHelp is `btfs demo -h`'s explanation.
+const demoHelp = `
+The demo needs no internet and no torrent: it makes a sample (a short 720p
+video when ffmpeg is installed, and a few files of random bytes), seeds it
+from this process on 127.0.0.1 and mounts it with an empty cache, as a
+second client would, at MOUNTPOINT (default: a temporary directory). The
+mounted client's download is capped so that the whole sample takes about
+30 s: play the video while it streams. Ctrl-C unmounts and removes
+everything the demo made.`
+
 // runDemo is the README's "run" command: on a machine with no internet it
 // makes a sample (a short real video when ffmpeg is installed, plus a few
 // files), seeds it in this process on 127.0.0.1, mounts it as a second,
 // empty client and waits for Ctrl-C. Everything is real: two BitTorrent
 // peers talking over loopback, a FUSE mount, SHA-1 verification.
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fl := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	rate := fl.String("max-download-rate", "4MB", "slow the mounted client down so streaming is visible (empty: unlimited)")
-	seconds := fl.Int("video-seconds", 30, "length of the sample video")
-	logLevel := fl.String("log-level", "warn", "log `level`")
-	fl.Usage = func() {
-		fmt.Fprintln(stderr, "usage: btfs demo [flags] [MOUNTPOINT]")
-		fl.PrintDefaults()
+	fl := newFlags("demo")
+	rate := fl.String("max-download-rate", defaultDemoRate, "cap the mounted client's download `rate` in bytes/s, e.g. 2MB (auto: the whole sample in about 30 s, to watch it stream; 0: unlimited)")
+	seconds := fl.Int("video-seconds", 30, "length of the sample video in `seconds` (made with ffmpeg when installed)")
+	logLevel := fl.String("log-level", "warn", "log `level`: debug, info, warn, error")
+	if err := parseArgs(fl, args, stdout, 1); err != nil {
+		return err
 	}
-	if err := fl.Parse(args); err != nil || fl.NArg() > 1 {
-		fl.Usage()
-		return errUsage
+	if _, err := parseRate("-max-download-rate", *rate); err != nil && *rate != defaultDemoRate {
+		return &usageError{err.Error()}
+	}
+	if *seconds < 1 {
+		return usagef("-video-seconds %d: want at least 1", *seconds)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -82,6 +100,15 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	defer seeder.Close()
 
 	// The client: an empty cache, mounted.
+	if *rate == defaultDemoRate {
+		*rate = fmt.Sprint(max(64<<10, mi.Info.TotalLength/demoSeconds))
+	}
+	shown := "no cap"
+	if n, err := parseRate("-max-download-rate", *rate); err != nil {
+		return &usageError{err.Error()}
+	} else if n > 0 {
+		shown = "capped at " + rateString(float64(n)) + " so you can watch streaming"
+	}
 	sf := swarmFlags{listen: "127.0.0.1:0", maxDown: *rate, noTrackers: true, noDHT: true, logLevel: *logLevel, maxPeers: engine.DefaultMaxPeers,
 		peers: multiFlag{seeder.ListenAddr().String()}}
 	mf := mountFlags{cacheDir: filepath.Join(work, "cache"), fetch: "all"}
@@ -89,7 +116,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		video := filepath.Join(mountpoint, "sample.mp4")
 		fmt.Fprintf(stdout, `
 btfs demo: %s (%d files, %s) is mounted at %s
-A seeder on %s sends it to the mounted client, capped at %s/s so you can watch streaming.
+A seeder on %s sends it to the mounted client, %s.
 Try, in another terminal:
   ls -lR %s
   ffprobe %s                          # reads the index at the end first
@@ -98,7 +125,7 @@ Try, in another terminal:
   getfattr -d %s                      # progress, piece map, info-hash
   cmp %s %s
 Ctrl-C unmounts and cleans up.
-`, mi.Info.Name, len(mi.Info.Files), fmtBytes(mi.Info.TotalLength), mountpoint, seeder.ListenAddr(), *rate,
+`, mi.Info.Name, len(mi.Info.Files), fmtBytes(mi.Info.TotalLength), mountpoint, seeder.ListenAddr(), shown,
 			mountpoint, video, *seconds/2, video, video, video,
 			filepath.Join(mountpoint, "files", "random-1.bin"),
 			filepath.Join(seedDir, mi.Info.Name, "files", "random-1.bin"))

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net/netip"
@@ -18,35 +17,29 @@ import (
 // runGet downloads a whole torrent into DIR as ordinary files: the way to
 // use btfs without FUSE, and the baseline for the mount's throughput.
 func runGet(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fl := flag.NewFlagSet("get", flag.ContinueOnError)
-	fl.SetOutput(stderr)
+	fl := newFlags("get")
 	var sf swarmFlags
 	sf.register(fl)
 	seed := fl.Bool("seed", false, "keep seeding after the download completes, until interrupted")
-	fl.Usage = func() {
-		fmt.Fprintln(stderr, "usage: btfs get [flags] TORRENT|URL|MAGNET DIR")
-		fl.PrintDefaults()
+	if err := parseArgs(fl, args, stdout, 0, "TORRENT", "DIR"); err != nil {
+		return err
 	}
-	if err := fl.Parse(args); err != nil || fl.NArg() != 2 {
-		fl.Usage()
-		return errUsage
+	if err := checkOrder("get", fl.Arg(0), fl.Arg(1)); err != nil {
+		return err
 	}
 	return swarm(ctx, sf, fl.Arg(0), fl.Arg(1), false, *seed, stdout, stderr)
 }
 
 // runSeed seeds the files found in DIR until interrupted.
 func runSeed(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fl := flag.NewFlagSet("seed", flag.ContinueOnError)
-	fl.SetOutput(stderr)
+	fl := newFlags("seed")
 	var sf swarmFlags
 	sf.register(fl)
-	fl.Usage = func() {
-		fmt.Fprintln(stderr, "usage: btfs seed [flags] TORRENT|URL|MAGNET DIR")
-		fl.PrintDefaults()
+	if err := parseArgs(fl, args, stdout, 0, "TORRENT", "DIR"); err != nil {
+		return err
 	}
-	if err := fl.Parse(args); err != nil || fl.NArg() != 2 {
-		fl.Usage()
-		return errUsage
+	if err := checkOrder("seed", fl.Arg(0), fl.Arg(1)); err != nil {
+		return err
 	}
 	return swarm(ctx, sf, fl.Arg(0), fl.Arg(1), true, true, stdout, stderr)
 }

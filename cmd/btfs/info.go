@@ -17,12 +17,9 @@ import (
 )
 
 func runInfo(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fl := flag.NewFlagSet("info", flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	fl.Usage = func() { fmt.Fprintln(stderr, "usage: btfs info TORRENT") }
-	if err := fl.Parse(args); err != nil || fl.NArg() != 1 {
-		fl.Usage()
-		return errUsage
+	fl := newFlags("info")
+	if err := parseArgs(fl, args, stdout, 0, "TORRENT"); err != nil {
+		return err
 	}
 	mi, err := metainfo.Load(fl.Arg(0))
 	if err != nil {
@@ -76,8 +73,7 @@ func printInfo(w io.Writer, mi *metainfo.MetaInfo) {
 }
 
 func runCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fl := flag.NewFlagSet("create", flag.ContinueOnError)
-	fl.SetOutput(stderr)
+	fl := newFlags("create")
 	out := fl.String("o", "", "write the torrent to this `file` (required)")
 	var trackers multiFlag
 	fl.Var(&trackers, "t", "tracker announce `URL` (repeat for more; each is its own tier)")
@@ -85,15 +81,16 @@ func runCreate(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	private := fl.Bool("private", false, "set the private flag (BEP 27)")
 	comment := fl.String("comment", "", "comment `text`")
 	name := fl.String("name", "", "torrent `name` (default: the base name of PATH)")
-	fl.Usage = func() {
-		fmt.Fprintln(stderr, "usage: btfs create [flags] PATH -o X.torrent")
-		fl.PrintDefaults()
-	}
-	// Accept flags after PATH too ("btfs create dir -o x.torrent").
+	// Accept flags after PATH too ("btfs create dir -o x.torrent"): the
+	// synopsis puts -o last.
 	var paths []string
 	for rest := args; ; {
-		if err := fl.Parse(rest); err != nil {
-			return errUsage
+		err := fl.Parse(rest)
+		if errors.Is(err, flag.ErrHelp) {
+			printHelp(fl, stdout)
+			return errHelp
+		} else if err != nil {
+			return &usageError{err.Error()}
 		}
 		if fl.NArg() == 0 {
 			break
@@ -101,9 +98,13 @@ func runCreate(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		paths = append(paths, fl.Arg(0))
 		rest = fl.Args()[1:]
 	}
-	if len(paths) != 1 || *out == "" {
-		fl.Usage()
-		return errUsage
+	switch {
+	case len(paths) == 0:
+		return usagef("missing PATH")
+	case len(paths) > 1:
+		return usagef("too many arguments: %s", strings.Join(paths[1:], " "))
+	case *out == "":
+		return usagef("missing -o X.torrent")
 	}
 	opt := metainfo.BuildOptions{
 		Private:      *private,

@@ -30,6 +30,7 @@ type mountFlags struct {
 	allowOther  bool
 	keep        string
 	browseOnly  bool
+	nonEmpty    bool
 }
 
 func (f *mountFlags) register(fl *flag.FlagSet) {
@@ -39,6 +40,7 @@ func (f *mountFlags) register(fl *flag.FlagSet) {
 	fl.StringVar(&f.fetch, "fetch", "all", "`all`: what readers want first, then the rest; reads: only what readers want")
 	fl.BoolVar(&f.allowOther, "allow-other", false, "let other users (a media server) read the mount (needs user_allow_other in /etc/fuse.conf unless root)")
 	fl.StringVar(&f.keep, "keep", "", "on exit, write the complete files into this `dir`")
+	fl.BoolVar(&f.nonEmpty, "nonempty", false, "mount over a directory that is not empty (its files are hidden until the unmount)")
 	fl.BoolVar(&f.browseOnly, "browse-only", false, "show the files and fetch nothing: only the metadata of a magnet link; reads fail at once")
 }
 
@@ -106,20 +108,30 @@ func cappedUnknown(maxBytes int64, opts *fs.Options) {
 	opts.ReadaheadMin = min(fs.DefaultReadaheadMin, opts.ReadaheadMax)
 }
 
+// mountHelp is `btfs mount -h`'s explanation.
+const mountHelp = `
+TORRENT is a .torrent file, an http(s) URL of one, or a magnet link. The
+files appear under MOUNTPOINT (an empty directory) at once; a read waits
+for its pieces, which are fetched first. btfs runs in the foreground until
+Ctrl-C, SIGTERM or SIGHUP (or fusermount3 -u MOUNTPOINT), which unmount.
+
+Verified pieces are kept in -cache-dir (default ~/.cache/btfs, shared by
+every btfs of the user) with no size limit unless -cache-size says one;
+delete the directory to clear it. A mount left by a btfs that was killed
+("Transport endpoint is not connected") is removed by the next mount at
+the same place, or by fusermount3 -u MOUNTPOINT.`
+
 func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fl := flag.NewFlagSet("mount", flag.ContinueOnError)
-	fl.SetOutput(stderr)
+	fl := newFlags("mount")
 	var sf swarmFlags
 	var mf mountFlags
 	sf.register(fl)
 	mf.register(fl)
-	fl.Usage = func() {
-		fmt.Fprintln(stderr, "usage: btfs mount [flags] TORRENT|URL|MAGNET MOUNTPOINT")
-		fl.PrintDefaults()
+	if err := parseArgs(fl, args, stdout, 0, "TORRENT", "MOUNTPOINT"); err != nil {
+		return err
 	}
-	if err := fl.Parse(args); err != nil || fl.NArg() != 2 {
-		fl.Usage()
-		return errUsage
+	if err := checkOrder("mount", fl.Arg(0), fl.Arg(1)); err != nil {
+		return err
 	}
 	log, closeLog, err := sf.logger(stderr)
 	if err != nil {
@@ -151,7 +163,7 @@ func mountAndServe(ctx context.Context, src source, mountpoint string, sf swarmF
 	if err != nil {
 		return err
 	}
-	if err := checkMountpoint(mountpoint); err != nil {
+	if err := checkMountpoint(mountpoint, mf.nonEmpty); err != nil {
 		return err
 	}
 	dir := filepath.Join(mf.cacheDir, src.infoHash().String())
@@ -201,7 +213,7 @@ func mountAndServe(ctx context.Context, src source, mountpoint string, sf swarmF
 		return fs.MountPending(mountpoint, src.infoHash(), fsOpts)
 	}, log)
 	if err != nil {
-		return err
+		return explainMountError(err, mf.allowOther)
 	}
 	defer unmount()
 	fmt.Fprintf(stderr, "btfs: %s mounted at %s\n", src.name(), mountpoint)
@@ -351,24 +363,4 @@ func (a *attached) close() {
 	}
 	a.closed = true
 	a.sw.Close()
-}
-
-// checkMountpoint gives one clear line for a missing or non-directory
-// mount point; a stale mount left by a killed btfs is recovered.
-func checkMountpoint(mp string) error {
-	if recovered, err := fs.Recover(mp); err != nil {
-		return err
-	} else if recovered {
-		fmt.Fprintf(os.Stderr, "btfs: recovered a stale mount at %s (a previous btfs died)\n", mp)
-	}
-	fi, err := os.Stat(mp)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("mount point %s does not exist", mp)
-	case err != nil:
-		return fmt.Errorf("mount point %s: %w", mp, err)
-	case !fi.IsDir():
-		return fmt.Errorf("mount point %s is not a directory", mp)
-	}
-	return nil
 }
