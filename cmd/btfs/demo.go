@@ -100,14 +100,19 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	defer seeder.Close()
 
 	// The client: an empty cache, mounted.
-	if *rate == defaultDemoRate {
+	auto := *rate == defaultDemoRate
+	if auto {
 		*rate = fmt.Sprint(max(64<<10, mi.Info.TotalLength/demoSeconds))
 	}
-	shown := "no cap"
+	shown := "with no cap"
 	if n, err := parseRate("-max-download-rate", *rate); err != nil {
 		return &usageError{err.Error()}
 	} else if n > 0 {
-		shown = "capped at " + rateString(float64(n)) + " so you can watch streaming"
+		shown = "capped at " + rateString(float64(n))
+		if auto {
+			shown += fmt.Sprintf(" (the whole sample in about %d s)", demoSeconds)
+		}
+		shown += " so that you can watch it stream"
 	}
 	sf := swarmFlags{listen: "127.0.0.1:0", maxDown: *rate, noTrackers: true, noDHT: true, logLevel: *logLevel, maxPeers: engine.DefaultMaxPeers,
 		peers: multiFlag{seeder.ListenAddr().String()}}

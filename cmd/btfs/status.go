@@ -41,6 +41,10 @@ func statusLine(ctx context.Context, t *engine.Torrent, w io.Writer, log *slog.L
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	var rates flowRates
+	if st, err := t.Stats(ctx); err == nil {
+		rates.add(time.Now(), st.Downloaded, st.Uploaded)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -54,6 +58,9 @@ func statusLine(ctx context.Context, t *engine.Torrent, w io.Writer, log *slog.L
 		if err != nil {
 			continue
 		}
+		// What flowed lately, not the engine's moving average, which
+		// only decays towards 0 once nothing flows.
+		st.DownloadRate, st.UploadRate = rates.add(time.Now(), st.Downloaded, st.Uploaded)
 		if term {
 			fmt.Fprintf(w, "\r\033[K%s", formatStatus(st))
 		} else {
@@ -61,6 +68,38 @@ func statusLine(ctx context.Context, t *engine.Torrent, w io.Writer, log *slog.L
 				"peers", st.Peers, "eta", eta(st))
 		}
 	}
+}
+
+// statusRateWindow is how far back the status line's rates look: they
+// show 0 at most this long after the last byte.
+const statusRateWindow = 3 * time.Second
+
+// flowRates turns the byte counts of successive status ticks into the
+// rates of the last statusRateWindow.
+type flowRates struct {
+	// samples are the ticks in the window, oldest first; at least the
+	// previous tick is kept, however old (the log's ticks are 10 s apart).
+	samples []flowSample
+}
+
+type flowSample struct {
+	at       time.Time
+	down, up int64
+}
+
+// add records the totals down and up at time at and returns the rates
+// since the oldest sample kept (bytes/s); 0 until a second sample.
+func (r *flowRates) add(at time.Time, down, up int64) (downRate, upRate float64) {
+	r.samples = append(r.samples, flowSample{at, down, up})
+	for len(r.samples) > 2 && at.Sub(r.samples[0].at) > statusRateWindow {
+		r.samples = r.samples[1:]
+	}
+	first := r.samples[0]
+	dt := at.Sub(first.at).Seconds()
+	if dt <= 0 {
+		return 0, 0
+	}
+	return max(0, float64(down-first.down)/dt), max(0, float64(up-first.up)/dt)
 }
 
 func formatStatus(st engine.Stats) string {
