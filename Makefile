@@ -1,10 +1,16 @@
 # btfs — the two commands a newcomer needs are `make demo` and `make test`.
 GO ?= go
 TESTFLAGS ?= -race
+PREFIX ?= /usr/local
 
-.PHONY: build test vet fmt demo deps
+.PHONY: build install test vet fmt demo deps
 build:
 	$(GO) build -o bin/btfs ./cmd/btfs
+
+# install puts the binary in $(PREFIX)/bin (/usr/local/bin: ahead of Debian's
+# unrelated /usr/bin/btfs on the usual PATH).
+install: build
+	install -D -m 0755 bin/btfs $(DESTDIR)$(PREFIX)/bin/btfs
 
 deps:
 	./scripts/deps

@@ -344,3 +344,28 @@ func TestMountNonEmpty(t *testing.T) {
 		t.Errorf("after the unmount: %q, %v", b, err)
 	}
 }
+
+// TestREADMEListsEveryFlag: every flag of every command is in the README,
+// where a newcomer looks first.
+func TestREADMEListsEveryFlag(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range commands {
+		var so, se bytes.Buffer
+		if code := run([]string{c.name, "-h"}, &so, &se); code != 0 {
+			t.Fatalf("%s -h: exit %d", c.name, code)
+		}
+		for _, line := range strings.Split(so.String(), "\n") {
+			name, ok := strings.CutPrefix(line, "  -")
+			if !ok {
+				continue
+			}
+			name, _, _ = strings.Cut(name, " ")
+			if !bytes.Contains(readme, []byte("`-"+name)) {
+				t.Errorf("README.md does not document btfs %s -%s", c.name, name)
+			}
+		}
+	}
+}

@@ -42,9 +42,9 @@ type swarmFlags struct {
 
 func (f *swarmFlags) register(fl *flag.FlagSet) {
 	fl.StringVar(&f.listen, "listen", ":6881", "accept peers on this TCP `address` (\"\" to not listen)")
-	fl.StringVar(&f.maxDown, "max-download-rate", "", "download cap, e.g. 5MB (bytes/s; empty: unlimited)")
-	fl.StringVar(&f.maxUp, "max-upload-rate", "", "upload cap, e.g. 500KB (bytes/s; empty: unlimited)")
-	fl.IntVar(&f.maxPeers, "max-peers", engine.DefaultMaxPeers, "connections at most")
+	fl.StringVar(&f.maxDown, "max-download-rate", "", "cap downloads at this `rate` in bytes/s, e.g. 5MB (empty: unlimited)")
+	fl.StringVar(&f.maxUp, "max-upload-rate", "", "cap uploads at this `rate` in bytes/s, e.g. 500KB (empty: unlimited)")
+	fl.IntVar(&f.maxPeers, "max-peers", engine.DefaultMaxPeers, "at most this `number` of peer connections")
 	fl.Var(&f.peers, "peer", "also connect to this `host:port` (repeatable)")
 	fl.Var(&f.trackers, "tracker", "announce to this `URL` instead of the torrent's trackers (repeatable)")
 	fl.BoolVar(&f.noTrackers, "no-trackers", false, "contact no tracker (use -peer)")
