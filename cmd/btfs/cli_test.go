@@ -79,6 +79,8 @@ func TestCommandLine(t *testing.T) {
 		{"mount, non-empty", mount(torrent, full), 1, "btfs mount: mount point " + full + " is not empty"},
 		{"mount, missing mount point", mount(torrent, filepath.Join(dir, "nope")), 1, "does not exist"},
 		{"johang/btfs syntax", []string{filepath.Join(dir, "missing.torrent"), empty}, 1, "btfs mount: metainfo: open " + filepath.Join(dir, "missing.torrent")},
+		{"johang/btfs syntax, flags first", []string{"--browse-only", filepath.Join(dir, "missing.torrent"), empty}, 1, "btfs mount: metainfo: open " + filepath.Join(dir, "missing.torrent")},
+		{"johang/btfs syntax, unknown flag", []string{"-o", "allow_other", filepath.Join(dir, "missing.torrent"), empty}, 2, `unknown command "-o"`},
 		{"johang/btfs syntax, magnet", []string{"magnet:?xt=urn:btih:nothex", empty}, 1, "btfs mount: "},
 
 		{"get, swapped", []string{"get", empty, torrent}, 2, "btfs get: the arguments are swapped"},

@@ -19,6 +19,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strings"
 )
 
 // command is one subcommand.
@@ -75,12 +76,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	c := lookup(args[0])
 	if c == nil {
-		if !looksLikeSource(args[0]) {
+		if !johangSyntax(args) {
 			fmt.Fprintf(stderr, "btfs: unknown command %q\n", args[0])
 			usage(stderr)
 			return 2
 		}
-		// johang/btfs's syntax, which its users type: btfs X.torrent MNT.
 		c, args = lookup("mount"), append([]string{"mount"}, args...)
 	}
 	ctx, stop := signalContext(stderr)
@@ -100,6 +100,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "btfs %s: %v\n", c.name, err)
 		return 1
 	}
+}
+
+// johangSyntax reports whether args are johang/btfs's command line, which
+// its users type: `btfs [flags] X.torrent MNT`, a torrent where a command
+// should be (after flags, which mount then parses: --browse-only is ours
+// too).
+func johangSyntax(args []string) bool {
+	for _, a := range args {
+		switch {
+		case looksLikeSource(a):
+			return true
+		case !strings.HasPrefix(a, "-"):
+			return false
+		}
+	}
+	return false
 }
 
 func usage(w io.Writer) {
