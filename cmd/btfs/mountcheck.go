@@ -89,6 +89,10 @@ func (e *mountError) Unwrap() error { return e.err }
 // explainMountError looks at what a mount needs (fuseFacts) when it fails,
 // and names what is missing; an error it cannot explain is returned as is.
 func explainMountError(err error, allowOther bool) error {
+	// fs's own refusals of the mount point say what is wrong already.
+	if errors.Is(err, syscall.EBUSY) || errors.Is(err, syscall.ENOTDIR) || errors.Is(err, os.ErrNotExist) {
+		return err
+	}
 	if why := diagnoseMount(readFuseFacts(), allowOther); why != "" {
 		return &mountError{why: why, err: err}
 	}
