@@ -19,6 +19,7 @@ type Stats struct {
 	PiecesDone, NumPieces    int
 	VerifiedBytes, Total     int64
 	Endgame                  bool
+	Wants                    int // readers' wanted ranges the loop last read
 	Banned                   int
 	Learned                  map[string]int // new addresses by source: "config", "api", "tracker", "pex", "dht"
 	LookupsStarted           int            // Finder (DHT) lookups started
@@ -33,6 +34,7 @@ type PeerStats struct {
 	DownloadRate, UploadRate float64
 	AmChoking, PeerChoking   bool
 	AmInterested             bool
+	NotInterestedSent        int // not-interested messages we sent it: each may cost a choke round
 	PeerInterested           bool
 	Snubbed                  bool
 	Outstanding              int // our requests to it
@@ -65,6 +67,7 @@ func (s *state) refreshStats() {
 		NumPieces:      s.pk.NumPieces(),
 		Total:          s.t.info.TotalLength,
 		Endgame:        s.pk.Endgame(),
+		Wants:          len(s.wants),
 		Banned:         len(s.banned),
 		Learned:        s.learned,
 		LookupsStarted: s.lookup.runs,
@@ -73,18 +76,19 @@ func (s *state) refreshStats() {
 	st.PerPeer = s.stats.PerPeer[:0]
 	for p := range s.peers {
 		st.PerPeer = append(st.PerPeer, PeerStats{
-			Addr:           p.addr,
-			Client:         clientName(p.id),
-			Downloaded:     p.down.Total(),
-			Uploaded:       p.up.Total(),
-			DownloadRate:   p.down.Rate(),
-			UploadRate:     p.up.Rate(),
-			AmChoking:      p.amChoking,
-			PeerChoking:    p.peerChoking,
-			AmInterested:   p.amInterested,
-			PeerInterested: p.peerInterested,
-			Snubbed:        p.snubbed,
-			Outstanding:    len(p.outstanding),
+			Addr:              p.addr,
+			Client:            clientName(p.id),
+			Downloaded:        p.down.Total(),
+			Uploaded:          p.up.Total(),
+			DownloadRate:      p.down.Rate(),
+			UploadRate:        p.up.Rate(),
+			AmChoking:         p.amChoking,
+			PeerChoking:       p.peerChoking,
+			AmInterested:      p.amInterested,
+			NotInterestedSent: p.notInterestedSent,
+			PeerInterested:    p.peerInterested,
+			Snubbed:           p.snubbed,
+			Outstanding:       len(p.outstanding),
 		})
 	}
 	slices.SortFunc(st.PerPeer, func(a, b PeerStats) int { return a.Addr.Compare(b.Addr) })
