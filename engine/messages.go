@@ -158,6 +158,7 @@ func (s *state) updateInterest(p *peer) {
 		} else {
 			p.notInterestedSent++
 			p.send(wire.Message{ID: wire.NotInterested})
+			s.t.log.Debug("not interested in the peer any more", "peer", p.key)
 		}
 	}
 	if want {
