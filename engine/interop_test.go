@@ -218,7 +218,7 @@ func TestInterestLingersBetweenReads(t *testing.T) {
 		if len(st.PerPeer) != 1 {
 			t.Fatalf("want one peer (aria2c), have %+v", st.PerPeer)
 		}
-		if ps := st.PerPeer[0]; !ps.AmInterested || ps.NotInterestedSent != 0 {
+		if ps := st.PerPeer[0]; !ps.AmInterested || ps.NotInterested != 0 {
 			t.Fatalf("with nothing wanted between reads btfs went not-interested: %+v", ps)
 		}
 		// aria2c's choke round is 10 s: a read that had to wait for it

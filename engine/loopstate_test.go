@@ -192,16 +192,16 @@ func TestInterestLinger(t *testing.T) {
 	s.wants, s.wantedAt = nil, now.Add(-interestLinger/2)
 	s.updateInterest(p)
 	s.updateInterest(q)
-	if !p.amInterested || p.notInterestedSent != 0 {
-		t.Fatalf("%v after the last want: interested %v, not-interested sent %d; want still interested", interestLinger/2, p.amInterested, p.notInterestedSent)
+	if !p.amInterested || p.uninterested != 0 {
+		t.Fatalf("%v after the last want: interested %v, not-interested sent %d; want still interested", interestLinger/2, p.amInterested, p.uninterested)
 	}
 	if q.amInterested {
 		t.Fatal("the linger made a peer we were not interested in interesting")
 	}
 	s.wantedAt = now.Add(-interestLinger - time.Second)
 	s.tick(now)
-	if p.amInterested || p.notInterestedSent != 1 {
-		t.Fatalf("after the linger: interested %v, not-interested sent %d; want not interested, once", p.amInterested, p.notInterestedSent)
+	if p.amInterested || p.uninterested != 1 {
+		t.Fatalf("after the linger: interested %v, not-interested sent %d; want not interested, once", p.amInterested, p.uninterested)
 	}
 	msgs, _, _ := p.out.take(nil)
 	if n := len(msgs); n == 0 || msgs[n-1].ID != wire.NotInterested {

@@ -156,7 +156,7 @@ func (s *state) updateInterest(p *peer) {
 		if want {
 			p.send(wire.Message{ID: wire.Interested})
 		} else {
-			p.notInterestedSent++
+			p.uninterested++
 			p.send(wire.Message{ID: wire.NotInterested})
 			s.t.log.Debug("not interested in the peer any more", "peer", p.key)
 		}

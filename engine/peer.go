@@ -36,24 +36,24 @@ type peer struct {
 	asked   askedSet // blocks the reader may file: asked of it, not yet answered or withdrawn
 
 	// loop-owned:
-	amChoking         bool                               // we choke it
-	amInterested      bool                               // we told it we are interested
-	notInterestedSent int                                // not-interested messages we sent it
-	peerChoking       bool                               // it chokes us
-	peerInterested    bool                               // it wants our data
-	has               *bitfield.Bitfield                 // its pieces (nil until bitfield/have-all/have-none)
-	seed              bool                               // it sent have-all: has stays nil, the picker counts it as a seed
-	outstanding       map[storagewrapper.Block]time.Time // our requests to it, with when they were sent
-	outBytes          int                                // sum of outstanding lengths
-	allowedFast       map[int]bool                       // pieces it lets us request while choked
-	reqq              int                                // its request queue size (ext handshake), 0 unknown
-	lastBlock         time.Time                          // last block it sent us
-	slowStart         int                                // slow-start pipeline target: one more per block delivered; counts until the rate meter settles
-	snubbed           bool                               // it had requests and sent nothing for snubTimeout
-	unrequested       int                                // blocks it sent that we had not asked of it
-	released          int                                // requests we withdrew (cancel, choke, reject, snub): late blocks it may still send
-	closed            bool                               // removed from the swarm
-	exts              extState                           // BEP 10 extensions: its IDs, PEX, ut_metadata budget (extensions.go)
+	amChoking      bool                               // we choke it
+	amInterested   bool                               // we told it we are interested
+	uninterested   int                                // not-interested messages we sent it
+	peerChoking    bool                               // it chokes us
+	peerInterested bool                               // it wants our data
+	has            *bitfield.Bitfield                 // its pieces (nil until bitfield/have-all/have-none)
+	seed           bool                               // it sent have-all: has stays nil, the picker counts it as a seed
+	outstanding    map[storagewrapper.Block]time.Time // our requests to it, with when they were sent
+	outBytes       int                                // sum of outstanding lengths
+	allowedFast    map[int]bool                       // pieces it lets us request while choked
+	reqq           int                                // its request queue size (ext handshake), 0 unknown
+	lastBlock      time.Time                          // last block it sent us
+	slowStart      int                                // slow-start pipeline target: one more per block delivered; counts until the rate meter settles
+	snubbed        bool                               // it had requests and sent nothing for snubTimeout
+	unrequested    int                                // blocks it sent that we had not asked of it
+	released       int                                // requests we withdrew (cancel, choke, reject, snub): late blocks it may still send
+	closed         bool                               // removed from the swarm
+	exts           extState                           // BEP 10 extensions: its IDs, PEX, ut_metadata budget (extensions.go)
 }
 
 // askedSet holds the blocks asked of one peer and neither answered nor

@@ -34,7 +34,7 @@ type PeerStats struct {
 	DownloadRate, UploadRate float64
 	AmChoking, PeerChoking   bool
 	AmInterested             bool
-	NotInterestedSent        int // not-interested messages we sent it: each may cost a choke round
+	NotInterested            int // not-interested messages we sent it: each may cost a choke round
 	PeerInterested           bool
 	Snubbed                  bool
 	Outstanding              int // our requests to it
@@ -76,19 +76,19 @@ func (s *state) refreshStats() {
 	st.PerPeer = s.stats.PerPeer[:0]
 	for p := range s.peers {
 		st.PerPeer = append(st.PerPeer, PeerStats{
-			Addr:              p.addr,
-			Client:            clientName(p.id),
-			Downloaded:        p.down.Total(),
-			Uploaded:          p.up.Total(),
-			DownloadRate:      p.down.Rate(),
-			UploadRate:        p.up.Rate(),
-			AmChoking:         p.amChoking,
-			PeerChoking:       p.peerChoking,
-			AmInterested:      p.amInterested,
-			NotInterestedSent: p.notInterestedSent,
-			PeerInterested:    p.peerInterested,
-			Snubbed:           p.snubbed,
-			Outstanding:       len(p.outstanding),
+			Addr:           p.addr,
+			Client:         clientName(p.id),
+			Downloaded:     p.down.Total(),
+			Uploaded:       p.up.Total(),
+			DownloadRate:   p.down.Rate(),
+			UploadRate:     p.up.Rate(),
+			AmChoking:      p.amChoking,
+			PeerChoking:    p.peerChoking,
+			AmInterested:   p.amInterested,
+			NotInterested:  p.uninterested,
+			PeerInterested: p.peerInterested,
+			Snubbed:        p.snubbed,
+			Outstanding:    len(p.outstanding),
 		})
 	}
 	slices.SortFunc(st.PerPeer, func(a, b PeerStats) int { return a.Addr.Compare(b.Addr) })
