@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -159,5 +160,43 @@ func TestStaleAt(t *testing.T) {
 				t.Errorf("staleAt = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestStoppedOwnerProcess: another process claims piece 3, with its Run
+// going, and is then stopped with SIGSTOP while it holds the claim. A's
+// reader waits for piece 3 and marks it urgent; the stopped owner cannot
+// acknowledge; A takes the claim over after urgentAckTimeout (the claim
+// time-out is an hour) and the read completes.
+func TestStoppedOwnerProcess(t *testing.T) {
+	f := testFixture()
+	dir := t.TempDir()
+	owner := startChild(t, "owner", dir, "3")
+	if err := owner.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	ca := openStore(t, dir, f, Options{PollInterval: time.Hour, ClaimTimeout: time.Hour})
+	wa := newHost(t, f, ca)
+	run(t, ca, wa)
+	read := make(chan error, 1)
+	buf := make([]byte, 2000)
+	off := f.info.PieceOffset(3) + 10
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		_, err := wa.ReadAt(ctx, buf, off)
+		read <- err
+	}()
+	poll.Until(t, waitFor, "A's reader pinning piece 3", func() bool { return ca.Pinned(3) })
+	if st := download(t, wa, f, 3); st != storagewrapper.RequestClaimedElsewhere {
+		t.Fatalf("A: NewRequest(3) = %v, want claimed elsewhere (by the stopped process)", st)
+	}
+	start := time.Now()
+	poll.Until(t, waitFor, "A taking over the stopped process's claim on piece 3", func() bool {
+		return download(t, wa, f, 3) == storagewrapper.RequestGranted
+	})
+	t.Logf("claim taken over %v after it was refused", time.Since(start).Round(time.Millisecond))
+	if err := <-read; err != nil || !bytes.Equal(buf, f.data[off:off+2000]) {
+		t.Fatalf("A's read: %v, right bytes %v", err, bytes.Equal(buf, f.data[off:off+2000]))
 	}
 }
