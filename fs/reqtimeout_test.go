@@ -94,3 +94,31 @@ func TestKernelRequestTimeout(t *testing.T) {
 	}
 	e.checkUsable(t)
 }
+
+// TestWaitLimit: a waiting request gives up after the shorter of
+// ReadTimeout and the kernel's limit, with the cause that says which.
+func TestWaitLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name                  string
+		readTimeout, reqLimit time.Duration
+		want                  time.Duration
+		cause                 error
+	}{
+		{"neither", 0, 0, 0, nil},
+		{"read timeout only", 5 * time.Second, 0, 5 * time.Second, errReadTimeout},
+		{"kernel limit only", 0, 13 * time.Second, 13 * time.Second, errRequestTimeout},
+		{"read timeout shorter", 5 * time.Second, 13 * time.Second, 5 * time.Second, errReadTimeout},
+		{"kernel limit shorter", time.Minute, 13 * time.Second, 13 * time.Second, errRequestTimeout},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &mountState{readTimeout: tc.readTimeout, requestLimit: tc.reqLimit}
+			d, cause := m.waitLimit()
+			if d != tc.want || cause != tc.cause {
+				t.Errorf("waitLimit() = %v, %v; want %v, %v", d, cause, tc.want, tc.cause)
+			}
+			if tc.cause != nil && toErrno(tc.cause) != syscall.EIO {
+				t.Errorf("a read that gives up for %v gets %v, want EIO", tc.cause, toErrno(tc.cause))
+			}
+		})
+	}
+}
