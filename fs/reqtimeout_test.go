@@ -70,11 +70,15 @@ func TestKernelRequestTimeout(t *testing.T) {
 		}
 	}
 	t.Cleanup(restore)
+	fx := newFixture(t, "stuck", 5, false, stuckSpecs)
+	// Every FUSE mount made on the machine while the sysctl is set gets
+	// the timeout: it is set for the mount call only.
 	if err := os.WriteFile(p, []byte("3"), 0); err != nil {
 		t.Fatalf("setting %s (root needed): %v", p, err)
 	}
-	e := newStuckEnv(t, Options{})
+	e := newEnv(t, fx, Options{})
 	restore()
+	e.dl.withhold(fx.fileOffset(t, "never.bin"), fx.mi.Info.TotalLength)
 	if got := e.m.state.requestLimit; got != 13*time.Second {
 		t.Fatalf("the mount answers waiting requests within %v, want 13s (15 s kernel timeout less 2 s)", got)
 	}
