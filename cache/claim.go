@@ -76,7 +76,7 @@ func (c *Store) Claim(i int) (bool, error) {
 			}
 			break
 		}
-		if attempt >= maxClaimAttempts || !c.stale(h) {
+		if attempt >= maxClaimAttempts || !c.stale(i, h) {
 			c.refuse(i, true)
 			return false, nil
 		}
@@ -94,6 +94,7 @@ func (c *Store) Claim(i int) (bool, error) {
 	// our download's hash reads.
 	c.ds.Forget(i)
 	if urgent {
+		c.ackUrgent(i)
 		c.wantUrgent(i)
 	}
 	return true, nil
@@ -235,14 +236,53 @@ func readClaimFile(path string) (claimFile, error) {
 	return h, nil
 }
 
-// stale reports whether a claim may be taken over: its owner is dead, or it
-// made no progress for the claim time-out (its owner alive, stuck, or in
-// another PID namespace where we cannot tell).
-func (c *Store) stale(h claimFile) bool {
+// stale reports whether piece i's claim h may be taken over (staleAt, now,
+// with our urgency marker on i if we wrote one).
+func (c *Store) stale(i int, h claimFile) bool {
+	c.mu.Lock()
+	markedAt := c.markers[i]
+	c.mu.Unlock()
+	return c.staleAt(h, markedAt, time.Now())
+}
+
+// staleAt reports whether claim h may be taken over at now: its owner is
+// dead; or it made no progress for the claim time-out (its owner alive,
+// stuck, or in another PID namespace where we cannot tell); or a reader of
+// ours marked the piece urgent at markedAt (zero: not marked) and the
+// owner has not acknowledged it within urgentAckTimeout (ackUrgent moves
+// the claim's mtime past the marker): a frozen owner, whose piece a reader
+// must not wait the whole claim time-out for.
+func (c *Store) staleAt(h claimFile, markedAt, now time.Time) bool {
 	if h.ok && h.owner.liveness(c.me) == dead {
 		return true
 	}
-	return time.Since(h.mtime) > c.claimTimeout
+	if now.Sub(h.mtime) > c.claimTimeout {
+		return true
+	}
+	return !markedAt.IsZero() && now.Sub(markedAt) > urgentAckTimeout && h.mtime.Before(markedAt)
+}
+
+// ackUrgent tells the other processes whose readers marked piece i urgent
+// that we, its owner, saw their markers: the claim's mtime (our owner
+// file's, for a linked claim) moves past their markers' time (staleAt).
+func (c *Store) ackUrgent(i int) {
+	now := time.Now()
+	c.mu.Lock()
+	oc := c.own[i]
+	var path string
+	switch {
+	case oc == nil:
+	case oc.linked:
+		c.ownerTouched, path = now, c.ownerFile
+	default:
+		oc.touched, path = now, c.claimPath(i)
+	}
+	c.mu.Unlock()
+	if path != "" {
+		if err := os.Chtimes(path, now, now); err != nil {
+			c.log.Debug("cache: cannot acknowledge an urgency marker", "piece", i, "err", err)
+		}
+	}
 }
 
 // breakClaim removes piece i's claim h, under the directory lock and only
@@ -257,16 +297,19 @@ func (c *Store) breakClaim(i int, h claimFile) error {
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
+	c.mu.Lock()
+	markedAt := c.markers[i]
+	c.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	if cur.raw != h.raw || !cur.mtime.Equal(h.mtime) || !c.stale(cur) {
+	if cur.raw != h.raw || !cur.mtime.Equal(h.mtime) || !c.stale(i, cur) {
 		return nil
 	}
 	if err := os.Remove(c.claimPath(i)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	c.log.Info("cache: took over a stale claim", "piece", i, "owner", cur.raw, "idle", time.Since(cur.mtime).Round(time.Millisecond))
+	c.log.Info("cache: took over a stale claim", "piece", i, "owner", cur.raw, "idle", time.Since(cur.mtime).Round(time.Millisecond), "urgent", !markedAt.IsZero())
 	return nil
 }
 
@@ -305,7 +348,7 @@ func (c *Store) refuse(i int, claimed bool) {
 	_, marked := c.markers[i]
 	mark := pinned && !marked
 	if mark {
-		c.markers[i] = struct{}{}
+		c.markers[i] = time.Now()
 	}
 	c.mu.Unlock()
 	if mark {
@@ -377,7 +420,7 @@ func (c *Store) checkRefused(onlyPinned bool) {
 		case err != nil:
 			c.log.Debug("cache: cannot read a claim", "piece", i, "err", err)
 			continue
-		case !c.stale(h):
+		case !c.stale(i, h):
 			continue
 		default:
 			if err := c.breakClaim(i, h); err != nil {

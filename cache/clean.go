@@ -55,7 +55,7 @@ func (c *Store) clean() error {
 				}
 				continue
 			}
-			if h, err := readClaimFile(path); err == nil && c.stale(h) {
+			if h, err := readClaimFile(path); err == nil && c.staleAt(h, time.Time{}, time.Now()) {
 				remove(path)
 			}
 		}

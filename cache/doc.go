@@ -62,10 +62,13 @@
 // watches the markers: for a piece B has claimed and some other process
 // marked, B registers a picker.Now want in its own storagewrapper, so B's
 // engine fetches it first (and re-requests its late blocks from faster
-// peers), until the marker goes or B's claim ends. A removes its marker
+// peers), until the marker goes or B's claim ends, and acknowledges the
+// marker at once by moving its claim's mtime past it. A removes its marker
 // when its readers unpin the piece. B keeps the claim: taking it from a
 // live B would waste B's blocks in flight, and the claim time-out still
-// covers a B that is stuck.
+// covers a B that is stuck. A B that does not acknowledge a marker within
+// a second (frozen by SIGSTOP or a debugger, hung) loses the claim to A at
+// once: A's reader does not wait the whole claim time-out.
 //
 // # Seeing the others' pieces
 //

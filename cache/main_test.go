@@ -267,6 +267,19 @@ func runChild(role, dir, arg string) int {
 		if err != nil || !ok {
 			return fail(fmt.Errorf("claim %d: %v %v", n, ok, err))
 		}
+	case "owner": // claim piece n through a storagewrapper, with Run going (markers acknowledged)
+		w, err := storagewrapper.New(f.info, c, storagewrapper.Config{})
+		if err != nil {
+			return fail(err)
+		}
+		defer w.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); c.Run(ctx, w) }()
+		defer func() { cancel(); <-done }()
+		if _, st := w.NewRequest(n); st != storagewrapper.RequestGranted {
+			return fail(fmt.Errorf("NewRequest(%d) = %v", n, st))
+		}
 	case "pin": // pin piece n, as a reader would
 		defer c.Pin(n, n)()
 	case "partial": // claim piece n and write half of it, then be killed

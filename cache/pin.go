@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -44,7 +45,7 @@ func (c *Store) Pin(first, last int) (unpin func()) {
 		_, marked := c.markers[i]
 		_, there := c.pinnedThere[i] // published: nobody to hurry
 		if refused && !marked && !there {
-			c.markers[i] = struct{}{}
+			c.markers[i] = time.Now()
 			mark = append(mark, i)
 		}
 	}
@@ -209,6 +210,9 @@ func (c *Store) urgencyChanged(i int) {
 	c.mu.Unlock()
 	if release != nil {
 		release()
+	}
+	if oc != nil && urgent {
+		c.ackUrgent(i)
 	}
 	if want {
 		c.wantUrgent(i)

@@ -30,6 +30,12 @@ const (
 	// staleCheckInterval is how often Run checks the claims of pieces this
 	// process waits for: a dead owner is noticed this fast.
 	staleCheckInterval = 250 * time.Millisecond
+	// urgentAckTimeout is how long the owner of a claim has to
+	// acknowledge a reader's urgency marker (ackUrgent) before the reader's
+	// process takes the claim over: an owner that does not is frozen
+	// (SIGSTOP, a debugger) or hung, and the reader would otherwise wait
+	// the whole claim time-out.
+	urgentAckTimeout = time.Second
 )
 
 // Layout of the torrent's directory, beside the DirStore's pieces/ and
@@ -159,8 +165,10 @@ type Store struct {
 	// claim (or a published file): they are watched until published or
 	// their claim ends.
 	refused map[int]struct{}
-	// markers holds the pieces whose urgency marker this Store wrote.
-	markers map[int]struct{}
+	// markers holds the pieces whose urgency marker this Store wrote,
+	// with when: an owner that does not acknowledge it within
+	// urgentAckTimeout loses its claim (staleAt).
+	markers map[int]time.Time
 	// urgentBy holds the urgency markers of other processes, per piece.
 	urgentBy map[int]map[string]struct{}
 	// read holds the pieces pinned since the last flush of read times.
@@ -225,7 +233,7 @@ func Open(dir string, info *metainfo.Info, opts Options) (*Store, error) {
 		discarded:    map[int]struct{}{},
 		own:          map[int]*ownClaim{},
 		refused:      map[int]struct{}{},
-		markers:      map[int]struct{}{},
+		markers:      map[int]time.Time{},
 		urgentBy:     map[int]map[string]struct{}{},
 		read:         map[int]struct{}{},
 		present:      bitfield.New(info.NumPieces()),

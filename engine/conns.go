@@ -9,6 +9,7 @@ import (
 
 	"btfs/engine/wire"
 	"btfs/metainfo"
+	"btfs/picker"
 )
 
 // acceptLoop accepts incoming connections and handshakes them, each in its
@@ -99,19 +100,42 @@ func (s *state) addPeers(addrs []netip.AddrPort, source string) {
 // maybeDial starts dials while connection slots are free. Half the slots
 // are reserved for... nobody: a torrent client for streaming wants every
 // fast peer it can get, so it dials up to MaxPeers.
+//
+// While a reader waits and no peer is connected, an address is tried again
+// every urgentRedial whatever its backoff says: the only seeder that went
+// away and came back must be found again before the reader gives up.
 func (s *state) maybeDial(now time.Time) {
+	urgent := len(s.peers) == 0 && s.readerWaits()
 	for a, k := range s.known {
 		if len(s.peers)+s.dialing >= s.t.cfg.MaxPeers {
 			return
 		}
-		if k.connected || k.dialing || k.self || now.Before(k.nextTry) || s.banned[a.Addr()] {
+		if k.connected || k.dialing || k.self || s.banned[a.Addr()] {
 			continue
 		}
-		k.dialing = true
+		if now.Before(k.nextTry) && !(urgent && now.Sub(k.lastTry) >= urgentRedial) {
+			continue
+		}
+		k.dialing, k.lastTry = true, now
 		s.dialing++
 		s.t.wg.Add(1)
 		go s.t.dial(a)
 	}
+}
+
+// dialBackoff is the wait before the next dial of an address that failed
+// n times in a row: 1 s, 2 s, 4 s, … up to maxDialBackoff. The first
+// retries come soon: a -peer that is not listening yet (started a moment
+// after us) is found within a second or two of it starting, not at a
+// fixed 15 s.
+func dialBackoff(n int) time.Duration {
+	return min(minDialBackoff<<min(max(n-1, 0), 20), maxDialBackoff)
+}
+
+// readerWaits reports whether a read is blocked on a missing piece (its
+// want has picker.Now priority; Wants sorts the most urgent first).
+func (s *state) readerWaits() bool {
+	return len(s.wants) > 0 && s.wants[0].Priority == picker.Now
 }
 
 func (s *state) onDialFailed(addr netip.AddrPort, err error) {
@@ -122,7 +146,7 @@ func (s *state) onDialFailed(addr netip.AddrPort, err error) {
 	}
 	k.dialing = false
 	k.failures++
-	k.nextTry = time.Now().Add(redialBackoff << min(k.failures-1, 6))
+	k.nextTry = time.Now().Add(dialBackoff(k.failures))
 	s.t.log.Debug("dial failed", "addr", addr, "failures", k.failures, "err", err)
 }
 

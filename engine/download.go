@@ -218,10 +218,15 @@ func (s *state) fillInFlight(p *peer, limit int) {
 }
 
 // fillAllowedFast requests blocks of BEP 6 allowed-fast pieces while p
-// chokes us.
+// chokes us. In FetchReads mode only those a reader wants: aria2c offers
+// ten allowed-fast pieces to every new peer, and fetching them would fill
+// a capped cache with pieces nobody reads.
 func (s *state) fillAllowedFast(p *peer, limit int) {
 	for piece := range p.allowedFast {
 		if !p.hasPiece(piece) || s.t.sw.DoIHave(piece) {
+			continue
+		}
+		if s.pk.Mode() == picker.FetchReads && s.pk.Priority(piece) == picker.None {
 			continue
 		}
 		for len(p.outstanding) < limit {

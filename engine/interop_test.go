@@ -11,6 +11,7 @@ import (
 
 	"btfs/internal/swarmtest"
 	"btfs/metainfo"
+	"btfs/picker"
 	"btfs/storagewrapper"
 )
 
@@ -175,5 +176,57 @@ func TestAria2AndTransmissionSeed(t *testing.T) {
 		if from[s.addr.Addr()] == 0 {
 			t.Errorf("%s at %v sent nothing (per peer: %v)", s.name, s.addr, from)
 		}
+	}
+}
+
+// TestInterestLingersBetweenReads: in FetchReads mode nothing is wanted
+// between a reader's reads. btfs used to send not-interested then, aria2c
+// choked it and unchoked it again only at its next 10 s choke round, so
+// the next read of a piece aria2c had took 11 s (seen here, and in a soak
+// of random readers on a capped cache). Interest must linger: after each
+// read, once the loop has seen that nothing is wanted any more, btfs is
+// still interested in aria2c and never sent it not-interested, and the
+// next read succeeds within a timeout shorter than aria2c's round. Only
+// the pieces read are fetched (not aria2c's allowed-fast offers).
+func TestInterestLingersBetweenReads(t *testing.T) {
+	swarmtest.Require(t, "opentracker", "aria2c")
+	srcDir := t.TempDir()
+	opts := swarmtest.TorrentOptions{Size: 2 << 20, PieceLength: 64 << 10, Seed: 71}
+	_, probe := swarmtest.MakeTorrent(t, t.TempDir(), opts)
+	tr := swarmtest.StartTracker(t, probe.InfoHash)
+	opts.AnnounceList = [][]string{{tr.HTTPURL()}}
+	torrentPath, mi := swarmtest.MakeTorrent(t, srcDir, opts)
+	seeder := swarmtest.StartAria2Seeder(t, torrentPath, srcDir, "127.0.0.2")
+	tr.WaitForPeer(t, mi.InfoHash, seeder.Addr())
+
+	tor, sw := fileStoreEngine(t, mi, t.TempDir(), false, Config{Logger: testLogger(t), Mode: picker.FetchReads})
+	read := func(piece int, timeout time.Duration) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		buf := make([]byte, 1000)
+		if _, err := sw.ReadAt(ctx, buf, mi.Info.PieceOffset(piece)+100); err != nil {
+			st, _ := tor.Stats(context.Background())
+			t.Fatalf("read of piece %d: %v; stats %+v", piece, err, st)
+		}
+	}
+	// The first read waits for the connection and aria2c's first unchoke.
+	read(0, 60*time.Second)
+	pieces := []int{9, 3, 27, 14}
+	for _, piece := range pieces {
+		st := waitStats(t, tor, 10*time.Second, "the loop sees no want", func(st Stats) bool { return st.Wants == 0 })
+		if len(st.PerPeer) != 1 {
+			t.Fatalf("want one peer (aria2c), have %+v", st.PerPeer)
+		}
+		if ps := st.PerPeer[0]; !ps.AmInterested || ps.NotInterested != 0 {
+			t.Fatalf("with nothing wanted between reads btfs went not-interested: %+v", ps)
+		}
+		// aria2c's choke round is 10 s: a read that had to wait for it
+		// would fail here.
+		read(piece, 5*time.Second)
+	}
+	// The wrapper's count: the engine's may lag behind the last read.
+	if n := sw.Stats().VerifiedPieces; n != 1+len(pieces) {
+		t.Fatalf("FetchReads fetched %d pieces for %d reads", n, 1+len(pieces))
 	}
 }

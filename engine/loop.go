@@ -78,7 +78,11 @@ const (
 	urgentInterval = 200 * time.Millisecond // how often late urgent blocks are re-requested
 	snubTimeout    = 30 * time.Second       // requests with no block for this long: snubbed
 	maxUploadQueue = 256                    // requests we queue per peer
-	redialBackoff  = 15 * time.Second       // first wait before redialling a failed address
+	redialBackoff  = 15 * time.Second       // wait before redialling a peer whose connection ended
+	minDialBackoff = time.Second            // first wait after a failed dial (dialBackoff)
+	maxDialBackoff = 10 * time.Minute       // longest wait between dials of a failing address
+	urgentRedial   = time.Second            // dial interval per address while a reader waits with no peer
+	interestLinger = 2 * time.Minute        // interest kept after the last want (updateInterest)
 	maxKnownPeers  = 2000                   // addresses remembered
 )
 
@@ -88,6 +92,7 @@ type known struct {
 	dialing   bool      // a dial is under way
 	failures  int       // consecutive failures
 	nextTry   time.Time // not before
+	lastTry   time.Time // when the last dial started
 	self      bool      // it is us
 }
 
@@ -104,6 +109,7 @@ type state struct {
 	bans      smartBan                     // who sent which block of pieces in flight and of failed pieces
 	reqCount  map[storagewrapper.Block]int // peers each outstanding block is requested from
 	wants     []picker.Want                // last wants read from the storagewrapper
+	wantedAt  time.Time                    // when wants was last seen non-empty (interest lingers after it)
 	stats     Stats                        // refreshed every tick
 	hashFail  int                          // pieces that failed their hash
 	wasted    int64                        // bytes received and thrown away
@@ -179,6 +185,9 @@ func (t *Torrent) run() {
 			s.syncStore() // cache.go: pieces adopted, evicted or claimed elsewhere
 			s.readWants()
 			s.fillAll()
+			if len(s.peers) == 0 {
+				s.maybeDial(time.Now()) // a read waits with nobody connected: see maybeDial
+			}
 		case now := <-urgent.C:
 			s.rerequestLate(now)
 		case now := <-tick.C:
@@ -225,6 +234,9 @@ func (s *state) handle(ev event) {
 // readWants refreshes the picker's wants from the storagewrapper (readers'
 // reads and readahead windows).
 func (s *state) readWants() {
+	if len(s.wants) > 0 {
+		s.wantedAt = time.Now() // the wants being replaced held until now
+	}
 	s.wants = s.t.sw.Wants()
 	if err := s.pk.SetWants(s.wants); err != nil {
 		s.t.log.Warn("bad wants", "err", err)
@@ -243,6 +255,15 @@ func (s *state) tick(now time.Time) {
 		p.down.Tick(now)
 		p.up.Tick(now)
 		s.checkSnub(p, now)
+	}
+	if len(s.wants) > 0 {
+		s.wantedAt = now
+	} else if s.pk.Mode() == picker.FetchReads && !s.lingering(now) {
+		for p := range s.peers {
+			if p.amInterested {
+				s.updateInterest(p) // the linger is over: interest follows the wants again
+			}
+		}
 	}
 	s.maybeDial(now)
 	s.maybeNeedPeers(now)

@@ -11,6 +11,7 @@ import (
 	"btfs/engine/wire"
 	"btfs/internal/swarmtest"
 	"btfs/metainfo"
+	"btfs/picker"
 	"btfs/storagewrapper"
 )
 
@@ -170,5 +171,40 @@ func TestReleasedPieceBookkeeping(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestInterestLinger: in FetchReads mode, interest in a peer that has
+// pieces we lack outlives the last want by interestLinger (a reader
+// between two reads keeps its peers unchoked), then follows the wants
+// again at the next tick; a peer we were not interested in is not made
+// interesting by the linger.
+func TestInterestLinger(t *testing.T) {
+	_, mi := swarmtest.MakeTorrent(t, t.TempDir(), swarmtest.TorrentOptions{Size: 1 << 20, PieceLength: 64 << 10})
+	tor := idleTorrent(t, mi)
+	s := tor.s
+	s.pk.SetMode(picker.FetchReads)
+	p := idlePeer(t, tor, 1005)
+	q := idlePeer(t, tor, 1006)
+	q.amInterested = false
+	now := time.Now()
+
+	s.wants, s.wantedAt = nil, now.Add(-interestLinger/2)
+	s.updateInterest(p)
+	s.updateInterest(q)
+	if !p.amInterested || p.uninterested != 0 {
+		t.Fatalf("%v after the last want: interested %v, not-interested sent %d; want still interested", interestLinger/2, p.amInterested, p.uninterested)
+	}
+	if q.amInterested {
+		t.Fatal("the linger made a peer we were not interested in interesting")
+	}
+	s.wantedAt = now.Add(-interestLinger - time.Second)
+	s.tick(now)
+	if p.amInterested || p.uninterested != 1 {
+		t.Fatalf("after the linger: interested %v, not-interested sent %d; want not interested, once", p.amInterested, p.uninterested)
+	}
+	msgs, _, _ := p.out.take(nil)
+	if n := len(msgs); n == 0 || msgs[n-1].ID != wire.NotInterested {
+		t.Fatalf("messages queued for the peer: %v; want not-interested last", msgs)
 	}
 }

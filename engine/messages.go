@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"time"
 
 	"btfs/bitfield"
 	"btfs/engine/wire"
@@ -132,22 +133,41 @@ func (s *state) onHave(p *peer, i int) {
 	}
 }
 
-// updateInterest keeps our interested flag exact: interested exactly when
-// the peer has a piece the picker's mode still fetches.
+// updateInterest keeps our interested flag up to date: interested when p
+// has a piece the picker would fetch (in FetchReads mode: one a reader
+// wants). Interest lingers: once interested, we stay so for interestLinger
+// after the last want while p has pieces we lack. A reader that reads,
+// pauses and reads again (a player, a random reader, a re-read of an
+// evicted piece) would otherwise send not-interested between its reads,
+// and many peers (aria2c) choke a peer that is not interested and unchoke
+// it again only at their next choke round, every 10 s: the next read would
+// wait on the peer's timer with the data one round trip away.
 func (s *state) updateInterest(p *peer) {
 	if p.closed {
 		return
 	}
-	want := (p.seed || p.has != nil) && s.pk.Interesting(p.pieces())
+	declared := p.seed || p.has != nil
+	want := declared && s.pk.Interesting(p.pieces())
+	if !want && p.amInterested && declared && s.lingering(time.Now()) && s.pk.Lacks(p.pieces()) {
+		want = true
+	}
 	if want != p.amInterested {
 		p.amInterested = want
 		if want {
 			p.send(wire.Message{ID: wire.Interested})
 		} else {
+			p.uninterested++
 			p.send(wire.Message{ID: wire.NotInterested})
+			s.t.log.Debug("not interested in the peer any more", "peer", p.key)
 		}
 	}
 	if want {
 		s.fill(p)
 	}
+}
+
+// lingering reports whether a reader wanted something within the last
+// interestLinger (see updateInterest).
+func (s *state) lingering(now time.Time) bool {
+	return len(s.wants) > 0 || (!s.wantedAt.IsZero() && now.Sub(s.wantedAt) < interestLinger)
 }

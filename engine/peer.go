@@ -38,6 +38,7 @@ type peer struct {
 	// loop-owned:
 	amChoking      bool                               // we choke it
 	amInterested   bool                               // we told it we are interested
+	uninterested   int                                // not-interested messages we sent it
 	peerChoking    bool                               // it chokes us
 	peerInterested bool                               // it wants our data
 	has            *bitfield.Bitfield                 // its pieces (nil until bitfield/have-all/have-none)

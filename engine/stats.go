@@ -19,6 +19,7 @@ type Stats struct {
 	PiecesDone, NumPieces    int
 	VerifiedBytes, Total     int64
 	Endgame                  bool
+	Wants                    int // readers' wanted ranges the loop last read
 	Banned                   int
 	Learned                  map[string]int // new addresses by source: "config", "api", "tracker", "pex", "dht"
 	LookupsStarted           int            // Finder (DHT) lookups started
@@ -33,6 +34,7 @@ type PeerStats struct {
 	DownloadRate, UploadRate float64
 	AmChoking, PeerChoking   bool
 	AmInterested             bool
+	NotInterested            int // not-interested messages we sent it: each may cost a choke round
 	PeerInterested           bool
 	Snubbed                  bool
 	Outstanding              int // our requests to it
@@ -65,6 +67,7 @@ func (s *state) refreshStats() {
 		NumPieces:      s.pk.NumPieces(),
 		Total:          s.t.info.TotalLength,
 		Endgame:        s.pk.Endgame(),
+		Wants:          len(s.wants),
 		Banned:         len(s.banned),
 		Learned:        s.learned,
 		LookupsStarted: s.lookup.runs,
@@ -82,6 +85,7 @@ func (s *state) refreshStats() {
 			AmChoking:      p.amChoking,
 			PeerChoking:    p.peerChoking,
 			AmInterested:   p.amInterested,
+			NotInterested:  p.uninterested,
 			PeerInterested: p.peerInterested,
 			Snubbed:        p.snubbed,
 			Outstanding:    len(p.outstanding),

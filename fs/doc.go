@@ -51,7 +51,12 @@
 // The ctx go-fuse passes to Read is cancelled when the kernel interrupts the
 // request (the reader got a signal): the read returns EINTR at once. An
 // optional per-mount timeout (Options.ReadTimeout) fails a read with EIO, as
-// does a closed torrent; toErrno (errno.go) is the one mapping. Unmount
+// does a closed torrent; so does the kernel's FUSE request timeout, when the
+// administrator set one, just before the kernel would abort the whole mount
+// (reqtimeout.go). A reader sees its timeout once: when the kernel asks
+// again for a page whose read just timed out on the same handle, that
+// request fails at once (handle.gaveUpOn). toErrno (errno.go) is the one
+// mapping. Unmount
 // fails the reads in progress with EIO before it unmounts, so that it never
 // hangs on a read waiting for a piece nobody has. One kernel behaviour to
 // know: the page cache's readahead requests are not tied to a process, so

@@ -15,6 +15,9 @@ var (
 	errUnmounting = errors.New("fs: unmounting")
 	// errReadTimeout: Options.ReadTimeout passed.
 	errReadTimeout = errors.New("fs: read timeout")
+	// errRequestTimeout: the kernel's FUSE request timeout was near; a
+	// request unanswered past it would abort the whole mount.
+	errRequestTimeout = errors.New("fs: the kernel's FUSE request timeout is near")
 )
 
 // toErrno is the one place where an error of the read path becomes the errno
@@ -22,7 +25,8 @@ var (
 //
 //   - the kernel interrupted the request (the reader got a signal):
 //     context.Canceled → EINTR, so that a Ctrl-C ends the reader at once;
-//   - the per-mount read timeout: context.DeadlineExceeded → EIO;
+//   - the per-mount read timeout, or the kernel's request timeout near:
+//     context.DeadlineExceeded → EIO;
 //   - Unmount failing the reads in progress → EIO;
 //   - anything else (the torrent closed, a store failure) → EIO: the reader
 //     can do nothing about it, and EIO is what a failing disk gives too.
@@ -33,7 +37,7 @@ func toErrno(err error) syscall.Errno {
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, errUnmounting), errors.Is(err, errReadTimeout):
+	case errors.Is(err, errUnmounting), errors.Is(err, errReadTimeout), errors.Is(err, errRequestTimeout):
 		return syscall.EIO
 	case errors.Is(err, context.DeadlineExceeded):
 		return syscall.EIO

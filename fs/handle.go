@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -57,7 +58,23 @@ type handle struct {
 	// prefetched is the file offset up to which prefetch asked for the
 	// piece files to be read into the page cache; 0 after a seek.
 	prefetched int64
+	// timedOut are the ranges (file offsets) whose reads on this handle
+	// gave up waiting in the last retryWindow: see gaveUpOn.
+	timedOut []timedOutRange
 }
+
+// timedOutRange is a read that gave up waiting for its pieces.
+type timedOutRange struct {
+	off, end int64
+	at       time.Time
+}
+
+// retryWindow is how long after a read of a handle timed out another read
+// of the same range fails at once. The kernel reads ahead of a buffered
+// reader, and when that request fails it asks once more for the page the
+// reader waits on, at once: without this the reader would see its EIO
+// after twice the timeout it asked for.
+const retryWindow = 2 * time.Second
 
 // open makes a handle for f, registers it with the mount (so Unmount can
 // release its wants if the kernel never does) and, for a media file, wants
@@ -102,8 +119,15 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 		h.prefetch(off + n)
 		return res, 0
 	}
+	if h.gaveUpOn(off, n) {
+		h.m.log.Debug("fs: read failed at once: the same range timed out a moment ago", "file", h.f.index, "off", off, "len", n)
+		return nil, syscall.EIO
+	}
 	got, err := h.m.readAt(ctx, dest[:n], h.f.offset+off)
 	if err != nil {
+		if errors.Is(err, errReadTimeout) || errors.Is(err, errRequestTimeout) {
+			h.noteTimeout(off, n)
+		}
 		errno := toErrno(err)
 		h.m.log.Debug("fs: read failed", "file", h.f.index, "off", off, "len", n, "errno", errno, "err", err)
 		return nil, errno
@@ -112,6 +136,42 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 	// result would first go through go-fuse's splice attempt (a pipe, a
 	// header written into it, then thrown away) for nothing.
 	return fuse.ReadResultVector([][]byte{dest[:got]}), 0
+}
+
+// noteTimeout records that the read of [off, off+n) gave up waiting.
+func (h *handle) noteTimeout(off, n int64) {
+	now := time.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.pruneTimeouts(now)
+	h.timedOut = append(h.timedOut, timedOutRange{off: off, end: off + n, at: now})
+}
+
+// gaveUpOn reports whether a read of [off, off+n) overlaps one of this
+// handle that timed out within retryWindow, with some of its pieces still
+// missing: the kernel asking again for what its reader already waited on
+// (retryWindow).
+func (h *handle) gaveUpOn(off, n int64) bool {
+	h.mu.Lock()
+	h.pruneTimeouts(time.Now())
+	hit := false
+	for _, r := range h.timedOut {
+		if off < r.end && r.off < off+n {
+			hit = true
+			break
+		}
+	}
+	h.mu.Unlock()
+	if !hit {
+		return false
+	}
+	start := h.f.offset + off
+	return h.m.firstMissing(start, start+n) < start+n
+}
+
+// pruneTimeouts forgets the timeouts older than retryWindow; h.mu held.
+func (h *handle) pruneTimeouts(now time.Time) {
+	h.timedOut = slices.DeleteFunc(h.timedOut, func(r timedOutRange) bool { return now.Sub(r.at) >= retryWindow })
 }
 
 // Release drops the handle's wants: no stale priorities once a file is
@@ -195,16 +255,17 @@ func (m *mountState) firstMissing(start, end int64) int64 {
 // readAt reads len(p) bytes at torrent offset off, the whole range or an
 // error. ctx is go-fuse's, cancelled when the kernel interrupts the request;
 // the read also gives up when Unmount starts (errUnmounting) and after
-// Options.ReadTimeout (errReadTimeout). The cause is kept in the error for
+// Options.ReadTimeout (errReadTimeout) or before the kernel's request
+// timeout (errRequestTimeout): see waitLimit. The cause is kept in the error for
 // toErrno.
 func (m *mountState) readAt(ctx context.Context, p []byte, off int64) (int, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stop := context.AfterFunc(m.ctx, func() { cancel(context.Cause(m.ctx)) })
 	defer stop()
-	if m.readTimeout > 0 {
+	if d, cause := m.waitLimit(); d > 0 {
 		var cancelTimeout context.CancelFunc
-		ctx, cancelTimeout = context.WithTimeoutCause(ctx, m.readTimeout, errReadTimeout)
+		ctx, cancelTimeout = context.WithTimeoutCause(ctx, d, cause)
 		defer cancelTimeout()
 	}
 	n, err := m.t.ReadAt(ctx, p, off)

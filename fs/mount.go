@@ -43,6 +43,10 @@ type mountState struct {
 	mediaHeadTail int64
 	// readTimeout is Options.ReadTimeout.
 	readTimeout time.Duration
+	// requestLimit is how long a request may wait before it must be
+	// answered, whatever readTimeout says, or the kernel aborts the mount
+	// (reqtimeout.go); 0 when the kernel has no request timeout.
+	requestLimit time.Duration
 	// mtime is every node's mtime, ctime and atime: the torrent's creation
 	// date, or the mount time when it has none.
 	mtime time.Time
@@ -162,6 +166,15 @@ func mount(mountpoint string, ih metainfo.Hash, mi *metainfo.MetaInfo, t Torrent
 		return nil, err
 	}
 	m := newMountState(ih, mi, t, opts, log)
+	rt, err := readRequestTimeout(fuseSysctlDir)
+	if err != nil {
+		log.Warn("fs: cannot read the kernel's FUSE request timeout", "err", err)
+	}
+	if m.requestLimit = rt.answerBy(); m.requestLimit > 0 {
+		log.Info("fs: the kernel aborts the mount when a request waits longer than its FUSE request timeout: reads still waiting then fail with EIO, lookups with EAGAIN",
+			"kernel_timeout", rt.kernel, "answer_within", m.requestLimit, "read_timeout", opts.ReadTimeout,
+			"default_request_timeout", rt.dflt, "max_request_timeout", rt.max)
+	}
 	root := newRoot(m)
 	long := cacheTimeout
 	fsOpts := &fusefs.Options{
@@ -238,6 +251,20 @@ func newMountState(ih metainfo.Hash, mi *metainfo.MetaInfo, t Torrent, opts Opti
 	}
 	m.ctx, m.cancel = context.WithCancelCause(context.Background())
 	return m
+}
+
+// waitLimit is how long a request may wait for pieces or metadata, and
+// the cause its context gets when that passes: the shorter of
+// Options.ReadTimeout and the kernel's request timeout (less a margin);
+// 0 when it may wait for ever.
+func (m *mountState) waitLimit() (time.Duration, error) {
+	switch {
+	case m.requestLimit > 0 && (m.readTimeout <= 0 || m.requestLimit < m.readTimeout):
+		return m.requestLimit, errRequestTimeout
+	case m.readTimeout > 0:
+		return m.readTimeout, errReadTimeout
+	}
+	return 0, nil
 }
 
 // kernelReadaheadFor is the kernel's readahead window for a mount whose

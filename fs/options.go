@@ -14,7 +14,9 @@ type Options struct {
 	AllowOther bool
 	// ReadTimeout, when positive, fails a read that waited that long for
 	// its pieces with EIO; zero waits until the pieces come, the reader is
-	// interrupted, the torrent closes or the mount goes away.
+	// interrupted, the torrent closes or the mount goes away. Either way a
+	// read never waits past the kernel's FUSE request timeout, when the
+	// administrator set one (reqtimeout.go): it fails with EIO just before.
 	ReadTimeout time.Duration
 	// ReadaheadMin is the readahead window of a handle after a seek, and
 	// ReadaheadMax bounds its growth while the handle keeps streaming;

@@ -27,16 +27,16 @@ func (m *mountState) isReady() bool {
 }
 
 // waitReady waits for the tree as a read waits for its pieces: until it is
-// there (0), the caller is interrupted (EINTR), the read timeout passes
-// (EAGAIN: try again, the metadata is still being fetched) or the mount
-// goes away (EIO).
+// there (0), the caller is interrupted (EINTR), the read timeout or the
+// kernel's request timeout is near (EAGAIN: try again, the metadata is
+// still being fetched) or the mount goes away (EIO).
 func (m *mountState) waitReady(ctx context.Context) syscall.Errno {
 	if m.isReady() {
 		return 0
 	}
 	var timeout <-chan time.Time
-	if m.readTimeout > 0 {
-		timer := time.NewTimer(m.readTimeout)
+	if d, _ := m.waitLimit(); d > 0 {
+		timer := time.NewTimer(d)
 		defer timer.Stop()
 		timeout = timer.C
 	}

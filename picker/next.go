@@ -48,8 +48,7 @@ func (p *Picker) Next(has *bitfield.Bitfield) (piece int, ok bool) {
 // flight pieces count; a nil has is a have-all peer.
 func (p *Picker) Interesting(has *bitfield.Bitfield) bool {
 	if p.mode == FetchAll {
-		_, ok := p.missing.NextSetAnd(0, p.n, has)
-		return ok
+		return p.Lacks(has)
 	}
 	for _, s := range p.wants.byUrgency {
 		if _, ok := p.missing.NextSetAnd(s.lo, s.hi, has); ok {
@@ -57,6 +56,14 @@ func (p *Picker) Interesting(has *bitfield.Bitfield) bool {
 		}
 	}
 	return false
+}
+
+// Lacks reports whether the peer has any piece we do not have verified,
+// whatever the mode fetches (a nil has is a have-all peer): what a peer
+// could still give us if a reader asked.
+func (p *Picker) Lacks(has *bitfield.Bitfield) bool {
+	_, ok := p.missing.NextSetAnd(0, p.n, has)
+	return ok
 }
 
 // nextStarted returns a started piece the peer has, in the started set's
