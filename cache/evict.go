@@ -178,11 +178,11 @@ func (c *Store) evictLocked(names []int, total, target int64, keep int) []int {
 		evicted = append(evicted, f.i)
 	}
 	if len(evicted) > 0 || pinned > 0 {
-		c.log.Info("cache: evicted least recently read pieces", "evicted", len(evicted), "pinned_kept", pinned,
+		c.lim.Info("cache: evicted least recently read pieces", "evicted", len(evicted), "pinned_kept", pinned,
 			"bytes", total, "cap", c.maxBytes)
 	}
 	if total > target && pinned > 0 {
-		c.log.Warn("cache: over the cap: the pieces left are in use", "bytes", total, "cap", c.maxBytes)
+		c.lim.Warn("cache: over the cap: the pieces left are in use", "bytes", total, "cap", c.maxBytes)
 	}
 	return evicted
 }

@@ -91,6 +91,12 @@ func (w *Wrapper) waitVerified(ctx context.Context, off, end int64, next, last i
 			w.mu.Unlock()
 			return err
 		}
+		if err := w.storeErrLocked(); err != nil {
+			// The Store takes no data (health.go): nothing will come.
+			w.mu.Unlock()
+			return fmt.Errorf("storagewrapper: read at %d: piece %d not cached: %w", off, missing, err)
+		}
+		failed := w.hs.failed
 		ch := w.waiters[missing]
 		if ch == nil {
 			ch = make(chan struct{})
@@ -116,6 +122,7 @@ func (w *Wrapper) waitVerified(ctx context.Context, off, end int64, next, last i
 		}
 		select {
 		case <-ch:
+		case <-failed: // the loop returns the Store's error
 		case <-ctx.Done():
 			return fmt.Errorf("storagewrapper: read at %d waiting for piece %d: %w", off, missing, ctx.Err())
 		case <-w.closedCh:

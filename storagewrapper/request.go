@@ -82,6 +82,10 @@ const (
 	// as Verified once adopted or as Unverified if the claim ends without
 	// a publish.
 	RequestClaimedElsewhere
+	// RequestStoreFailed: the Store does not take data now (a full,
+	// read-only or failing disk; see Health): request nothing until it
+	// recovers (Kick signals both changes).
+	RequestStoreFailed
 )
 
 // OK reports whether a block was handed out.
@@ -105,6 +109,8 @@ func (s RequestStatus) String() string {
 		return "closed"
 	case RequestClaimedElsewhere:
 		return "claimed by another process"
+	case RequestStoreFailed:
+		return "store failed"
 	}
 	return "request status(?)"
 }
@@ -197,6 +203,8 @@ func (w *Wrapper) newRequestLocked(piece int, mayClaim bool) (b Block, st Reques
 		return Block{}, RequestClosed, false
 	case w.verified.Has(piece):
 		return Block{}, RequestVerified, false
+	case w.hs.fault != FaultNone:
+		return Block{}, RequestStoreFailed, false
 	}
 	if _, ok := w.adopting[piece]; ok {
 		return Block{}, RequestBusy, false
