@@ -169,7 +169,7 @@ func (c *Store) vanished(i int, host Host) {
 	}
 	c.sawRemoved(i)
 	if c.lostPinned(i) {
-		c.log.Error("cache: a piece in use left the cache: removed outside the eviction protocol", "piece", i)
+		c.lim.Error("cache: a piece in use left the cache: removed outside the eviction protocol", "piece", i)
 	}
 	if host.Unverify(i) {
 		c.lim.Info("cache: a piece left the cache; it will be fetched again when read", "piece", i)
@@ -271,7 +271,7 @@ func (c *Store) adoptLoop(ctx context.Context, host Host) {
 		}
 		ok, err := host.Adopt(ctx, i)
 		if err != nil && ctx.Err() == nil && !errors.Is(err, storagewrapper.ErrClosed) {
-			c.log.Warn("cache: cannot verify a cached piece", "piece", i, "err", err)
+			c.lim.Warn("cache: cannot verify a cached piece", "piece", i, "err", err)
 		}
 		c.adopted(i, ok)
 	}

@@ -192,7 +192,7 @@ func (w *Wrapper) finishPiece(res Result) (Result, error) {
 	// A mismatch, or a store that could not read or publish the piece:
 	// either way the partial data goes, and every block is asked for again.
 	if derr := w.store.Piece(p).Discard(); derr != nil {
-		w.log.Error("storagewrapper: discard failed", "piece", p, "err", derr)
+		w.lim.Error("storagewrapper: discard failed", "piece", p, "err", derr)
 	}
 	w.mu.Lock()
 	release := w.leaveFlightLocked(p)

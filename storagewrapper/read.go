@@ -60,7 +60,7 @@ func (w *Wrapper) ReadAt(ctx context.Context, p []byte, off int64) (int, error) 
 		// before this read pinned it, or it was removed or truncated
 		// behind our back): not an error for the reader, a piece to fetch
 		// again.
-		w.log.Info("storagewrapper: a verified piece is gone from the store; fetching it again", "piece", gone, "err", err)
+		w.lim.Info("storagewrapper: a verified piece is gone from the store; fetching it again", "piece", gone, "err", err)
 		w.Unverify(gone)
 	}
 }
@@ -109,7 +109,7 @@ func (w *Wrapper) waitVerified(ctx context.Context, off, end int64, next, last i
 			if ok, err := w.adopt(ctx, missing, true); ok {
 				continue
 			} else if err != nil && ctx.Err() == nil && !errors.Is(err, ErrClosed) {
-				w.log.Warn("storagewrapper: read miss: stored piece unreadable", "piece", missing, "err", err)
+				w.lim.Warn("storagewrapper: read miss: stored piece unreadable", "piece", missing, "err", err)
 			}
 		}
 		if release == nil {

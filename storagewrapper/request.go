@@ -148,7 +148,7 @@ func (w *Wrapper) NewRequest(piece int) (Block, RequestStatus) {
 		mayClaim = false
 		switch {
 		case err != nil:
-			w.log.Warn("storagewrapper: cannot claim piece; downloading it unclaimed", "piece", piece, "err", err)
+			w.lim.Warn("storagewrapper: cannot claim piece; downloading it unclaimed", "piece", piece, "err", err)
 			w.ops.Done()
 		case !ok:
 			w.ops.Done()
