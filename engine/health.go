@@ -3,7 +3,6 @@ package engine
 import (
 	"errors"
 
-	"btfs/internal/ratelog"
 	"btfs/picker"
 	"btfs/storagewrapper"
 )
@@ -17,8 +16,6 @@ type storeView struct {
 	failed bool
 	// full is set once the disk ran out of space.
 	full bool
-	// lim rate-limits the loop's lines about blocks it could not store.
-	lim *ratelog.Limiter
 }
 
 // checkStore follows the store's health; the loop calls it on every kick
@@ -63,11 +60,8 @@ func (s *state) checkStore() {
 // storagewrapper put it back): the storagewrapper has said why, once;
 // repeats are counted, not logged.
 func (s *state) storeFailedBlock(b storagewrapper.Block, err error) {
-	if s.store.lim == nil {
-		s.store.lim = ratelog.New(s.t.log, 0)
-	}
 	if !errors.Is(err, storagewrapper.ErrStore) {
-		s.store.lim.Error("cannot store block", "piece", b.Piece, "err", err)
+		s.t.lim.Error("cannot store block", "piece", b.Piece, "err", err)
 	}
 	s.requeued(b.Piece)
 	s.checkStore()

@@ -144,6 +144,7 @@ func newState(t *Torrent, pk *picker.Picker) *state {
 func (t *Torrent) run() {
 	s := t.s
 	defer close(t.done)
+	defer t.lim.Stop() // no summary after the torrent is gone
 	defer s.shutdown()
 
 	// Our pieces so far (resumed from disk).
