@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"sync"
 	"syscall"
 	"time"
 
@@ -159,6 +160,17 @@ type healthState struct {
 	recovered time.Time
 }
 
+// roomState serializes the Wrapper's calls to Evicter.MakeRoom: when many
+// blocks find the disk full at once, one eviction makes room for all of
+// them, instead of one eviction each.
+type roomState struct {
+	// mu is held across MakeRoom; no other lock is taken under it but the
+	// Store's (and Wrapper.mu, briefly, by the Host calls of an eviction).
+	mu sync.Mutex
+	// at is when the last MakeRoom returned.
+	at time.Time
+}
+
 // Health returns the state of the Store.
 func (w *Wrapper) Health() Health {
 	w.mu.Lock()
@@ -195,7 +207,14 @@ func (w *Wrapper) makeRoom(err error) bool {
 	if !ok || failed {
 		return false
 	}
+	failedAt := time.Now()
+	w.room.mu.Lock()
+	defer w.room.mu.Unlock()
+	if w.room.at.After(failedAt) {
+		return true // room was made since this write failed: try it
+	}
 	freed, eerr := ev.MakeRoom(w.info.PieceLength)
+	w.room.at = time.Now()
 	if eerr != nil {
 		w.lim.Warn("storagewrapper: cannot evict to make room", "err", eerr)
 	}

@@ -80,6 +80,9 @@ type Wrapper struct {
 	// ops counts Store operations in progress; Close waits for them.
 	// Add is only called under mu while closed is false.
 	ops sync.WaitGroup
+	// room serializes the evictions that make room on a full disk
+	// (health.go); it has its own lock.
+	room roomState
 
 	// mu guards every field below. Never held across Store I/O, hashing
 	// or callbacks; no other lock is taken while it is held.
