@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"sync"
 	"syscall"
 	"time"
 
@@ -162,11 +161,12 @@ type healthState struct {
 
 // roomState serializes the Wrapper's calls to Evicter.MakeRoom: when many
 // blocks find the disk full at once, one eviction makes room for all of
-// them, instead of one eviction each.
+// them, instead of one eviction each. Its fields are guarded by
+// Wrapper.mu (MakeRoom itself runs without it).
 type roomState struct {
-	// mu is held across MakeRoom; no other lock is taken under it but the
-	// Store's (and Wrapper.mu, briefly, by the Host calls of an eviction).
-	mu sync.Mutex
+	// busy is closed when the MakeRoom under way returns; nil when none
+	// is under way.
+	busy chan struct{}
 	// at is when the last MakeRoom returned.
 	at time.Time
 }
@@ -208,13 +208,24 @@ func (w *Wrapper) makeRoom(err error) bool {
 		return false
 	}
 	failedAt := time.Now()
-	w.room.mu.Lock()
-	defer w.room.mu.Unlock()
+	w.mu.Lock()
 	if w.room.at.After(failedAt) {
+		w.mu.Unlock()
 		return true // room was made since this write failed: try it
 	}
+	if busy := w.room.busy; busy != nil {
+		w.mu.Unlock()
+		<-busy // bounded: one eviction
+		return true
+	}
+	busy := make(chan struct{})
+	w.room.busy = busy
+	w.mu.Unlock()
 	freed, eerr := ev.MakeRoom(w.info.PieceLength)
-	w.room.at = time.Now()
+	w.mu.Lock()
+	w.room.busy, w.room.at = nil, time.Now()
+	w.mu.Unlock()
+	close(busy)
 	if eerr != nil {
 		w.lim.Warn("storagewrapper: cannot evict to make room", "err", eerr)
 	}

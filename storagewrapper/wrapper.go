@@ -80,9 +80,6 @@ type Wrapper struct {
 	// ops counts Store operations in progress; Close waits for them.
 	// Add is only called under mu while closed is false.
 	ops sync.WaitGroup
-	// room serializes the evictions that make room on a full disk
-	// (health.go); it has its own lock.
-	room roomState
 
 	// mu guards every field below. Never held across Store I/O, hashing
 	// or callbacks; no other lock is taken while it is held.
@@ -122,6 +119,9 @@ type Wrapper struct {
 	changed map[int]struct{}
 	// hs is the Store's health (health.go): one owner, this Wrapper.
 	hs healthState
+	// room serializes the evictions that make room on a full disk
+	// (health.go).
+	room roomState
 	// closed is set by Close.
 	closed bool
 }
