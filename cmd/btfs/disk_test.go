@@ -167,10 +167,12 @@ func checkFailedState(t *testing.T, s cacheSwarm, p *proc, path string, want sys
 	if n := strings.Count(out, "cannot store block"); n > 5 {
 		t.Fatalf("%d \"cannot store block\" lines", n)
 	}
-	if got := s.uploaded(t) - upAt; got > maxBytesAfterFailure {
-		t.Fatalf("the seeder sent %d bytes after the failure (> %d): the swarm still sends what we cannot keep", got, maxBytesAfterFailure)
+	sent := s.uploaded(t) - upAt
+	if sent > maxBytesAfterFailure {
+		t.Fatalf("the seeder sent %d bytes after the failure (> %d): the swarm still sends what we cannot keep", sent, maxBytesAfterFailure)
 	}
-	t.Logf("failed state: %d reads failed with %v; %d log lines since the failure", reads, want, logLines(out)-logAt)
+	t.Logf("failed state: %d reads failed with %v; %d log lines and %d bytes from the seeder since the failure",
+		reads, want, logLines(out)-logAt, sent)
 }
 
 // checkRecovers waits until a whole read of path gives the source's bytes.
