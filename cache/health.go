@@ -183,3 +183,13 @@ func same(f *os.File, path string) bool {
 	}
 	return os.SameFile(a, b)
 }
+
+// DiskSize implements storagewrapper.Sizer: the size of the file system
+// the torrent's directory is on.
+func (c *Store) DiskSize() (int64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(c.dir, &st); err != nil {
+		return 0, fmt.Errorf("cache: statfs %s: %w", c.dir, err)
+	}
+	return int64(st.Blocks) * st.Bsize, nil
+}

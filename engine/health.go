@@ -66,3 +66,17 @@ func (s *state) storeFailedBlock(b storagewrapper.Block, err error) {
 	s.requeued(b.Piece)
 	s.checkStore()
 }
+
+// cancelPiece withdraws the requests for piece i at every peer: the
+// storagewrapper dropped the piece in flight (a full disk, see
+// storagewrapper/health.go), and blocks still coming for it would be
+// thrown away.
+func (s *state) cancelPiece(i int) {
+	for p := range s.peers {
+		for b := range p.outstanding {
+			if b.Piece == i {
+				s.releaseRequest(p, b, true)
+			}
+		}
+	}
+}

@@ -111,6 +111,14 @@ type Evicter interface {
 	MakeRoom(need int64) (freed int64, err error)
 }
 
+// Sizer is implemented by a Store that knows the size of the file system
+// it is on (package cache): once the disk was full, the Wrapper keeps the
+// partial data of the pieces in flight to a quarter of it, so that the
+// pieces readers wait for find room.
+type Sizer interface {
+	DiskSize() (int64, error)
+}
+
 // Prober is implemented by a Store that can tell whether it takes data
 // again after a failure: Probe makes the Store usable if it can (recreates
 // its directories, evicts to make room) and then writes need bytes
@@ -145,8 +153,10 @@ type healthState struct {
 	fault Fault
 	err   error
 	since time.Time
-	// full is Health.Full.
-	full bool
+	// full is Health.Full; fullCap is the in-flight cap from then on
+	// (fullCap).
+	full    bool
+	fullCap int
 	// failed is closed when the Store fails, waking the readers that wait
 	// (they fail with the Store's error); a new one replaces it when the
 	// Store recovers.
@@ -187,24 +197,35 @@ func (w *Wrapper) storeErrLocked() error {
 	return fmt.Errorf("%w: %s: %w", ErrStore, w.hs.fault, w.hs.err)
 }
 
-// makeRoom is called when a write failed with err: if the Store is out of
-// space and can evict, it evicts, and reports whether the write should be
-// tried again. The caller holds a Store operation.
-func (w *Wrapper) makeRoom(err error) bool {
+// makeRoom is called when a write of piece failed with err: if the Store
+// is out of space, it makes room and reports whether the write should be
+// tried again. Room comes first from published pieces no reader holds
+// (Evicter), then from the partial data of the pieces in flight that no
+// reader waits for (they are dropped, and fetched again when wanted). The
+// caller holds a Store operation.
+func (w *Wrapper) makeRoom(piece int, err error) bool {
 	if FaultOf(err) != FaultFull {
 		return false
 	}
 	w.mu.Lock()
+	full := w.hs.full
+	w.mu.Unlock()
+	fc := 0
+	if !full {
+		fc = w.fullCap() // file system I/O: without the lock
+	}
+	w.mu.Lock()
 	first := !w.hs.full
-	w.hs.full = true
+	if first {
+		w.hs.full, w.hs.fullCap = true, fc
+	}
 	failed := w.hs.fault != FaultNone
 	w.mu.Unlock()
 	if first {
-		w.lim.Warn(msgFull, "err", err)
+		w.lim.Warn(msgFull, "err", err, "max_in_flight", fc)
 		w.signal() // the engine reads Health().Full
 	}
-	ev, ok := w.store.(Evicter)
-	if !ok || failed {
+	if failed {
 		return false
 	}
 	failedAt := time.Now()
@@ -221,15 +242,76 @@ func (w *Wrapper) makeRoom(err error) bool {
 	busy := make(chan struct{})
 	w.room.busy = busy
 	w.mu.Unlock()
-	freed, eerr := ev.MakeRoom(w.info.PieceLength)
+	var freed int64
+	if ev, ok := w.store.(Evicter); ok {
+		var eerr error
+		if freed, eerr = ev.MakeRoom(w.info.PieceLength); eerr != nil {
+			w.lim.Warn("storagewrapper: cannot evict to make room", "err", eerr)
+		}
+	}
+	dropped := 0
+	if freed == 0 {
+		dropped = w.dropInFlight(func(p int) bool { return p == piece || w.urgentLocked(p) })
+	}
 	w.mu.Lock()
 	w.room.busy, w.room.at = nil, time.Now()
 	w.mu.Unlock()
 	close(busy)
-	if eerr != nil {
-		w.lim.Warn("storagewrapper: cannot evict to make room", "err", eerr)
+	return freed > 0 || dropped > 0
+}
+
+// fullCap is the in-flight cap once the disk was full: the partial data
+// may take a quarter of the file system (Sizer), or a quarter of the usual
+// cap when its size is unknown.
+func (w *Wrapper) fullCap() int {
+	n := w.maxInFlight / 4
+	if sz, ok := w.store.(Sizer); ok {
+		if size, err := sz.DiskSize(); err == nil && size > 0 {
+			n = int(min(size/4/w.info.PieceLength, int64(w.maxInFlight)))
+		}
 	}
-	return freed > 0
+	return max(n, 1)
+}
+
+// inFlightCapLocked is how many pieces may be in flight: MaxInFlight, or
+// fewer once the disk was full.
+func (w *Wrapper) inFlightCapLocked() int {
+	if w.hs.full {
+		return w.hs.fullCap
+	}
+	return w.maxInFlight
+}
+
+// dropInFlight drops the pieces in flight but those keep keeps (called
+// with Wrapper.mu held; nil keeps none) and those being hashed, with
+// their partial data and claims; the engine hears of them through
+// TakeChanges (as requestable) and requests them afresh. It returns how
+// many it dropped. The caller holds a Store operation.
+func (w *Wrapper) dropInFlight(keep func(int) bool) int {
+	w.mu.Lock()
+	var dropped []int
+	var releases []func()
+	for p, d := range w.downloads {
+		if d.hashing || (keep != nil && keep(p)) {
+			continue
+		}
+		dropped = append(dropped, p)
+		releases = append(releases, w.leaveFlightLocked(p))
+		w.changed[p] = struct{}{}
+	}
+	w.mu.Unlock()
+	for _, release := range releases {
+		release()
+	}
+	for _, p := range dropped {
+		if derr := w.store.Piece(p).Discard(); derr != nil && !errors.Is(derr, fs.ErrNotExist) {
+			w.log.Debug("storagewrapper: cannot discard a dropped piece", "piece", p, "err", derr)
+		}
+	}
+	if len(dropped) > 0 {
+		w.signal()
+	}
+	return len(dropped)
 }
 
 // storeFailed puts the Wrapper in the failed state for err, a Store
@@ -250,35 +332,18 @@ func (w *Wrapper) storeFailed(err error) {
 	}
 	w.hs.fault, w.hs.err, w.hs.since = f, err, time.Now()
 	close(w.hs.failed)
-	var keep func(int) bool
-	if f == FaultFull {
-		keep = w.urgentLocked
-	}
-	var dropped []int
-	var releases []func()
-	for p, d := range w.downloads {
-		if d.hashing || (keep != nil && keep(p)) {
-			continue
-		}
-		dropped = append(dropped, p)
-		releases = append(releases, w.leaveFlightLocked(p))
-		w.changed[p] = struct{}{}
-	}
 	start := !w.hs.probing
 	w.hs.probing = true
 	if w.hs.recovered.IsZero() || time.Since(w.hs.recovered) > probeCalm {
 		w.hs.backoff = probeFirst
 	}
 	w.mu.Unlock()
-	for _, release := range releases {
-		release()
+	var keep func(int) bool
+	if f == FaultFull {
+		keep = w.urgentLocked
 	}
-	for _, p := range dropped {
-		if derr := w.store.Piece(p).Discard(); derr != nil && !errors.Is(derr, fs.ErrNotExist) {
-			w.log.Debug("storagewrapper: cannot discard a dropped piece", "piece", p, "err", derr)
-		}
-	}
-	w.lim.Error(msgFailed, "fault", f.String(), "err", err, "dropped_in_flight", len(dropped))
+	dropped := w.dropInFlight(keep)
+	w.lim.Error(msgFailed, "fault", f.String(), "err", err, "dropped_in_flight", dropped)
 	if start {
 		go w.probeLoop()
 	}

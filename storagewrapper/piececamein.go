@@ -73,7 +73,7 @@ func (w *Wrapper) PieceCameIn(piece int, begin int64, data []byte, from string) 
 	defer w.ops.Done()
 
 	err = w.write(piece, begin, data)
-	if err != nil && w.makeRoom(err) {
+	if err != nil && w.makeRoom(piece, err) {
 		err = w.write(piece, begin, data) // room was made: once more
 	}
 

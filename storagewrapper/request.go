@@ -174,7 +174,7 @@ func (w *Wrapper) NewRequest(piece int) (Block, RequestStatus) {
 			_, adopting := w.adopting[piece]
 			_, held := w.claims[piece]
 			if w.closed || held || adopting || w.verified.Has(piece) || w.downloads[piece] != nil ||
-				len(w.downloads) >= w.maxInFlight {
+				len(w.downloads) >= w.inFlightCapLocked() {
 				// The piece moved on while we claimed it: this claim
 				// is not needed (or is one too many).
 				w.mu.Unlock()
@@ -211,7 +211,7 @@ func (w *Wrapper) newRequestLocked(piece int, mayClaim bool) (b Block, st Reques
 	}
 	d := w.downloads[piece]
 	if d == nil {
-		if len(w.downloads) >= w.maxInFlight {
+		if len(w.downloads) >= w.inFlightCapLocked() {
 			return Block{}, RequestAtCap, false
 		}
 		if mayClaim {
