@@ -97,8 +97,9 @@ type Health struct {
 	Err error
 	// Since is when the Store failed; zero when FaultNone.
 	Since time.Time
-	// Full is set once the Store has run out of space, and stays set: the
-	// disk holds less than the torrent, so fetch only what readers want.
+	// Full is set once a Store that evicts (Evicter: a cache) has run out
+	// of space, and stays set: the disk holds less than the torrent, so
+	// fetch only what readers want.
 	Full bool
 }
 
@@ -204,8 +205,9 @@ func (w *Wrapper) storeErrLocked() error {
 // reader waits for (they are dropped, and fetched again when wanted). The
 // caller holds a Store operation.
 func (w *Wrapper) makeRoom(piece int, err error) bool {
-	if FaultOf(err) != FaultFull {
-		return false
+	ev, ok := w.store.(Evicter)
+	if !ok || FaultOf(err) != FaultFull {
+		return false // a Store that holds the data itself (btfs get) just fails
 	}
 	w.mu.Lock()
 	full := w.hs.full
@@ -242,12 +244,9 @@ func (w *Wrapper) makeRoom(piece int, err error) bool {
 	busy := make(chan struct{})
 	w.room.busy = busy
 	w.mu.Unlock()
-	var freed int64
-	if ev, ok := w.store.(Evicter); ok {
-		var eerr error
-		if freed, eerr = ev.MakeRoom(w.info.PieceLength); eerr != nil {
-			w.lim.Warn("storagewrapper: cannot evict to make room", "err", eerr)
-		}
+	freed, eerr := ev.MakeRoom(w.info.PieceLength)
+	if eerr != nil {
+		w.lim.Warn("storagewrapper: cannot evict to make room", "err", eerr)
 	}
 	dropped := 0
 	if freed == 0 {
