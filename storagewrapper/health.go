@@ -402,7 +402,9 @@ func (w *Wrapper) probeLoop() {
 		w.hs.probing = false
 		w.hs.recovered = time.Now()
 		w.mu.Unlock()
-		w.lim.Log(slog.LevelInfo, msgRecovered, "after", time.Since(since).Round(time.Millisecond))
+		// At the failure's level, less one: whoever saw the failure (with
+		// -quiet too) sees that it is over.
+		w.lim.Log(slog.LevelWarn, msgRecovered, "after", time.Since(since).Round(time.Millisecond))
 		w.signal()
 		return
 	}
