@@ -112,7 +112,10 @@ func (c *Store) probeWrite(need int64) error {
 // file pool forgets its handles on the files removed.
 func (c *Store) restoreLayout() error {
 	lockPath := filepath.Join(c.dir, lockName)
-	if same(c.lock, lockPath) {
+	c.dirMu.Lock()
+	intact := same(c.lock, lockPath)
+	c.dirMu.Unlock()
+	if intact {
 		return nil
 	}
 	for _, d := range []string{c.ds.PiecesDir(), c.ds.PartialDir(), c.claims, c.urgent} {
