@@ -29,10 +29,12 @@ type Limiter struct {
 	// every is the interval.
 	every time.Duration
 
-	// mu guards kinds.
+	// mu guards kinds and stopped.
 	mu sync.Mutex
 	// kinds holds, per message, what was logged and counted.
 	kinds map[string]*kind
+	// stopped is set by Stop: no summary is scheduled any more.
+	stopped bool
 }
 
 // kind is the state of one message.
@@ -82,7 +84,7 @@ func (l *Limiter) Log(level slog.Level, msg string, args ...any) bool {
 	}
 	k.suppressed++
 	k.level, k.args = level, args
-	if k.timer == nil {
+	if k.timer == nil && !l.stopped {
 		k.timer = time.AfterFunc(k.last.Add(l.every).Sub(now), func() { l.summary(msg) })
 	}
 	l.mu.Unlock()
@@ -115,11 +117,13 @@ func (l *Limiter) Warn(msg string, args ...any) bool { return l.Log(slog.LevelWa
 // Info is Log at slog.LevelInfo.
 func (l *Limiter) Info(msg string, args ...any) bool { return l.Log(slog.LevelInfo, msg, args...) }
 
-// Stop cancels the summaries still due (the counts are dropped): call it
-// when the owner closes, so that nothing is logged after.
+// Stop cancels the summaries still due and schedules no more (the counts
+// are dropped): call it when the owner closes, so that no timer outlives
+// it. Lines logged afterwards are still written once per interval.
 func (l *Limiter) Stop() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.stopped = true
 	for _, k := range l.kinds {
 		if k.timer != nil {
 			k.timer.Stop()
