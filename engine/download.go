@@ -463,7 +463,7 @@ func (s *state) checkSnub(p *peer, now time.Time) {
 // it) to a second, faster peer: libtorrent's time-critical pieces. The
 // first copy to arrive wins; the other request is cancelled.
 func (s *state) rerequestLate(now time.Time) {
-	if len(s.wants) == 0 {
+	if len(s.wants) == 0 || s.store.failed {
 		return
 	}
 	for p := range s.peers {
