@@ -28,6 +28,9 @@ type Limiter struct {
 	log *slog.Logger
 	// every is the interval.
 	every time.Duration
+	// now is the clock that decides which lines fall in an interval
+	// (time.Now; tests stop it). The summaries' timers run on real time.
+	now func() time.Time
 
 	// mu guards kinds and stopped.
 	mu sync.Mutex
@@ -61,7 +64,7 @@ func New(log *slog.Logger, every time.Duration) *Limiter {
 	if every <= 0 {
 		every = DefaultInterval
 	}
-	return &Limiter{log: log, every: every, kinds: map[string]*kind{}}
+	return &Limiter{log: log, every: every, now: time.Now, kinds: map[string]*kind{}}
 }
 
 // Log writes msg at level with args, unless a line with the same msg was
@@ -69,7 +72,7 @@ func New(log *slog.Logger, every time.Duration) *Limiter {
 // count is written at the end of the interval. It reports whether the line
 // was written now.
 func (l *Limiter) Log(level slog.Level, msg string, args ...any) bool {
-	now := time.Now()
+	now := l.now()
 	l.mu.Lock()
 	k := l.kinds[msg]
 	if k == nil {
@@ -85,7 +88,7 @@ func (l *Limiter) Log(level slog.Level, msg string, args ...any) bool {
 	k.suppressed++
 	k.level, k.args = level, args
 	if k.timer == nil && !l.stopped {
-		k.timer = time.AfterFunc(k.last.Add(l.every).Sub(now), func() { l.summary(msg) })
+		k.timer = time.AfterFunc(max(k.last.Add(l.every).Sub(now), 0), func() { l.summary(msg) })
 	}
 	l.mu.Unlock()
 	return false
@@ -103,7 +106,7 @@ func (l *Limiter) summary(msg string) {
 		l.mu.Unlock()
 		return
 	}
-	k.last = time.Now()
+	k.last = l.now()
 	l.mu.Unlock()
 	l.log.Log(context.Background(), level, msg, append(append([]any(nil), args...), "suppressed", n, "in", l.every)...)
 }
