@@ -194,7 +194,7 @@ func (c *Store) removeOwnClaim(i int) {
 		return
 	}
 	if err := os.Remove(c.claimPath(i)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		c.log.Warn("cache: cannot remove our claim", "piece", i, "err", err)
+		c.lim.Warn("cache: cannot remove our claim", "piece", i, "err", err)
 	}
 }
 

@@ -79,12 +79,12 @@ func (c *Store) slack() int64 {
 // publishing at once cannot overshoot the cap together.
 func (c *Store) aroundRename(i int) (after func()) {
 	if err := c.lockDir(); err != nil {
-		c.log.Error("cache: publishing over the cap", "piece", i, "err", err)
+		c.lim.Error("cache: publishing over the cap", "piece", i, "err", err)
 		return func() {}
 	}
 	var evicted []int
 	if names, total, err := c.scanPieces(); err != nil {
-		c.log.Error("cache: cannot scan before a publish", "err", err)
+		c.lim.Error("cache: cannot scan before a publish", "err", err)
 	} else {
 		if slices.Contains(names, i) {
 			total -= c.info.PieceLen(i) // replaced, not added
@@ -113,13 +113,13 @@ func (c *Store) evictIfOver() {
 		return
 	}
 	if err := c.lockDir(); err != nil {
-		c.log.Error("cache: cannot evict", "err", err)
+		c.lim.Error("cache: cannot evict", "err", err)
 		return
 	}
 	var evicted []int
 	names, total, err := c.scanPieces()
 	if err != nil {
-		c.log.Error("cache: cannot scan to evict", "err", err)
+		c.lim.Error("cache: cannot scan to evict", "err", err)
 	} else if total > c.maxBytes {
 		evicted = c.evictLocked(names, total, c.maxBytes-c.slack(), -1)
 	}
@@ -162,27 +162,27 @@ func (c *Store) evictLocked(names []int, total, target int64, keep int) []int {
 			if errors.Is(err, unix.EAGAIN) {
 				pinned++
 			} else {
-				c.log.Warn("cache: cannot probe a piece before evicting it", "piece", f.i, "err", err)
+				c.lim.Warn("cache: cannot probe a piece before evicting it", "piece", f.i, "err", err)
 			}
 			continue
 		}
 		err := os.Remove(c.ds.PiecePath(f.i))
 		if uerr := lockByte(c.evictProbe, f.i, unix.F_UNLCK, false); uerr != nil {
-			c.log.Warn("cache: cannot release an eviction probe", "piece", f.i, "err", uerr)
+			c.lim.Warn("cache: cannot release an eviction probe", "piece", f.i, "err", uerr)
 		}
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			c.log.Warn("cache: cannot evict a piece", "piece", f.i, "err", err)
+			c.lim.Warn("cache: cannot evict a piece", "piece", f.i, "err", err)
 			continue
 		}
 		total -= c.info.PieceLen(f.i)
 		evicted = append(evicted, f.i)
 	}
 	if len(evicted) > 0 || pinned > 0 {
-		c.log.Info("cache: evicted least recently read pieces", "evicted", len(evicted), "pinned_kept", pinned,
+		c.lim.Info("cache: evicted least recently read pieces", "evicted", len(evicted), "pinned_kept", pinned,
 			"bytes", total, "cap", c.maxBytes)
 	}
 	if total > target && pinned > 0 {
-		c.log.Warn("cache: over the cap: the pieces left are in use", "bytes", total, "cap", c.maxBytes)
+		c.lim.Warn("cache: over the cap: the pieces left are in use", "bytes", total, "cap", c.maxBytes)
 	}
 	return evicted
 }

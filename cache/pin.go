@@ -31,7 +31,7 @@ func (c *Store) Pin(first, last int) (unpin func()) {
 	for i := first; i <= last; i++ {
 		if c.pins[i] == 0 && c.pinFile != nil {
 			if err := lockByte(c.pinFile, i, unix.F_RDLCK, true); err != nil {
-				c.log.Warn("cache: cannot pin piece; it may be evicted while in use", "piece", i, "err", err)
+				c.lim.Warn("cache: cannot pin piece; it may be evicted while in use", "piece", i, "err", err)
 			} else if _, err := os.Stat(c.ds.PiecePath(i)); err == nil {
 				c.pinnedThere[i] = struct{}{}
 			}
@@ -70,7 +70,7 @@ func (c *Store) unpin(first, last int) {
 		delete(c.pinnedThere, i)
 		if c.pinFile != nil {
 			if err := lockByte(c.pinFile, i, unix.F_UNLCK, false); err != nil {
-				c.log.Warn("cache: cannot unpin piece", "piece", i, "err", err)
+				c.lim.Warn("cache: cannot unpin piece", "piece", i, "err", err)
 			}
 		}
 		c.mu.Lock()
@@ -161,14 +161,14 @@ func parseMarker(name string) (int, string, bool) {
 // waits for it.
 func (c *Store) writeMarker(i int) {
 	if _, err := c.exclusive(c.markerPath(i)); err != nil && !errors.Is(err, fs.ErrExist) {
-		c.log.Warn("cache: cannot mark a piece urgent", "piece", i, "err", err)
+		c.lim.Warn("cache: cannot mark a piece urgent", "piece", i, "err", err)
 	}
 }
 
 // removeMarker removes our urgency marker of piece i.
 func (c *Store) removeMarker(i int) {
 	if err := os.Remove(c.markerPath(i)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		c.log.Warn("cache: cannot remove an urgency marker", "piece", i, "err", err)
+		c.lim.Warn("cache: cannot remove an urgency marker", "piece", i, "err", err)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"btfs/bitfield"
+	"btfs/internal/ratelog"
 	"btfs/metainfo"
 	"btfs/picker"
 	"btfs/storagewrapper"
@@ -102,6 +103,9 @@ type Store struct {
 	ds *storagewrapper.DirStore
 	// log is never nil.
 	log *slog.Logger
+	// lim rate-limits the lines that repeat: evictions, pieces leaving,
+	// a directory that cannot be scanned.
+	lim *ratelog.Limiter
 	// me is this Store's identity.
 	me owner
 	// maxBytes, claimTimeout, pollInterval, noInotify, adoptWorkers are
@@ -245,6 +249,7 @@ func Open(dir string, info *metainfo.Info, opts Options) (*Store, error) {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
+	c.lim = ratelog.New(c.log, 10*time.Second)
 	if c.claimTimeout <= 0 {
 		c.claimTimeout = DefaultClaimTimeout
 	}
@@ -363,6 +368,7 @@ func (c *Store) Close() error {
 	for _, release := range wants {
 		release()
 	}
+	c.lim.Stop()
 	err := c.ds.Close()
 	c.closeFiles()
 	if err != nil {

@@ -169,10 +169,10 @@ func (c *Store) vanished(i int, host Host) {
 	}
 	c.sawRemoved(i)
 	if c.lostPinned(i) {
-		c.log.Error("cache: a piece in use left the cache: removed outside the eviction protocol", "piece", i)
+		c.lim.Error("cache: a piece in use left the cache: removed outside the eviction protocol", "piece", i)
 	}
 	if host.Unverify(i) {
-		c.log.Info("cache: a piece left the cache; it will be fetched again when read", "piece", i)
+		c.lim.Info("cache: a piece left the cache; it will be fetched again when read", "piece", i)
 	}
 }
 
@@ -196,7 +196,7 @@ func (c *Store) claimGone(i int) {
 func (c *Store) rescan(host Host) {
 	names, _, err := c.scanPieces()
 	if err != nil {
-		c.log.Warn("cache: cannot scan the cache directory", "err", err)
+		c.lim.Warn("cache: cannot scan the cache directory", "err", err)
 		return
 	}
 	c.resetPresent(names, nil)
@@ -271,7 +271,7 @@ func (c *Store) adoptLoop(ctx context.Context, host Host) {
 		}
 		ok, err := host.Adopt(ctx, i)
 		if err != nil && ctx.Err() == nil && !errors.Is(err, storagewrapper.ErrClosed) {
-			c.log.Warn("cache: cannot verify a cached piece", "piece", i, "err", err)
+			c.lim.Warn("cache: cannot verify a cached piece", "piece", i, "err", err)
 		}
 		c.adopted(i, ok)
 	}

@@ -26,6 +26,7 @@ func (s *state) syncStore() {
 	}
 	for _, i := range ch.Unverified {
 		s.pk.Unverified(i)
+		s.cancelPiece(i) // dropped in flight (health.go): its blocks would be wasted
 		s.requeued(i)
 	}
 	for _, i := range ch.ClaimedElsewhere {

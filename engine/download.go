@@ -92,7 +92,7 @@ func (s *state) canRequest(p *peer) bool {
 // fill tops up p's pipeline: the picker chooses pieces, the storagewrapper
 // hands out their blocks (the seed's SingleDownload._request_more).
 func (s *state) fill(p *peer) {
-	if !s.canRequest(p) {
+	if !s.canRequest(p) || s.store.failed {
 		return
 	}
 	target := s.target(p)
@@ -351,8 +351,7 @@ func (s *state) onBlock(p *peer, b storagewrapper.Block, res storagewrapper.Resu
 	case errors.Is(err, storagewrapper.ErrClosed):
 		return
 	default: // the store failed (a full disk): the block was put back
-		s.t.log.Error("cannot store block", "piece", b.Piece, "err", err)
-		s.requeued(b.Piece)
+		s.storeFailedBlock(b, err)
 	}
 	if res.Completed {
 		s.pieceDone(res)
@@ -469,7 +468,7 @@ func (s *state) checkSnub(p *peer, now time.Time) {
 // it) to a second, faster peer: libtorrent's time-critical pieces. The
 // first copy to arrive wins; the other request is cancelled.
 func (s *state) rerequestLate(now time.Time) {
-	if len(s.wants) == 0 {
+	if len(s.wants) == 0 || s.store.failed {
 		return
 	}
 	for p := range s.peers {

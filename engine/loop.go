@@ -117,6 +117,7 @@ type state struct {
 	pexIn     *pex.Intake                  // filters what peers tell us by PEX; nil for a private torrent
 	learned   map[string]int               // new addresses by source ("tracker", "pex", "dht", ...)
 	lookup    lookupState                  // the Finder's lookups (finder.go)
+	store     storeView                    // the store's health as last seen (health.go)
 }
 
 // newChoker returns the tit-for-tat choker with cfg's optimistic interval.
@@ -149,6 +150,7 @@ func newState(t *Torrent, pk *picker.Picker) *state {
 func (t *Torrent) run() {
 	s := t.s
 	defer close(t.done)
+	defer t.lim.Stop() // no summary after the torrent is gone
 	defer s.shutdown()
 
 	// Our pieces so far (resumed from disk).
@@ -182,7 +184,8 @@ func (t *Torrent) run() {
 		case ev := <-t.events:
 			s.handle(ev)
 		case <-t.sw.Kick():
-			s.syncStore() // cache.go: pieces adopted, evicted or claimed elsewhere
+			s.checkStore() // health.go: a full or failing disk, or its recovery
+			s.syncStore()  // cache.go: pieces adopted, evicted or claimed elsewhere
 			s.readWants()
 			s.fillAll()
 			if len(s.peers) == 0 {

@@ -348,7 +348,7 @@ func (p *peer) upload(w *wire.Writer, req wire.Message, buf []byte) ([]byte, err
 		if p.ctx.Err() != nil {
 			return buf, p.ctx.Err()
 		}
-		p.t.log.Warn("cannot serve block", "peer", p.key, "piece", req.Index, "err", err)
+		p.t.lim.Warn("cannot serve block", "peer", p.key, "piece", req.Index, "err", err)
 		if p.fast {
 			return buf, w.WriteMessage(wire.Message{ID: wire.RejectRequest, Index: req.Index, Begin: req.Begin, Length: req.Length})
 		}

@@ -33,6 +33,7 @@ import (
 	"btfs/engine/choker"
 	"btfs/engine/metadata"
 	"btfs/engine/wire"
+	"btfs/internal/ratelog"
 	"btfs/metainfo"
 	"btfs/picker"
 	"btfs/storagewrapper"
@@ -114,6 +115,7 @@ type Torrent struct {
 	sw   *storagewrapper.Wrapper // verified pieces; safe for concurrent use
 	cfg  Config                  // defaults applied
 	log  *slog.Logger            // never nil
+	lim  *ratelog.Limiter        // the lines that repeat (a failing disk): once per kind and interval
 	ours wire.Handshake          // what we send: info-hash, peer id, reserved bits
 
 	listener  net.Listener    // nil when not listening
@@ -183,6 +185,7 @@ func New(mi *metainfo.MetaInfo, sw *storagewrapper.Wrapper, cfg Config) (*Torren
 		gens:     newPieceGens(mi.Info.NumPieces()),
 		sumSeed:  maphash.MakeSeed(),
 	}
+	t.lim = ratelog.New(t.log, 0)
 	t.ours = wire.Handshake{InfoHash: mi.InfoHash, PeerID: cfg.PeerID}
 	t.ours.Reserved.SetExtensions()
 	t.ours.Reserved.SetFast()

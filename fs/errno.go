@@ -28,8 +28,13 @@ var (
 //   - the per-mount read timeout, or the kernel's request timeout near:
 //     context.DeadlineExceeded → EIO;
 //   - Unmount failing the reads in progress → EIO;
-//   - anything else (the torrent closed, a store failure) → EIO: the reader
-//     can do nothing about it, and EIO is what a failing disk gives too.
+//   - the cache disk is full and nothing could be evicted (a store failure
+//     wrapping ENOSPC or EDQUOT) → that errno: the reader (and the person
+//     behind it) learns what to fix, as from a full disk of its own;
+//   - anything else (the torrent closed, any other store failure: a
+//     read-only or vanished cache directory, an I/O error) → EIO: the
+//     reader can do nothing about it, and EIO is what a failing disk gives
+//     too.
 //
 // The order matters: an unmount also cancels the context, and must not look
 // like an interrupt (an interrupted reader may retry; an unmounted one may not).
@@ -43,6 +48,10 @@ func toErrno(err error) syscall.Errno {
 		return syscall.EIO
 	case errors.Is(err, context.Canceled):
 		return syscall.EINTR
+	case errors.Is(err, syscall.ENOSPC):
+		return syscall.ENOSPC
+	case errors.Is(err, syscall.EDQUOT):
+		return syscall.EDQUOT
 	}
 	return syscall.EIO
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"syscall"
 	"testing"
 
@@ -28,7 +29,11 @@ func TestToErrno(t *testing.T) {
 		{"bare deadline", context.DeadlineExceeded, syscall.EIO},
 		{"unmounting, not an interrupt", fmt.Errorf("%w (%w)", wrapped(context.Canceled), errUnmounting), syscall.EIO},
 		{"torrent closed", wrapped(storagewrapper.ErrClosed), syscall.EIO},
-		{"store failure", fmt.Errorf("read piece 3: %w: %w", storagewrapper.ErrStore, syscall.ENOSPC), syscall.EIO},
+		{"cache disk full", fmt.Errorf("read piece 3: %w: %w", storagewrapper.ErrStore, &os.PathError{Op: "write", Path: "p", Err: syscall.ENOSPC}), syscall.ENOSPC},
+		{"over quota", fmt.Errorf("read piece 3: %w: %w", storagewrapper.ErrStore, syscall.EDQUOT), syscall.EDQUOT},
+		{"cache read-only", fmt.Errorf("read piece 3: %w: %w", storagewrapper.ErrStore, syscall.EROFS), syscall.EIO},
+		{"cache dir gone", fmt.Errorf("read piece 3: %w: %w", storagewrapper.ErrStore, syscall.ENOENT), syscall.EIO},
+		{"unmounting while the disk is full", fmt.Errorf("%w (%w): %w", wrapped(context.Canceled), errUnmounting, syscall.ENOSPC), syscall.EIO},
 		{"short read", io.ErrUnexpectedEOF, syscall.EIO},
 		{"other", errors.New("boom"), syscall.EIO},
 	}

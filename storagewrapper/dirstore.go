@@ -167,6 +167,10 @@ func ParsePartialName(name string) (piece int, tag string, ok bool) {
 // reading (and holding the disk space of) the file that is gone.
 func (s *DirStore) Forget(i int) { s.pool.forget(s.finalPath(i)) }
 
+// ForgetAll drops the open handles of every file: the directory was
+// removed and recreated, and the handles name files that are gone.
+func (s *DirStore) ForgetAll() { s.pool.forgetAll() }
+
 // Piece returns piece i.
 func (s *DirStore) Piece(i int) Piece {
 	if i < 0 || i >= s.info.NumPieces() {

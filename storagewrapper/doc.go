@@ -42,6 +42,19 @@
 // the piece), and a read that finds a verified piece gone fetches it again
 // instead of failing.
 //
+// # A full or failing disk
+//
+// The Store's health has one owner, the Wrapper (health.go): a write that
+// fails for want of space first makes room (Evicter: the shared cache
+// evicts least recently read pieces no reader holds; then the partial
+// pieces no reader waits for are dropped); any other failure of the disk,
+// or no room at all, puts the Wrapper in a failed state in which
+// NewRequest hands out nothing, waiting readers of missing pieces fail
+// with the Store's error, and a probe (Prober) retries with backoff until
+// the Store takes data again. The engine follows it through Health and
+// Kick. MakeRoom may call the Store's Host (Unverify) for the pieces it
+// evicts: it is called without mu held.
+//
 // Exactly one goroutine hashes a completed piece: the one whose block moved
 // the piece's received count to its block count (the count changes under
 // mu). While a piece is hashed, published, discarded or adopted it is

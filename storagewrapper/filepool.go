@@ -145,6 +145,19 @@ func (p *filePool) dropLocked(e *poolEntry) {
 	}
 }
 
+// forgetAll drops every pooled handle, as forget does one: the files they
+// name were removed with their directory (a cache directory removed while
+// in use, then recreated), and a handle kept would write into a file that
+// is gone.
+func (p *filePool) forgetAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.epoch++
+	for _, e := range p.byPath {
+		p.dropLocked(e)
+	}
+}
+
 // evictLocked closes idle handles, least recently used first, until at
 // most max are open or only handles in use are left.
 func (p *filePool) evictLocked() {

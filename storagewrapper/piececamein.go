@@ -72,18 +72,25 @@ func (w *Wrapper) PieceCameIn(piece int, begin int64, data []byte, from string) 
 	}
 	defer w.ops.Done()
 
-	n, err := w.store.Piece(piece).WriteAt(data, begin)
-	if err == nil && n != len(data) {
-		err = io.ErrShortWrite
+	err = w.write(piece, begin, data)
+	if err != nil && w.makeRoom(piece, err) {
+		err = w.write(piece, begin, data) // room was made: once more
 	}
 
 	w.mu.Lock()
 	d.writing--
+	if w.downloads[piece] != d {
+		// The piece was dropped while its block was being written (the
+		// Store failed, see health.go): the block is lost with it.
+		w.mu.Unlock()
+		return res, fmt.Errorf("storagewrapper: piece %d block at %d from %s: piece dropped: %w", piece, begin, from, ErrUnrequested)
+	}
 	if err != nil {
 		d.free(idx)
 		release := w.retireIfIdleLocked(piece, d)
 		w.mu.Unlock()
 		release()
+		w.storeFailed(err)
 		return res, fmt.Errorf("storagewrapper: piece %d block at %d from %s: %w: %w", piece, begin, from, ErrStore, err)
 	}
 	d.state[idx] = blockReceived
@@ -98,6 +105,15 @@ func (w *Wrapper) PieceCameIn(piece int, begin int64, data []byte, from string) 
 	res.Contributors = contributions(d.from)
 	w.mu.Unlock()
 	return w.finishPiece(res)
+}
+
+// write writes one block into the Store; a short write is an error.
+func (w *Wrapper) write(piece int, begin int64, data []byte) error {
+	n, err := w.store.Piece(piece).WriteAt(data, begin)
+	if err == nil && n != len(data) {
+		err = io.ErrShortWrite
+	}
+	return err
 }
 
 // checkBlock validates a block's coordinates against the torrent and
@@ -176,13 +192,14 @@ func (w *Wrapper) finishPiece(res Result) (Result, error) {
 	// A mismatch, or a store that could not read or publish the piece:
 	// either way the partial data goes, and every block is asked for again.
 	if derr := w.store.Piece(p).Discard(); derr != nil {
-		w.log.Error("storagewrapper: discard failed", "piece", p, "err", derr)
+		w.lim.Error("storagewrapper: discard failed", "piece", p, "err", derr)
 	}
 	w.mu.Lock()
 	release := w.leaveFlightLocked(p)
 	w.mu.Unlock()
 	release()
 	if err != nil {
+		w.storeFailed(err)
 		return res, fmt.Errorf("storagewrapper: piece %d: %w: %w", p, ErrStore, err)
 	}
 	res.HashFailed = true

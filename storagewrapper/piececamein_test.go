@@ -9,6 +9,9 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
+
+	"btfs/internal/poll"
 )
 
 // sentinels are PieceCameIn's distinct errors: each bad block must match
@@ -249,10 +252,23 @@ func TestStoreFailures(t *testing.T) {
 				if w.DoIHave(0) {
 					t.Fatal("piece had after a store failure")
 				}
+				// The store is failed (health.go): nothing is handed out,
+				// and a read of the piece fails at once with the store's
+				// error instead of waiting for blocks nobody will fetch.
+				if h := w.Health(); h.Fault == FaultNone || !errors.Is(h.Err, tt.want[1]) {
+					t.Fatalf("health after the failure: %+v", h)
+				}
+				if _, st := w.NewRequest(0); st != RequestStoreFailed {
+					t.Fatalf("NewRequest while failed: %v", st)
+				}
+				if _, rerr := w.ReadAt(t.Context(), make([]byte, 10), 0); !errors.Is(rerr, tt.want[1]) || !errors.Is(rerr, ErrStore) {
+					t.Fatalf("ReadAt while failed: %v, want %v", rerr, tt.want)
+				}
 				// The failed block (or the whole piece, when publishing
-				// failed) is handed out again, lowest first; with the disk
-				// healed, the piece verifies.
+				// failed) is handed out again, lowest first, once the
+				// probe sees the disk healed; then the piece verifies.
 				fs.heal()
+				poll.Until(t, 10*time.Second, "the store to recover", func() bool { return w.Health().Fault == FaultNone })
 				if b, st := w.NewRequest(0); st != RequestGranted || b != bs[0] {
 					t.Fatalf("after failure: NewRequest = %v, %v; want %v", b, st, bs[0])
 				}

@@ -60,7 +60,7 @@ func (w *Wrapper) ReadAt(ctx context.Context, p []byte, off int64) (int, error) 
 		// before this read pinned it, or it was removed or truncated
 		// behind our back): not an error for the reader, a piece to fetch
 		// again.
-		w.log.Info("storagewrapper: a verified piece is gone from the store; fetching it again", "piece", gone, "err", err)
+		w.lim.Info("storagewrapper: a verified piece is gone from the store; fetching it again", "piece", gone, "err", err)
 		w.Unverify(gone)
 	}
 }
@@ -91,6 +91,12 @@ func (w *Wrapper) waitVerified(ctx context.Context, off, end int64, next, last i
 			w.mu.Unlock()
 			return err
 		}
+		if err := w.storeErrLocked(); err != nil {
+			// The Store takes no data (health.go): nothing will come.
+			w.mu.Unlock()
+			return fmt.Errorf("storagewrapper: read at %d: piece %d not cached: %w", off, missing, err)
+		}
+		failed := w.hs.failed
 		ch := w.waiters[missing]
 		if ch == nil {
 			ch = make(chan struct{})
@@ -103,7 +109,7 @@ func (w *Wrapper) waitVerified(ctx context.Context, off, end int64, next, last i
 			if ok, err := w.adopt(ctx, missing, true); ok {
 				continue
 			} else if err != nil && ctx.Err() == nil && !errors.Is(err, ErrClosed) {
-				w.log.Warn("storagewrapper: read miss: stored piece unreadable", "piece", missing, "err", err)
+				w.lim.Warn("storagewrapper: read miss: stored piece unreadable", "piece", missing, "err", err)
 			}
 		}
 		if release == nil {
@@ -116,6 +122,7 @@ func (w *Wrapper) waitVerified(ctx context.Context, off, end int64, next, last i
 		}
 		select {
 		case <-ch:
+		case <-failed: // the loop returns the Store's error
 		case <-ctx.Done():
 			return fmt.Errorf("storagewrapper: read at %d waiting for piece %d: %w", off, missing, ctx.Err())
 		case <-w.closedCh:

@@ -82,6 +82,10 @@ const (
 	// as Verified once adopted or as Unverified if the claim ends without
 	// a publish.
 	RequestClaimedElsewhere
+	// RequestStoreFailed: the Store does not take data now (a full,
+	// read-only or failing disk; see Health): request nothing until it
+	// recovers (Kick signals both changes).
+	RequestStoreFailed
 )
 
 // OK reports whether a block was handed out.
@@ -105,6 +109,8 @@ func (s RequestStatus) String() string {
 		return "closed"
 	case RequestClaimedElsewhere:
 		return "claimed by another process"
+	case RequestStoreFailed:
+		return "store failed"
 	}
 	return "request status(?)"
 }
@@ -142,7 +148,7 @@ func (w *Wrapper) NewRequest(piece int) (Block, RequestStatus) {
 		mayClaim = false
 		switch {
 		case err != nil:
-			w.log.Warn("storagewrapper: cannot claim piece; downloading it unclaimed", "piece", piece, "err", err)
+			w.lim.Warn("storagewrapper: cannot claim piece; downloading it unclaimed", "piece", piece, "err", err)
 			w.ops.Done()
 		case !ok:
 			w.ops.Done()
@@ -168,7 +174,7 @@ func (w *Wrapper) NewRequest(piece int) (Block, RequestStatus) {
 			_, adopting := w.adopting[piece]
 			_, held := w.claims[piece]
 			if w.closed || held || adopting || w.verified.Has(piece) || w.downloads[piece] != nil ||
-				len(w.downloads) >= w.maxInFlight {
+				len(w.downloads) >= w.inFlightCapLocked() {
 				// The piece moved on while we claimed it: this claim
 				// is not needed (or is one too many).
 				w.mu.Unlock()
@@ -197,13 +203,15 @@ func (w *Wrapper) newRequestLocked(piece int, mayClaim bool) (b Block, st Reques
 		return Block{}, RequestClosed, false
 	case w.verified.Has(piece):
 		return Block{}, RequestVerified, false
+	case w.hs.fault != FaultNone:
+		return Block{}, RequestStoreFailed, false
 	}
 	if _, ok := w.adopting[piece]; ok {
 		return Block{}, RequestBusy, false
 	}
 	d := w.downloads[piece]
 	if d == nil {
-		if len(w.downloads) >= w.maxInFlight {
+		if len(w.downloads) >= w.inFlightCapLocked() {
 			return Block{}, RequestAtCap, false
 		}
 		if mayClaim {

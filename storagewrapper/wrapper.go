@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"btfs/bitfield"
+	"btfs/internal/ratelog"
 	"btfs/metainfo"
 	"btfs/picker"
 )
@@ -57,6 +58,8 @@ type Wrapper struct {
 	pinner Pinner
 	// log is never nil.
 	log *slog.Logger
+	// lim rate-limits the lines a failing Store repeats (health.go).
+	lim *ratelog.Limiter
 	// maxInFlight is Config.MaxInFlight with its default applied.
 	maxInFlight int
 	// hashWorkers is Config.HashWorkers with its default applied.
@@ -114,6 +117,11 @@ type Wrapper struct {
 	// engine's own downloads (adopted, unverified, refused, claim ended),
 	// for TakeChanges.
 	changed map[int]struct{}
+	// hs is the Store's health (health.go): one owner, this Wrapper.
+	hs healthState
+	// room serializes the evictions that make room on a full disk
+	// (health.go).
+	room roomState
 	// closed is set by Close.
 	closed bool
 }
@@ -154,6 +162,8 @@ func New(info *metainfo.Info, store Store, cfg Config) (*Wrapper, error) {
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
+	w.lim = ratelog.New(w.log, time.Minute)
+	w.hs.failed = make(chan struct{})
 	if w.maxInFlight <= 0 {
 		w.maxInFlight = DefaultMaxInFlight
 	}
@@ -222,6 +232,7 @@ func (w *Wrapper) Close() error {
 	for _, p := range claims {
 		w.claimer.Release(p)
 	}
+	w.lim.Stop()
 	if err := w.store.Close(); err != nil {
 		return fmt.Errorf("storagewrapper: close store: %w", err)
 	}
