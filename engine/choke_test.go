@@ -11,6 +11,7 @@ import (
 
 	"btfs/engine/choker"
 	"btfs/engine/wire"
+	"btfs/internal/poll"
 	"btfs/internal/swarmtest"
 	"btfs/metainfo"
 )
@@ -102,7 +103,7 @@ func TestChokerWithManyLeechers(t *testing.T) {
 		slow = append(slow, startPacedLeecher(t, mi, seeder.ListenAddr(), 16<<10))
 	}
 	// The slow ones hold the regular slots before the fast ones arrive.
-	waitUntil(t, "the slow leechers unchoked", func() bool {
+	poll.Until(t, swarmtest.Guard, "the slow leechers unchoked", func() bool {
 		return !slices.ContainsFunc(slow, func(p *pacedLeecher) bool { return !p.unchoked.Load() })
 	})
 	for k := range 4 {
@@ -129,7 +130,7 @@ func TestChokerWithManyLeechers(t *testing.T) {
 		return n, who
 	}
 	// Converged: every fast leecher unchoked, at most one slow one.
-	waitUntil(t, "the fast leechers to win the regular slots", func() bool {
+	poll.Until(t, swarmtest.Guard, "the fast leechers to win the regular slots", func() bool {
 		m, _ := state()
 		nf, _ := unchoked(m, fast)
 		ns, _ := unchoked(m, slow)
@@ -170,17 +171,5 @@ func TestChokerWithManyLeechers(t *testing.T) {
 	}
 	if choker.DefaultSlots != 4 {
 		t.Fatalf("the test assumes 4 regular slots, the choker has %d", choker.DefaultSlots)
-	}
-}
-
-// waitUntil polls cond until it holds, failing t after swarmtest.Guard.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(swarmtest.Guard)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s", swarmtest.Guard, what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

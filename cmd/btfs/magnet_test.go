@@ -360,15 +360,13 @@ func TestGetLearnsPeersByPex(t *testing.T) {
 	if !strings.Contains(p.out.String(), "source=pex") {
 		t.Errorf("btfs learned no address by PEX:\n%s", p.out.String())
 	}
-	var up1, up2 int64
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		up1, _ = l1.Uploaded()
-		up2, _ = l2.Uploaded()
-		if (up1 > 0 && up2 > 0) || time.Now().After(deadline) {
-			break
+	// libtorrent's counters lag its uploads a little.
+	poll.UntilNil(t, 5*time.Second, "both seeders to count an upload to btfs", func() error {
+		up1, _ := l1.Uploaded()
+		up2, _ := l2.Uploaded()
+		if up1 == 0 || up2 == 0 {
+			return fmt.Errorf("uploaded to btfs: L1 %d bytes, L2 %d bytes; want both", up1, up2)
 		}
-	}
-	if up1 == 0 || up2 == 0 {
-		t.Errorf("uploaded to btfs: L1 %d bytes, L2 %d bytes; want both", up1, up2)
-	}
+		return nil
+	})
 }
