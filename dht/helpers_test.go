@@ -76,7 +76,13 @@ func privateDHT(t *testing.T, count int) []*Node {
 	}
 	// The first node learns the others from their queries, but hands them
 	// out only once they answered its own (BEP 5's "good" nodes): wait for
-	// that, so that the network is linked through it.
+	// that, so that the network is linked through it. Its own queries come
+	// from its bootstrap traversal, which may be over before the last
+	// nodes queried it (under load it was: a node stayed not good for
+	// minutes), so it pings them itself.
+	for _, n := range nodes[1:] {
+		nodes[0].AddNode(n.Addr())
+	}
 	poll.UntilNil(t, 10*time.Second, "the private DHT to link up", func() error {
 		if st := nodes[0].Stats(); st.GoodNodes < count-1 {
 			return fmt.Errorf("first node has %+v, want %d good nodes", st, count-1)
