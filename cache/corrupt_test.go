@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"testing"
 	"time"
 
+	"btfs/internal/poll"
 	"btfs/storagewrapper"
 )
 
@@ -28,6 +30,15 @@ func corrupt(t *testing.T, c *Store, i int) {
 	}
 }
 
+// downloadWhenNotBusy downloads piece i into w, waiting (bounded) while
+// w answers that it is busy: a reader's miss is adopting the piece.
+func downloadWhenNotBusy(t *testing.T, w *storagewrapper.Wrapper, f *fixture, i int) {
+	t.Helper()
+	poll.Until(t, waitFor, fmt.Sprintf("piece %d to be no longer busy", i), func() bool {
+		return download(t, w, f, i) != storagewrapper.RequestBusy
+	})
+}
+
 // readPiece reads piece i through w, fetching it (as the engine would)
 // if it is not had; it fails the test unless the bytes are right.
 func readPiece(t *testing.T, w *storagewrapper.Wrapper, f *fixture, i int) {
@@ -41,9 +52,7 @@ func readPiece(t *testing.T, w *storagewrapper.Wrapper, f *fixture, i int) {
 		read <- err
 	}()
 	if !w.DoIHave(i) {
-		for download(t, w, f, i) == storagewrapper.RequestBusy {
-			time.Sleep(time.Millisecond)
-		}
+		downloadWhenNotBusy(t, w, f, i)
 	}
 	if err := <-read; err != nil || !bytes.Equal(buf, f.piece(i)) {
 		t.Fatalf("read of piece %d: %v, right bytes %v", i, err, bytes.Equal(buf, f.piece(i)))
@@ -66,16 +75,10 @@ func TestCorruptPiece(t *testing.T) {
 
 	corrupt(t, c, 2)
 	waitChanges(t, w, "the damaged piece unverified", func(c changes) bool { return c.unverified[2] })
-	deadline := time.Now().Add(waitFor)
-	for {
-		if _, err := os.Stat(c.ds.PiecePath(2)); errors.Is(err, fs.ErrNotExist) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the damaged piece file was not removed")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Until(t, waitFor, "the damaged piece file to be removed", func() bool {
+		_, err := os.Stat(c.ds.PiecePath(2))
+		return errors.Is(err, fs.ErrNotExist)
+	})
 	readPiece(t, w, f, 2)
 
 	// Damage while no btfs runs: the next start verifies before serving.

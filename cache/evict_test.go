@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"btfs/internal/poll"
 	"btfs/storagewrapper"
 )
 
@@ -122,9 +124,7 @@ func TestEviction(t *testing.T) {
 		read <- err
 	}()
 	for _, i := range []int{2, 3} {
-		for download(t, w, f, i) == storagewrapper.RequestBusy {
-			time.Sleep(time.Millisecond) // a reader's miss is adopting it
-		}
+		downloadWhenNotBusy(t, w, f, i)
 	}
 	if err := <-read; err != nil || !bytes.Equal(buf, f.data[off:off+3000]) {
 		t.Fatalf("read of evicted pieces: %v, right bytes %v", err, bytes.Equal(buf, f.data[off:off+3000]))
@@ -144,17 +144,12 @@ func TestEvictionByWatcher(t *testing.T) {
 	for i := range f.info.NumPieces() {
 		download(t, w, f, i)
 	}
-	deadline := time.Now().Add(waitFor)
-	for {
-		_, total := piecesIn(t, dir)
-		if total <= limit {
-			break
+	poll.UntilNil(t, waitFor, "the cache to shrink below its cap", func() error {
+		if _, total := piecesIn(t, dir); total > limit {
+			return fmt.Errorf("still %d bytes, over the cap of %d", total, limit)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still %d bytes, over the cap of %d", total, limit)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // logBuffer is a log destination safe for concurrent use.

@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"syscall"
 	"testing"
@@ -82,20 +83,16 @@ func TestUrgencyCrossesProcesses(t *testing.T) {
 		t.Fatalf("A's read: %v, right bytes %v", err, bytes.Equal(buf, f.data[off:off+2000]))
 	}
 	// The urgency is over on both sides: A's marker gone, B's want released.
-	for {
+	poll.UntilNil(t, waitFor, "the urgency to end on both sides", func() error {
 		ents, err := os.ReadDir(ca.urgent)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(ents) == 0 && !urgentWant() {
-			break
+		if len(ents) > 0 || urgentWant() {
+			return fmt.Errorf("urgency left behind: markers %v, B's wants %+v", ents, wb.Wants())
 		}
-		select {
-		case <-time.After(10 * time.Millisecond):
-		case <-deadline:
-			t.Fatalf("urgency left behind: markers %v, B's wants %+v", ents, wb.Wants())
-		}
-	}
+		return nil
+	})
 }
 
 // TestFrozenOwnerLosesUrgentClaim: B claims piece 3 and then does nothing

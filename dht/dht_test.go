@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"btfs/internal/poll"
 )
 
 // ihOf makes a distinct info-hash per name.
@@ -116,13 +118,7 @@ func TestAddNodeLinks(t *testing.T) {
 	lone.AddNode(nodes[0].Addr())
 	lone.AddNode(netip.AddrPort{})                               // ignored
 	lone.AddNode(netip.AddrPortFrom(netip.IPv4Unspecified(), 1)) // ignored
-	for lone.Stats().Nodes == 0 {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("AddNode: node never entered the table")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	poll.Until(t, 10*time.Second, "the added node to enter the table", func() bool { return lone.Stats().Nodes > 0 })
 	ih := ihOf("addnode")
 	if _, err := findPeers(ctx, nodes[1], ih, 4242); err != nil {
 		t.Fatal(err)
@@ -162,12 +158,15 @@ func TestFindPeersStops(t *testing.T) {
 				_, err := findPeers(ctx, n, ihOf("stop"), 1234)
 				errc <- err
 			}()
-			for n.Stats().QueriesSent == 0 {
-				time.Sleep(5 * time.Millisecond)
-			}
+			poll.Until(t, 10*time.Second, "the lookup's first query", func() bool { return n.Stats().QueriesSent > 0 })
 			tc.stop(cancel, n)
-			if err := <-errc; !errors.Is(err, tc.want) {
-				t.Fatalf("FindPeers = %v, want %v", err, tc.want)
+			select {
+			case err := <-errc:
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("FindPeers = %v, want %v", err, tc.want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("FindPeers still runs 10 s after %s", tc.name)
 			}
 			if err := n.FindPeers(context.Background(), ihOf("x"), 0, func([]netip.AddrPort) {}); tc.want == ErrClosed && !errors.Is(err, ErrClosed) {
 				t.Errorf("FindPeers after Close = %v, want ErrClosed", err)
@@ -202,13 +201,7 @@ func TestGarbagePacketsDropped(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for nodes[0].Stats().GarbagePackets == 0 {
-		select {
-		case <-ctx.Done():
-			t.Fatal("no garbage packet counted")
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
+	poll.Until(t, 10*time.Second, "a garbage packet to be counted", func() bool { return nodes[0].Stats().GarbagePackets > 0 })
 	ih := ihOf("after garbage")
 	if _, err := findPeers(ctx, nodes[1], ih, 999); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package dht
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"runtime"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"btfs/internal/poll"
 )
 
 // testLog is a logger whose output is shown only when the test fails. It
@@ -73,14 +76,19 @@ func privateDHT(t *testing.T, count int) []*Node {
 	}
 	// The first node learns the others from their queries, but hands them
 	// out only once they answered its own (BEP 5's "good" nodes): wait for
-	// that, so that the network is linked through it.
-	deadline := time.Now().Add(10 * time.Second)
-	for nodes[0].Stats().GoodNodes < count-1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("private DHT: first node has %+v, want %d good nodes", nodes[0].Stats(), count-1)
-		}
-		time.Sleep(10 * time.Millisecond)
+	// that, so that the network is linked through it. Its own queries come
+	// from its bootstrap traversal, which may be over before the last
+	// nodes queried it (under load it was: a node stayed not good for
+	// minutes), so it pings them itself.
+	for _, n := range nodes[1:] {
+		nodes[0].AddNode(n.Addr())
 	}
+	poll.UntilNil(t, 10*time.Second, "the private DHT to link up", func() error {
+		if st := nodes[0].Stats(); st.GoodNodes < count-1 {
+			return fmt.Errorf("first node has %+v, want %d good nodes", st, count-1)
+		}
+		return nil
+	})
 	return nodes
 }
 
@@ -136,8 +144,7 @@ func containsAll(got, want []netip.AddrPort) bool {
 // that name btfs or the network; this looks at the library's own.
 func waitLibraryStopped(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	poll.UntilNil(t, 5*time.Second, "the library's goroutines to end after Close", func() error {
 		var lib []string
 		buf := make([]byte, 1<<20)
 		buf = buf[:runtime.Stack(buf, true)]
@@ -146,12 +153,9 @@ func waitLibraryStopped(t *testing.T) {
 				lib = append(lib, g)
 			}
 		}
-		if len(lib) == 0 {
-			return
+		if len(lib) > 0 {
+			return fmt.Errorf("%d library goroutine(s) outlived Close:\n\n%s", len(lib), strings.Join(lib, "\n\n"))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d library goroutine(s) outlived Close:\n\n%s", len(lib), strings.Join(lib, "\n\n"))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"btfs/internal/poll"
 )
 
 func TestStateFileRoundTrip(t *testing.T) {
@@ -20,10 +22,19 @@ func TestStateFileRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// A lookup fills b's table with the nodes that answered.
+	// A lookup fills b's table with the nodes that answered, but not
+	// necessarily with all of them: the library answers find_node and
+	// get_peers only with nodes from the target's bucket and the farther
+	// ones (table.closestNodes walks the buckets down from the target's),
+	// so in a network of three one lookup may name just nodes[0]. Wait
+	// until b knows at least two, adding the others by ping if need be.
 	if _, err := findPeers(ctx, b, ihOf("fill"), 0); err != nil {
 		t.Fatal(err)
 	}
+	for _, n := range nodes[1:] {
+		b.AddNode(n.Addr())
+	}
+	poll.Until(t, 10*time.Second, "b's routing table to hold 2 nodes", func() bool { return b.Stats().Nodes >= 2 })
 	id, addr := b.ID(), b.Addr()
 	if err := b.Close(); err != nil {
 		t.Fatal(err)

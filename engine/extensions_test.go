@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"btfs/engine/wire"
+	"btfs/internal/poll"
 	"btfs/internal/swarmtest"
 	"btfs/metainfo"
 	"btfs/storagewrapper"
@@ -292,20 +293,18 @@ func noListenEngine(t *testing.T, mi *metainfo.MetaInfo, sw *storagewrapper.Wrap
 // waitStats polls tor's stats until ok or d passes.
 func waitStats(t *testing.T, tor *Torrent, d time.Duration, what string, ok func(Stats) bool) Stats {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		st, err := tor.Stats(context.Background())
-		if err != nil {
+	var st Stats
+	poll.UntilNil(t, d, what, func() error {
+		var err error
+		if st, err = tor.Stats(context.Background()); err != nil {
 			t.Fatal(err)
 		}
-		if ok(st) {
-			return st
+		if !ok(st) {
+			return fmt.Errorf("stats %+v", st)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %v; stats %+v", what, d, st)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
+	return st
 }
 
 // TestPexIntroducesPeers: A seeds, B (another seed) is connected to A,
@@ -418,12 +417,18 @@ func TestDHTPortMessages(t *testing.T) {
 	resc := make(chan result, 1)
 	dialRawPeerHS(t, seeder.ListenAddr(), hs, func(c *rawConn) error {
 		r := result{dhtBit: c.hs.Reserved.SupportsDHT()}
-		if err := c.send(wire.Message{ID: wire.Port, Port: 4321}, wire.Message{ID: wire.Port, Port: 4322}); err != nil {
+		// Two port messages, then interested: the seeder's unchoke (it
+		// has a free slot) says that its loop, which handles a
+		// connection's messages in order, is past both port messages.
+		if err := c.send(wire.Message{ID: wire.Port, Port: 4321}, wire.Message{ID: wire.Port, Port: 4322},
+			wire.Message{ID: wire.Interested}); err != nil {
 			return err
 		}
 		err := c.readUntil(func(m wire.Message) error {
-			if m.ID == wire.Port {
+			switch m.ID {
+			case wire.Port:
 				r.port = m.Port
+			case wire.Unchoke:
 				return errDone
 			}
 			return nil
@@ -435,24 +440,15 @@ func TestDHTPortMessages(t *testing.T) {
 	select {
 	case r = <-resc:
 	case <-time.After(20 * time.Second):
-		t.Fatal("no port message")
+		t.Fatal("no port message and unchoke")
 	}
 	if !r.dhtBit || r.port != dhtPort {
 		t.Errorf("DHT bit %v, port %d; want the bit and port %d", r.dhtBit, r.port, dhtPort)
 	}
-	// Our port messages reach the loop in their own time: wait for the
-	// first, then give the second the same chance to (wrongly) arrive.
-	nodes := func() string {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		return fmt.Sprint(f.nodes)
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for nodes() == "[]" && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	time.Sleep(300 * time.Millisecond)
-	if got := nodes(); got != "[127.0.0.1:4321]" {
+	f.mu.Lock()
+	got := fmt.Sprint(f.nodes)
+	f.mu.Unlock()
+	if got != "[127.0.0.1:4321]" {
 		t.Fatalf("routing table got %s, want [127.0.0.1:4321]", got)
 	}
 }

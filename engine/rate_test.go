@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"btfs/engine/wire"
+	"btfs/internal/poll"
 	"btfs/internal/swarmtest"
 )
 
@@ -54,15 +55,7 @@ func TestRateLimits(t *testing.T) {
 				}
 				return n >= mi.Info.TotalLength
 			}
-			tick := time.NewTicker(50 * time.Millisecond)
-			defer tick.Stop()
-			for !check() {
-				select {
-				case <-tick.C:
-				case <-time.After(60 * time.Second):
-					t.Fatal("download did not finish")
-				}
-			}
+			poll.Until(t, 60*time.Second, "the download to finish within the rate's bound", check)
 			waitComplete(t, leecher, 60*time.Second)
 			checkData(t, mi, sw, dir)
 		})

@@ -23,8 +23,6 @@ type rawPeer struct {
 	ln net.Listener
 	// addr is where it listens.
 	addr netip.AddrPort
-	// accepted counts the connections it accepted.
-	accepted atomic.Int32
 	// dropped is closed the first time the other side ends a connection
 	// (a read or write fails while the test is still running).
 	dropped chan struct{}
@@ -32,10 +30,13 @@ type rawPeer struct {
 	dropOnce sync.Once
 	// stopping is set by cleanup: failures after it are ours.
 	stopping atomic.Bool
-	// mu guards conns.
+	// mu guards conns and from.
 	mu sync.Mutex
 	// conns are the open connections, closed by cleanup.
 	conns map[net.Conn]bool
+	// from counts the handshaken connections per peer ID of the other
+	// side: a test with two btfs engines tells their dials apart.
+	from map[[20]byte]int
 	// wg counts the goroutines it started.
 	wg sync.WaitGroup
 }
@@ -73,7 +74,7 @@ func rawHandshake(mi *metainfo.MetaInfo, fast bool) wire.Handshake {
 }
 
 func newRawPeer(t *testing.T) *rawPeer {
-	rp := &rawPeer{dropped: make(chan struct{}), conns: map[net.Conn]bool{}}
+	rp := &rawPeer{dropped: make(chan struct{}), conns: map[net.Conn]bool{}, from: map[[20]byte]int{}}
 	t.Cleanup(func() {
 		rp.stopping.Store(true)
 		if rp.ln != nil {
@@ -109,7 +110,6 @@ func listenRawPeer(t *testing.T, mi *metainfo.MetaInfo, ip string, fast bool, be
 			if err != nil {
 				return
 			}
-			rp.accepted.Add(1)
 			rp.serve(conn, func(ctx context.Context) (wire.Handshake, error) {
 				hs, _, err := wire.Accept(ctx, conn, func(metainfo.Hash) (wire.Handshake, bool) { return ours, true })
 				return hs, err
@@ -157,6 +157,9 @@ func (rp *rawPeer) serve(conn net.Conn, handshake func(context.Context) (wire.Ha
 		hs, err := handshake(ctx)
 		cancel()
 		if err == nil {
+			rp.mu.Lock()
+			rp.from[hs.PeerID]++
+			rp.mu.Unlock()
 			conn.SetDeadline(time.Time{})
 			c := &rawConn{conn: conn, r: wire.NewReader(conn, wire.Limits{MaxBlock: wire.DefaultMaxRequest}), w: wire.NewWriter(conn), hs: hs}
 			err = behave(c)
@@ -167,6 +170,14 @@ func (rp *rawPeer) serve(conn net.Conn, handshake func(context.Context) (wire.Ha
 			rp.dropOnce.Do(func() { close(rp.dropped) })
 		}
 	}()
+}
+
+// connectionsFrom is how many handshaken connections the peer whose ID is
+// id made with rp.
+func (rp *rawPeer) connectionsFrom(id [20]byte) int {
+	rp.mu.Lock()
+	defer rp.mu.Unlock()
+	return rp.from[id]
 }
 
 // errDone ends a behaviour without counting as a drop.

@@ -99,7 +99,13 @@ func newSmartBan() smartBan {
 // digest sum.
 func (s *state) recordBlock(from netip.Addr, b storagewrapper.Block, gen uint32, sum uint64) {
 	i := b.Piece
-	if i < 0 || i >= s.t.info.NumPieces() || s.t.sw.DoIHave(i) {
+	// "Verified" as the loop knows it, not as the storagewrapper does:
+	// the block that completes a piece is verified by the storagewrapper
+	// before its event reaches the loop, and dropping its record (and
+	// those of the blocks just before it, when the loop lags) left the
+	// good attempt with holes where the liar's block was to be compared:
+	// the liar was never banned.
+	if i < 0 || i >= s.t.info.NumPieces() || s.pk.IsVerified(i) {
 		return
 	}
 	idx := int(b.Begin / wire.BlockSize)

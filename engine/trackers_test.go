@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"btfs/internal/poll"
 	"btfs/internal/swarmtest"
 )
 
@@ -65,13 +66,7 @@ func TestShortOfPeersAnnouncesAgain(t *testing.T) {
 		Trackers:            [][]string{{srv.URL + "/announce"}},
 		MinAnnounceInterval: time.Second,
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for lt.count() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("no first announce")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Until(t, 30*time.Second, "the first announce", func() bool { return lt.count() > 0 })
 	lt.set(seeder.ListenAddr())
 	waitComplete(t, leecher, 30*time.Second)
 	checkData(t, mi, sw, dir)
@@ -87,15 +82,11 @@ func waitScrapeCompleted(t *testing.T, tr *swarmtest.Tracker, tor *Torrent) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), swarmtest.Guard)
 	defer cancel()
-	for {
+	poll.UntilNil(t, swarmtest.Guard, "the tracker to hear of the completion", func() error {
 		sc, err := tr.Scrape(ctx, tor.mi.InfoHash)
-		if err == nil && sc.Completed >= 1 {
-			return
+		if err == nil && sc.Completed < 1 {
+			err = fmt.Errorf("last scrape %+v", sc)
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("the tracker never heard of the completion: last scrape %+v, %v", sc, err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+		return err
+	})
 }

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"btfs/internal/poll"
 	"btfs/storagewrapper"
 )
 
@@ -97,10 +98,11 @@ func TestPendingLookupWaitsForReady(t *testing.T) {
 		}
 		got <- err
 	}()
+	waitInFUSE(t, "the lookup to wait in the pending root")
 	select {
 	case err := <-got:
 		t.Fatalf("the read finished before Ready: %v", err)
-	case <-time.After(100 * time.Millisecond):
+	default:
 	}
 	if err := e.m.Ready(fx.mi, e.w); err != nil {
 		t.Fatalf("Ready: %v", err)
@@ -120,11 +122,34 @@ func TestPendingUnmountFailsWaiters(t *testing.T) {
 		_, err := os.Stat(filepath.Join(e.dir, "single.bin"))
 		got <- err
 	}()
-	time.Sleep(100 * time.Millisecond) // let the lookup reach the server
+	waitInFUSE(t, "the lookup to wait in the pending root")
 	if err := e.m.Unmount(); err != nil {
 		t.Fatalf("Unmount: %v", err)
 	}
-	if err := <-got; err == nil {
-		t.Error("the waiting lookup succeeded on an unmounted pending mount")
+	select {
+	case err := <-got:
+		if !errors.Is(err, syscall.EIO) {
+			t.Errorf("the waiting lookup on an unmounted pending mount: %v, want EIO", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the waiting lookup still waits after Unmount")
 	}
+}
+
+// waitInFUSE waits until a thread of this process is blocked in a FUSE
+// request, waiting for the server's answer (its wchan, the kernel function
+// it sleeps in, is request_wait_answer): a request that has reached the
+// server and waits there, observed from outside the file system.
+func waitInFUSE(t *testing.T, what string) {
+	t.Helper()
+	poll.Until(t, 10*time.Second, what, func() bool {
+		tasks, _ := os.ReadDir("/proc/self/task")
+		for _, task := range tasks {
+			wchan, _ := os.ReadFile(filepath.Join("/proc/self/task", task.Name(), "wchan"))
+			if string(wchan) == "request_wait_answer" {
+				return true
+			}
+		}
+		return false
+	})
 }

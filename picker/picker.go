@@ -177,6 +177,9 @@ func New(pieceLen, totalLen int64, rng *rand.Rand) (*Picker, error) {
 // NumPieces is the number of pieces.
 func (p *Picker) NumPieces() int { return p.n }
 
+// IsVerified reports whether piece i is verified (as last reported).
+func (p *Picker) IsVerified(i int) bool { return p.valid(i) && p.state[i] == verified }
+
 // NumVerified is the number of verified pieces.
 func (p *Picker) NumVerified() int { return p.verifiedCount }
 

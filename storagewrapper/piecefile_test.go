@@ -3,6 +3,7 @@ package storagewrapper
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"testing"
@@ -10,6 +11,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"btfs/internal/poll"
 )
 
 // gather collects what ReadFiles hands out by reading each file range.
@@ -195,13 +198,12 @@ func TestPrefetch(t *testing.T) {
 		t.Skip("this file system keeps evicted pages: cannot tell")
 	}
 	w.Prefetch(pieceLen+100, 2*pieceLen) // pieces 1, 2 and the start of 3
-	deadline := time.Now().Add(5 * time.Second)
-	for resident(t, ds.PiecePath(2)) < pieceLen/4096 {
-		if time.Now().After(deadline) {
-			t.Fatalf("piece 2 not read into the page cache: %d pages resident", resident(t, ds.PiecePath(2)))
+	poll.UntilNil(t, 5*time.Second, "piece 2 to be read into the page cache", func() error {
+		if n := resident(t, ds.PiecePath(2)); n < pieceLen/4096 {
+			return fmt.Errorf("%d pages resident", n)
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 	if n := resident(t, ds.PiecePath(0)); n != 0 {
 		t.Errorf("piece 0, outside the range, has %d pages resident", n)
 	}

@@ -80,7 +80,7 @@ func TestNewRequestStatus(t *testing.T) {
 		{"all blocks out", func(t *testing.T, w *Wrapper) { requestAll(t, w, 2) }, 2, RequestExhausted},
 		{"being adopted", func(t *testing.T, w *Wrapper) {
 			w.mu.Lock()
-			w.adopting[0] = struct{}{}
+			w.adopting[0] = make(chan struct{})
 			w.mu.Unlock()
 		}, 0, RequestBusy},
 		{"being hashed", func(t *testing.T, w *Wrapper) {

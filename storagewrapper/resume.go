@@ -59,6 +59,7 @@ func (w *Wrapper) adopt(ctx context.Context, piece int, onlyComplete bool) (bool
 	verified := false
 	defer func() {
 		w.mu.Lock()
+		close(w.adopting[piece])
 		delete(w.adopting, piece)
 		if !verified && !w.closed {
 			// NewRequest answered "busy" meanwhile, and the engine set
@@ -109,13 +110,41 @@ func (w *Wrapper) adoptableLocked(piece int, claim bool) (done, ok bool, err err
 		return true, false, nil
 	}
 	if claim {
-		w.adopting[piece] = struct{}{}
+		w.adopting[piece] = make(chan struct{})
 		return false, false, nil
 	}
 	if err := w.beginOpLocked(); err != nil {
 		return true, false, fmt.Errorf("storagewrapper: adopt piece %d: %w", piece, err)
 	}
 	return false, false, nil
+}
+
+// resumeAdopt is Adopt for Resume: a piece that another call is adopting
+// at the same moment (a reader's miss, a shared cache's watcher) is waited
+// for and looked at again, not skipped. Skipping it made Resume return
+// with a piece of the store still unverified, so the engine connected
+// peers with a wrong first BITFIELD and a torrent held whole by the cache
+// was not complete from the cache alone.
+func (w *Wrapper) resumeAdopt(ctx context.Context, piece int) error {
+	for {
+		ok, err := w.Adopt(ctx, piece)
+		if ok || err != nil {
+			return err
+		}
+		w.mu.Lock()
+		done := w.adopting[piece]
+		w.mu.Unlock()
+		if done == nil {
+			return nil // missing, bad, or in flight here
+		}
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil // Resume reports ctx's error
+		case <-w.closedCh:
+			return fmt.Errorf("storagewrapper: resume piece %d: %w", piece, ErrClosed)
+		}
+	}
 }
 
 // Resume counts what the Store already holds: every piece it reports
@@ -146,7 +175,7 @@ func (w *Wrapper) Resume(ctx context.Context) error {
 				if p >= total || ctx.Err() != nil {
 					return
 				}
-				_, err := w.Adopt(ctx, p)
+				err := w.resumeAdopt(ctx, p)
 				if errors.Is(err, ErrClosed) {
 					return
 				}

@@ -6,8 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"btfs/internal/poll"
 )
 
 // TestResumeDirStore resumes from a directory that holds a good piece, a
@@ -222,5 +226,66 @@ func TestAdopt(t *testing.T) {
 	}
 	if c, _ := store.Piece(1).Completion(); c != Complete {
 		t.Fatal("cancelled Adopt discarded the piece")
+	}
+}
+
+// TestResumeWaitsForAConcurrentAdopt: a piece that another call is
+// adopting while Resume runs (a reader's miss, the shared cache's watcher)
+// is counted by Resume, which returns only once it is verified: the engine
+// connects peers after Resume, with the bitfield Resume leaves.
+func TestResumeWaitsForAConcurrentAdopt(t *testing.T) {
+	f := newFixture(t, 2*BlockSize, 6*BlockSize)
+	mem := NewMemStore(f.info)
+	for p := range f.info.NumPieces() {
+		if _, err := mem.Piece(p).WriteAt(f.piece(p), 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := mem.Piece(p).Publish(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	last := f.info.NumPieces() - 1
+	gs := &gatedStore{Store: mem, piece: last, gate: make(chan struct{}), reading: make(chan struct{})}
+	examined := make(chan int, f.info.NumPieces())
+	w := newWrapper(t, f, gs, Config{HashWorkers: 1, ResumeProgress: func(done, _ int) { examined <- done }})
+	released := false
+	defer func() {
+		if !released {
+			close(gs.gate)
+		}
+	}()
+
+	other := make(chan bool, 1)
+	go func() {
+		ok, _ := w.Adopt(t.Context(), last)
+		other <- ok
+	}()
+	select {
+	case <-gs.reading: // it is adopting the piece, held in the middle of the hash
+	case <-time.After(10 * time.Second):
+		t.Fatal("the other Adopt never read the piece")
+	}
+	resumed := make(chan error, 1)
+	go func() { resumed <- w.Resume(t.Context()) }()
+	// Resume goes through the pieces in order (one worker): once it has
+	// examined all but the last, it is at the one being adopted.
+	poll.Until(t, 10*time.Second, "Resume to examine every other piece", func() bool {
+		return len(examined) >= last
+	})
+	close(gs.gate)
+	released = true
+	select {
+	case err := <-resumed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Resume did not return after the other Adopt could finish")
+	}
+	if got, want := w.Bitfield().String(), strings.Repeat("1", f.info.NumPieces()); got != want {
+		t.Fatalf("verified when Resume returned: %s, want %s", got, want)
+	}
+	if ok := <-other; !ok {
+		t.Fatal("the other Adopt did not verify the piece")
 	}
 }

@@ -93,8 +93,9 @@ type Wrapper struct {
 	// downloads holds the pieces in flight: handed out, partly received or
 	// being hashed. len(downloads) <= maxInFlight.
 	downloads map[int]*download
-	// adopting holds the pieces Adopt is hashing; they are busy.
-	adopting map[int]struct{}
+	// adopting holds the pieces Adopt is hashing; they are busy. The
+	// channel is closed when that adoption ends (Resume waits for it).
+	adopting map[int]chan struct{}
 	// waiters holds, per unverified piece someone waits for, a channel
 	// closed when the piece is verified.
 	waiters map[int]chan struct{}
@@ -150,7 +151,7 @@ func New(info *metainfo.Info, store Store, cfg Config) (*Wrapper, error) {
 		closedCh:    make(chan struct{}),
 		verified:    bitfield.New(info.NumPieces()),
 		downloads:   map[int]*download{},
-		adopting:    map[int]struct{}{},
+		adopting:    map[int]chan struct{}{},
 		waiters:     map[int]chan struct{}{},
 		wants:       map[uint64]picker.Want{},
 		claims:      map[int]struct{}{},

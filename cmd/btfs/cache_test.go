@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"btfs/internal/poll"
 	"btfs/internal/swarmtest"
 	"btfs/metainfo"
 	"btfs/storagewrapper"
@@ -195,17 +196,10 @@ func TestSharedCacheKill9(t *testing.T) {
 	}
 	// Kill the second once a quarter of the pieces are published.
 	n := s.mi.Info.NumPieces()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	poll.Until(t, 30*time.Second, fmt.Sprintf("a quarter of the %d pieces to be published", n), func() bool {
 		ents, _ := os.ReadDir(filepath.Join(dir, "pieces"))
-		if len(ents) >= n/4 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d of %d pieces after 30 s", len(ents), n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return len(ents) >= n/4
+	})
 	if ents, _ := os.ReadDir(filepath.Join(dir, "pieces")); len(ents) == n {
 		t.Fatal("the download was over before the kill")
 	}
@@ -277,13 +271,7 @@ func TestSharedCacheCorruptPiece(t *testing.T) {
 		data, err := os.ReadFile(filepath.Join(dir, "pieces", storagewrapper.PieceName(i)))
 		return err == nil && sha1.Sum(data) == s.mi.Info.Pieces[i]
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for !good(5) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the damaged piece 5 was not fetched again\n%s", p.out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.Until(t, 30*time.Second, "the damaged piece 5 to be fetched again", func() bool { return good(5) })
 	if !strings.Contains(p.out.String(), "changed in place") {
 		t.Fatalf("btfs did not notice the damage:\n%s", p.out.String())
 	}

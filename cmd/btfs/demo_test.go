@@ -5,11 +5,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"btfs/internal/poll"
 	"btfs/internal/swarmtest"
 )
 
@@ -20,10 +21,9 @@ func TestDemo(t *testing.T) {
 	mp := mountpoint(t)
 	p := startBtfs(t, "demo", "-video-seconds", "4", mp)
 	waitMounted(t, p, mp)
-	deadline := time.Now().Add(30 * time.Second)
-	for !regexp.MustCompile(`Ctrl-C unmounts`).MatchString(p.out.String()) && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	poll.Until(t, 30*time.Second, "the demo to print what to try", func() bool {
+		return strings.Contains(p.out.String(), "Ctrl-C unmounts")
+	})
 	for _, name := range []string{"README.txt", "sample.mp4", "files/random-1.bin", "files/random-3.bin"} {
 		if _, err := os.Stat(filepath.Join(mp, name)); err != nil {
 			t.Fatalf("demo mount lacks %s: %v", name, err)

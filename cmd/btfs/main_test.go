@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"btfs/internal/leakcheck"
+	"btfs/internal/poll"
 	"btfs/internal/swarmtest"
 )
 
@@ -34,8 +36,9 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	defer os.RemoveAll(dir)
-	leakcheck.Main(m)
+	code := leakcheck.Run(m)
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 // proc is a btfs process started by a test.
@@ -137,28 +140,44 @@ func isMounted(mp string) bool {
 	return false
 }
 
-// waitMounted waits until mp is a btfs mount showing entries.
+// waitMounted waits until mp is a btfs mount whose files are there. It
+// never calls into the mount: on a magnet mount a lookup or a readdir
+// waits for the metadata (or -read-timeout), so a ReadDir here could block
+// past any deadline. Instead it reads /proc/self/mountinfo and btfs's own
+// output: "mounted at" is printed once fs.Mount has returned (before that,
+// go-fuse's start-up probe of its own mount is in flight, and a kill -9
+// landing then leaves the process unkillable: a FUSE server blocked on a
+// request to itself; see the closing note), and a magnet mount says when
+// its files appear ("N files" once fetched, or "metadata from the cache").
 func waitMounted(t *testing.T, p *proc, mp string) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		// "mounted at" is printed once fs.Mount has returned: before that,
-		// go-fuse's start-up probe of its own mount is in flight, and a
-		// kill -9 landing then leaves the process unkillable (a FUSE
-		// server blocked on a request to itself; see the closing note).
-		if isMounted(mp) && strings.Contains(p.out.String(), "mounted at") {
-			if ents, err := os.ReadDir(mp); err == nil && len(ents) > 0 {
-				return
-			}
-		}
+	magnet := slices.ContainsFunc(p.cmd.Args, func(a string) bool { return strings.HasPrefix(a, "magnet:") })
+	const timeout = 60 * time.Second
+	err := poll.Check(timeout, func() bool {
 		select {
 		case <-p.waited:
-			t.Fatalf("btfs exited before mounting: %v\n%s", p.err, p.out.String())
-		case <-time.After(20 * time.Millisecond):
+			return true
+		default:
 		}
+		out := p.out.String()
+		if !isMounted(mp) || !strings.Contains(out, "mounted at") {
+			return false
+		}
+		return !magnet || strings.Contains(out, "metadata from the cache") || filesLine.MatchString(out)
+	})
+	select {
+	case <-p.waited:
+		t.Fatalf("btfs exited before mounting: %v\n%s", p.err, p.out.String())
+	default:
 	}
-	t.Fatalf("%s not mounted after 30s; output:\n%s", mp, p.out.String())
+	if err != nil {
+		t.Fatalf("%s not mounted (with its files) after %v; output:\n%s", mp, timeout, p.out.String())
+	}
 }
+
+// filesLine is what a magnet mount prints once the metadata is in and its
+// files are visible.
+var filesLine = regexp.MustCompile(`(?m)^btfs: .*: \d+ files, `)
 
 // syncBuffer collects a process's output for the test to read while the
 // process runs; mu is a one-slot semaphore (make it with capacity 1).

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"btfs/internal/poll"
 	"btfs/internal/swarmtest"
 	"btfs/metainfo"
 )
@@ -235,6 +237,18 @@ func readerProc(t *testing.T, path string, off int64) (*exec.Cmd, *bytes.Buffer,
 	return cmd, &out, done
 }
 
+// waitBlockedInFUSE waits until process pid sleeps in a FUSE request,
+// waiting for btfs's answer (its wchan, the kernel function it sleeps in, is
+// request_wait_answer): its read has reached btfs and is blocked there.
+func waitBlockedInFUSE(t *testing.T, pid int) {
+	t.Helper()
+	wchan := fmt.Sprintf("/proc/%d/wchan", pid)
+	poll.Until(t, 10*time.Second, fmt.Sprintf("the reader (pid %d) to block in a FUSE request", pid), func() bool {
+		b, _ := os.ReadFile(wchan)
+		return string(b) == "request_wait_answer"
+	})
+}
+
 func waitErr(t *testing.T, done chan error, d time.Duration, what string) error {
 	t.Helper()
 	select {
@@ -257,7 +271,7 @@ func TestBlockedReaders(t *testing.T) {
 		p := startBtfs(t, mountArgs(t, s.torrentPath, mp)...)
 		waitMounted(t, p, mp)
 		cmd, _, done := readerProc(t, path(mp), 1<<20)
-		time.Sleep(300 * time.Millisecond) // let it block in the read
+		waitBlockedInFUSE(t, cmd.Process.Pid)
 		cmd.Process.Signal(syscall.SIGINT)
 		waitErr(t, done, 10*time.Second, "reader after SIGINT")
 		if _, err := os.Stat(path(mp)); err != nil {
@@ -282,8 +296,8 @@ func TestBlockedReaders(t *testing.T) {
 		mp := mountpoint(t)
 		p := startBtfs(t, mountArgs(t, s.torrentPath, mp)...)
 		waitMounted(t, p, mp)
-		_, _, done := readerProc(t, path(mp), 3<<20)
-		time.Sleep(300 * time.Millisecond)
+		cmd, _, done := readerProc(t, path(mp), 3<<20)
+		waitBlockedInFUSE(t, cmd.Process.Pid)
 		p.cmd.Process.Signal(syscall.SIGTERM)
 		if err := p.wait(t, 20*time.Second); err != nil {
 			t.Fatalf("btfs exit after SIGTERM: %v\n%s", err, p.out.String())

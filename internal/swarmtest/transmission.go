@@ -55,8 +55,9 @@ func transmissionSettings(ip netip.Addr, port int) map[string]any {
 // sizes. Its config directory is a fresh t.TempDir. Start it only after
 // the torrent's tracker answers: after a failed announce it waits 20 s.
 //
-// It returns once the data is verified and its BitTorrent port accepts
-// connections; it is killed by PID in t.Cleanup. Expect it to be slow:
+// It returns once the data is verified, the torrent started (it has
+// announced: the torrent needs a tracker) and its BitTorrent port accepts
+// connections; a transmission-cli that exits before is started again; it is killed by PID in t.Cleanup. Expect it to be slow:
 // about 10 MB/s on loopback, and up to 10 s (its rechoke period) before it
 // unchokes a new peer. It takes one incoming connection per source IP at a
 // time: a connection that closes before its handshake keeps that IP out
@@ -79,6 +80,7 @@ func StartTransmissionSeeder(t testing.TB, torrentPath, dataDir, ip string) *Tra
 			return s
 		}
 		lastErr = err
+		t.Logf("swarmtest: transmission-cli did not come up, starting it again: %v", err)
 	}
 	t.Fatalf("swarmtest: transmission-cli did not start: %v", lastErr)
 	return nil
@@ -112,14 +114,23 @@ func tryTransmission(t testing.TB, torrentPath, dataDir string, ip netip.Addr) (
 	}
 	// Its graceful exit waits for a "stopped" announce: nothing a test needs.
 	s.proc.stopSignal = syscall.SIGKILL
-	err = s.waitListening(func() bool {
-		// Its log says when the check is done (its status line says
-		// "Seeding" too, but stdout is a pipe: block-buffered, late).
-		out := s.proc.out.String()
-		return strings.Contains(out, "Verification is done") || strings.Contains(out, "Seeding")
-	})
+	err = s.waitListening(func() bool { return transmissionSeeding(s.proc.out.String()) })
 	if err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// transmissionSeeding reports whether transmission-cli's log shows the
+// torrent started after its check. "Verification is done" is not enough:
+// now and then transmission-cli leaves the torrent paused after the check
+// ("Verification is done", "Pausing", "Removing torrent") and exits 0 a
+// moment later, which a test would only notice when the tracker never
+// lists it; waitListening sees that exit, and StartTransmissionSeeder
+// starts it again. A started torrent announces (these seeders always have
+// a tracker); its status line says "Seeding" too, but stdout is a pipe,
+// block-buffered, so that comes late.
+func transmissionSeeding(out string) bool {
+	verified := strings.Index(out, "Verification is done")
+	return verified >= 0 && strings.Contains(out[verified:], "Announcing to tracker") || strings.Contains(out, "Seeding")
 }
