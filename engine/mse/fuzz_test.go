@@ -148,7 +148,7 @@ func FuzzAccept(f *testing.F) {
 		if len(data) > 0 && data[len(data)-1]&1 == 1 {
 			allow = RC4
 		}
-		c, err := accept(context.Background(), conn, slices.Values([][20]byte{ihA, ihB}), allow, rand.NewChaCha8(fuzzOurSeed))
+		c, err := accept(context.Background(), conn, nil, slices.Values([][20]byte{ihA, ihB}), allow, rand.NewChaCha8(fuzzOurSeed))
 		if conn.n > maxHandshakeRead {
 			t.Fatalf("read %d bytes, more than %d", conn.n, maxHandshakeRead)
 		}
@@ -192,7 +192,7 @@ func FuzzInitiate(f *testing.F) {
 // ones fail, so the corpus exercises what it names.
 func TestCorpusValid(t *testing.T) {
 	for name, data := range acceptSeeds() {
-		_, err := accept(context.Background(), &bufConn{r: bytes.NewReader(data)}, slices.Values([][20]byte{ihA, ihB}), Both, rand.NewChaCha8(fuzzOurSeed))
+		_, err := accept(context.Background(), &bufConn{r: bytes.NewReader(data)}, nil, slices.Values([][20]byte{ihA, ihB}), Both, rand.NewChaCha8(fuzzOurSeed))
 		if valid := len(name) > 5 && name[:5] == "valid"; valid != (err == nil) {
 			t.Errorf("accept %s: %v", name, err)
 		}

@@ -40,8 +40,8 @@ import (
 	"iter"
 	"math/big"
 	"net"
-	"os"
-	"time"
+
+	"btfs/internal/netctx"
 )
 
 // Method is a crypto_provide/crypto_select bit set.
@@ -210,7 +210,7 @@ func initiate(ctx context.Context, conn net.Conn, skey [20]byte, provide Method,
 		return nil, fmt.Errorf("mse: initial payload of %d bytes is over %d", len(ia), MaxIA)
 	}
 	var c *Conn
-	err := withDeadline(ctx, conn, func() error {
+	err := netctx.Do(ctx, conn, func() error {
 		key, err := newKeyPair(rnd)
 		if err != nil {
 			return err
@@ -294,19 +294,27 @@ func initiate(ctx context.Context, conn net.Conn, skey [20]byte, provide Method,
 // exchange as in Initiate. On success the Conn's first bytes are the
 // peer's initial payload (its BitTorrent handshake), SKey names the
 // torrent, and Method says what was chosen; on error conn should be closed.
-func Accept(ctx context.Context, conn net.Conn, skeys iter.Seq[[20]byte], allow Method) (*Conn, error) {
-	return accept(ctx, conn, skeys, allow, rand.Reader)
+//
+// peeked are bytes the caller already read from conn (to tell MSE from a
+// plain BitTorrent handshake by the first 20 bytes); they are taken as the
+// start of the stream.
+func Accept(ctx context.Context, conn net.Conn, peeked []byte, skeys iter.Seq[[20]byte], allow Method) (*Conn, error) {
+	return accept(ctx, conn, peeked, skeys, allow, rand.Reader)
 }
 
-func accept(ctx context.Context, conn net.Conn, skeys iter.Seq[[20]byte], allow Method, rnd io.Reader) (*Conn, error) {
+func accept(ctx context.Context, conn net.Conn, peeked []byte, skeys iter.Seq[[20]byte], allow Method, rnd io.Reader) (*Conn, error) {
 	if allow&Both == 0 {
 		return nil, fmt.Errorf("%w: we allow none (%v)", ErrNoMethod, allow)
 	}
-	var c *Conn
-	err := withDeadline(ctx, conn, func() error {
+	if len(peeked) > KeyLen {
+		return nil, fmt.Errorf("mse: %d peeked bytes, at most %d", len(peeked), KeyLen)
+	}
+	// Until the keys are known c passes bytes through: peeked first.
+	c := &Conn{Conn: conn, pre: peeked, decLeft: -1}
+	err := netctx.Do(ctx, conn, func() error {
 		// 1: Ya (PadA follows; skipped when syncing on step 3).
 		var ya [KeyLen]byte
-		if _, err := io.ReadFull(conn, ya[:]); err != nil {
+		if _, err := io.ReadFull(c, ya[:]); err != nil {
 			return fmt.Errorf("mse: reading the peer's key: %w", unexpected(err))
 		}
 		key, err := newKeyPair(rnd)
@@ -329,11 +337,11 @@ func accept(ctx context.Context, conn net.Conn, skeys iter.Seq[[20]byte], allow 
 		}
 		// 3: HASH('req1', S) ends PadA; then the SKEY hash.
 		req1 := hash([]byte("req1"), s[:])
-		rest, err := syncOn(conn, req1[:])
+		rest, err := syncOn(c, req1[:])
 		if err != nil {
 			return err
 		}
-		c = &Conn{Conn: conn, pre: rest, decLeft: -1}
+		c.pre = rest
 		var req23 [sha1.Size]byte
 		if _, err := io.ReadFull(c, req23[:]); err != nil {
 			return fmt.Errorf("mse: reading the torrent's hash: %w", unexpected(err))
@@ -439,41 +447,4 @@ func unexpected(err error) error {
 		return io.ErrUnexpectedEOF
 	}
 	return err
-}
-
-// aLongTimeAgo is a deadline in the past: pending I/O returns at once.
-var aLongTimeAgo = time.Unix(1, 0)
-
-// withDeadline runs fn with conn's deadline taken from ctx (cancelling ctx
-// interrupts fn) and clears the deadline after a success. An error caused
-// by ctx says so (errors.Is(err, context.DeadlineExceeded)).
-func withDeadline(ctx context.Context, conn net.Conn, fn func() error) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("mse: %w", err)
-	}
-	dl, _ := ctx.Deadline()
-	if err := conn.SetDeadline(dl); err != nil {
-		return fmt.Errorf("mse: setting the handshake deadline: %w", err)
-	}
-	interrupted := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		conn.SetDeadline(aLongTimeAgo)
-		close(interrupted)
-	})
-	err := fn()
-	if !stop() {
-		<-interrupted
-	}
-	if err != nil {
-		cerr := ctx.Err()
-		if dl, ok := ctx.Deadline(); cerr == nil && ok && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(dl) {
-			cerr = context.DeadlineExceeded
-		}
-		if cerr != nil {
-			err = fmt.Errorf("%w: %w", cerr, err)
-		}
-		return err
-	}
-	conn.SetDeadline(time.Time{})
-	return nil
 }

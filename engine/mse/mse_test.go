@@ -90,7 +90,7 @@ func TestHandshake(t *testing.T) {
 				}
 				ch := make(chan res, 1)
 				go func() {
-					c, err := Accept(ctx, b, slices.Values([][20]byte{ihA, ihB, ihC}), tc.allow)
+					c, err := Accept(ctx, b, nil, slices.Values([][20]byte{ihA, ihB, ihC}), tc.allow)
 					if err != nil {
 						b.Close() // the initiator sees the end
 					}
@@ -147,7 +147,7 @@ func TestUnknownSKey(t *testing.T) {
 	a, b := tcpPair(t)
 	errc := make(chan error, 1)
 	go func() {
-		_, err := Accept(ctx, b, slices.Values([][20]byte{ihA}), Both)
+		_, err := Accept(ctx, b, nil, slices.Values([][20]byte{ihA}), Both)
 		b.Close()
 		errc <- err
 	}()
@@ -273,7 +273,7 @@ func TestAcceptHostile(t *testing.T) {
 			defer cancel()
 			errc := make(chan error, 1)
 			go func() {
-				_, err := Accept(ctx, b, slices.Values([][20]byte{ihA, ihB}), Both)
+				_, err := Accept(ctx, b, nil, slices.Values([][20]byte{ihA, ihB}), Both)
 				b.Close()
 				errc <- err
 			}()
@@ -394,7 +394,7 @@ func TestShortWriteBreaks(t *testing.T) {
 	ctx := ctxT(t, 10*time.Second)
 	a, b := tcpPair(t)
 	go func() {
-		if c, err := Accept(ctx, b, slices.Values([][20]byte{ihA}), Both); err == nil {
+		if c, err := Accept(ctx, b, nil, slices.Values([][20]byte{ihA}), Both); err == nil {
 			_ = c // never read: A's writes fill the buffers
 		}
 	}()
