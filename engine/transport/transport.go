@@ -126,6 +126,9 @@ type Stats struct {
 	NoEncryption int
 	// RefusedEncrypted: incoming MSE handshakes refused (Off).
 	RefusedEncrypted int
+	// PlainFailed: outgoing plain handshakes that failed after the
+	// connection was made (Off): the peer may want encryption.
+	PlainFailed int
 }
 
 // Conn is a handshaken connection and what the engine may want to know
@@ -202,7 +205,7 @@ func (t *Transport) Stats() Stats {
 func (t *Transport) count(fn func(s *Stats)) {
 	t.mu.Lock()
 	fn(&t.stats)
-	failures := t.stats.NoEncryption + t.stats.RefusedEncrypted
+	failures := t.stats.NoEncryption + t.stats.RefusedEncrypted + t.stats.PlainFailed
 	now := time.Now()
 	report := failures > t.logged && now.Sub(t.lastLog) >= logEvery
 	if report {
@@ -212,8 +215,9 @@ func (t *Transport) count(fn func(s *Stats)) {
 	t.mu.Unlock()
 	if report {
 		t.log.Info("connections lost to the encryption policy", "policy", t.cfg.Policy,
-			"no_encryption", st.NoEncryption, "refused_encrypted", st.RefusedEncrypted,
-			"fallbacks_to_plain", st.Fallbacks, "hint", "with few peers, try -encryption prefer")
+			"peer_without_encryption", st.NoEncryption, "refused_encrypted", st.RefusedEncrypted,
+			"plain_handshake_failed", st.PlainFailed, "fallbacks_to_plain", st.Fallbacks,
+			"hint", "with few peers, try -encryption prefer (the default)")
 	}
 }
 
@@ -242,8 +246,12 @@ func (t *Transport) Dial(ctx context.Context, addr netip.AddrPort, ours wire.Han
 			delete(t.plainOnly, addr)
 			t.mu.Unlock()
 		}
-		if err == nil {
+		var he *handshakeError
+		switch {
+		case err == nil:
 			t.count(func(s *Stats) { s.PlainOut++ })
+		case t.cfg.Policy == Off && errors.As(err, &he) && ctx.Err() == nil && !errors.Is(err, wire.ErrInfoHashMismatch):
+			t.count(func(s *Stats) { s.PlainFailed++ })
 		}
 		return c, err
 	}

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -76,7 +79,7 @@ func TestPolicies(t *testing.T) {
 		{Off, Prefer, 0, true, Stats{PlainOut: 2}, Stats{PlainIn: 2}},
 		{Off, Off, 0, true, Stats{PlainOut: 2}, Stats{PlainIn: 2}},
 		{Require, Off, 0, false, Stats{NoEncryption: 2}, Stats{RefusedEncrypted: 2}},
-		{Off, Require, 0, false, Stats{}, Stats{NoEncryption: 2}},
+		{Off, Require, 0, false, Stats{PlainFailed: 2}, Stats{NoEncryption: 2}},
 	} {
 		t.Run(tc.dial.String()+"-"+tc.accept.String(), func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -165,4 +168,49 @@ func TestParsePolicy(t *testing.T) {
 	if _, err := ParsePolicy("forced"); err == nil {
 		t.Error("ParsePolicy(forced) succeeded")
 	}
+}
+
+// TestPolicyFailuresLogged: connections lost to the policy are logged,
+// once a minute at most, with the counts.
+func TestPolicyFailuresLogged(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var buf syncBuf
+	acc := New(Config{Policy: Require, Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	addr, results := server(t, acc)
+	dialer := New(Config{Policy: Off})
+	for range 3 {
+		if c, err := dialer.Dial(ctx, addr, handshake('d')); err == nil {
+			c.Close()
+			t.Fatal("a plain dial to a server requiring encryption succeeded")
+		}
+		if err := <-results; !errors.Is(err, ErrPlainRefused) {
+			t.Fatalf("accept: %v", err)
+		}
+	}
+	out := buf.String()
+	if n := strings.Count(out, "connections lost to the encryption policy"); n != 1 || !strings.Contains(out, "peer_without_encryption=1") {
+		t.Fatalf("log (want one line, counting the first failure):\n%s", out)
+	}
+	if st := acc.Stats(); st.NoEncryption != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// syncBuf is a log destination safe for the server's goroutines.
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
