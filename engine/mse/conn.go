@@ -23,8 +23,9 @@ type Conn struct {
 	decLeft int
 	// enc encrypts what is written; nil for Plaintext.
 	enc *rc4.Cipher
-	// wbuf is the ciphertext of a write, allocated on the first one.
-	wbuf []byte
+	// rbuf and wbuf hold ciphertext read and written, allocated on first
+	// use (chunk bytes each).
+	rbuf, wbuf []byte
 	// werr breaks the stream for good after a short write: the cipher has
 	// moved past bytes the peer never got.
 	werr error
@@ -39,29 +40,39 @@ func (c *Conn) Method() Method { return c.method }
 // SKey is the info-hash the handshake was made for.
 func (c *Conn) SKey() [20]byte { return c.skey }
 
-// Read reads and decrypts.
+// Read reads and decrypts. The ciphertext goes to a buffer of the Conn
+// and is decrypted from there into p: RC4 in place runs about a third
+// slower (crypto/rc4 on amd64, measured by the benchmarks).
 func (c *Conn) Read(p []byte) (int, error) {
+	if c.dec == nil {
+		if len(c.pre) > 0 {
+			n := copy(p, c.pre)
+			c.pre = c.pre[n:]
+			return n, nil
+		}
+		return c.Conn.Read(p)
+	}
+	if c.rbuf == nil {
+		c.rbuf = make([]byte, chunk)
+	}
+	buf := c.rbuf[:min(len(p), len(c.rbuf))]
 	var n int
 	var err error
 	if len(c.pre) > 0 {
-		n = copy(p, c.pre)
+		n = copy(buf, c.pre)
 		c.pre = c.pre[n:]
-		if len(c.pre) == 0 {
-			c.pre = nil
-		}
 	} else {
-		n, err = c.Conn.Read(p)
+		n, err = c.Conn.Read(buf)
 	}
-	if c.dec != nil && n > 0 {
-		m := n
-		if c.decLeft >= 0 {
-			m = min(m, c.decLeft)
-			c.decLeft -= m
-		}
-		c.dec.XORKeyStream(p[:m], p[:m])
-		if c.decLeft == 0 {
-			c.dec = nil
-		}
+	m := n
+	if c.decLeft >= 0 {
+		m = min(m, c.decLeft)
+		c.decLeft -= m
+	}
+	c.dec.XORKeyStream(p[:m], buf[:m])
+	copy(p[m:n], buf[m:n]) // past the initial payload of a Plaintext stream
+	if c.decLeft == 0 {
+		c.dec = nil
 	}
 	return n, err
 }
@@ -76,7 +87,7 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return 0, c.werr
 	}
 	if c.wbuf == nil {
-		c.wbuf = make([]byte, writeChunk)
+		c.wbuf = make([]byte, chunk)
 	}
 	done := 0
 	for done < len(p) {

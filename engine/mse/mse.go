@@ -87,8 +87,8 @@ const (
 	vcLen = 8
 	// discardLen is the RC4 keystream thrown away before use.
 	discardLen = 1024
-	// writeChunk bounds the buffer a Conn encrypts writes into.
-	writeChunk = 32 << 10
+	// chunk is the size of a Conn's read and write buffers.
+	chunk = 32 << 10
 )
 
 // Errors of the handshake. Each ends the connection.
