@@ -9,6 +9,7 @@ import (
 
 	"btfs/bitfield"
 	"btfs/engine/choker"
+	"btfs/engine/mse"
 	"btfs/engine/pex"
 	"btfs/engine/tracker"
 	"btfs/engine/wire"
@@ -47,6 +48,8 @@ type (
 		addr     netip.AddrPort
 		hs       wire.Handshake
 		outgoing bool
+		enc      mse.Method // 0: plain
+		network  string     // the transport's ("tcp")
 	}
 	// dialFailedEvent: an outgoing connection or its handshake failed.
 	dialFailedEvent struct {

@@ -32,6 +32,7 @@ import (
 
 	"btfs/engine/choker"
 	"btfs/engine/metadata"
+	"btfs/engine/transport"
 	"btfs/engine/wire"
 	"btfs/internal/ratelog"
 	"btfs/metainfo"
@@ -106,6 +107,12 @@ type Config struct {
 	// when Finder also implements NodeAdder (so peers' port messages have
 	// somewhere to go) and the torrent is not private.
 	DHTPort int
+	// Transport dials and accepts connections (encryption policy, uTP);
+	// nil means a TCP transport with the default policy (encryption
+	// preferred) and this Config's timeouts and logger. Share one between
+	// the magnet fetcher and the engine so that what it learned about
+	// peers carries over.
+	Transport *transport.Transport
 }
 
 // Torrent is one swarm: the peers of one info-hash.
@@ -130,11 +137,12 @@ type Torrent struct {
 	wg        sync.WaitGroup // every goroutine the Torrent started
 	complete  chan struct{}  // closed once every piece is verified
 	closeOnce sync.Once
-	gens      *pieceGens       // per piece, failed hash checks seen by the loop (smartban.go)
-	sumSeed   maphash.Seed     // seed of the block digests (smartban.go)
-	private   bool             // BEP 27: no PEX, no DHT
-	meta      *metadata.Server // answers ut_metadata requests (extensions.go)
-	nodes     NodeAdder        // the Finder's DHT routing table, nil unless we speak BEP 5
+	gens      *pieceGens           // per piece, failed hash checks seen by the loop (smartban.go)
+	sumSeed   maphash.Seed         // seed of the block digests (smartban.go)
+	private   bool                 // BEP 27: no PEX, no DHT
+	meta      *metadata.Server     // answers ut_metadata requests (extensions.go)
+	nodes     NodeAdder            // the Finder's DHT routing table, nil unless we speak BEP 5
+	tr        *transport.Transport // dials and accepts: TCP, MSE, the handshake
 
 	s *state // loop-owned; see loop.go
 }
@@ -186,6 +194,10 @@ func New(mi *metainfo.MetaInfo, sw *storagewrapper.Wrapper, cfg Config) (*Torren
 		sumSeed:  maphash.MakeSeed(),
 	}
 	t.lim = ratelog.New(t.log, 0)
+	t.tr = cfg.Transport
+	if t.tr == nil {
+		t.tr = transport.New(transport.Config{DialTimeout: cfg.DialTimeout, HandshakeTimeout: cfg.HandshakeTimeout, Logger: cfg.Logger})
+	}
 	t.ours = wire.Handshake{InfoHash: mi.InfoHash, PeerID: cfg.PeerID}
 	t.ours.Reserved.SetExtensions()
 	t.ours.Reserved.SetFast()

@@ -18,6 +18,7 @@ import (
 
 	"btfs/dht"
 	"btfs/engine"
+	"btfs/engine/transport"
 	"btfs/metainfo"
 	"btfs/picker"
 	"btfs/storagewrapper"
@@ -38,6 +39,8 @@ type swarmFlags struct {
 	// noDHT and dhtBootstrap: -no-dht, -dht-bootstrap.
 	noDHT        bool
 	dhtBootstrap multiFlag
+	// encryption: -encryption prefer|require|off (MSE/PE).
+	encryption string
 }
 
 func (f *swarmFlags) register(fl *flag.FlagSet) {
@@ -52,6 +55,7 @@ func (f *swarmFlags) register(fl *flag.FlagSet) {
 	fl.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fl.BoolVar(&f.quiet, "quiet", false, "no status line; log warnings and errors only")
 	fl.BoolVar(&f.noDHT, "no-dht", false, "do not use the DHT: trackers and -peer only (private torrents never use it)")
+	fl.StringVar(&f.encryption, "encryption", "prefer", "MSE/PE `policy`: prefer (accept both; dial encrypted, fall back to plain), require (encrypted only), off (plain only)")
 	fl.Var(&f.dhtBootstrap, "dht-bootstrap", "join the DHT through this `host:port` (repeatable; default: "+strings.Join(dht.DefaultBootstrap, ", ")+")")
 }
 
@@ -140,7 +144,16 @@ func (f *swarmFlags) logger(stderr io.Writer) (*slog.Logger, func(), error) {
 // engineConfig turns the flags into an engine.Config.
 func (f *swarmFlags) engineConfig(log *slog.Logger, mode picker.Mode) (engine.Config, error) {
 	cfg := engine.Config{Logger: log, Listen: f.listen, MaxPeers: f.maxPeers, Mode: mode}
+	policy := transport.Prefer // flags not registered (the demo): the default
 	var err error
+	if f.encryption != "" {
+		if policy, err = transport.ParsePolicy(f.encryption); err != nil {
+			return cfg, fmt.Errorf("-encryption: %w", err)
+		}
+	}
+	// One transport for the metadata fetch and the engine: what it
+	// learns about peers (who refuses encryption) carries over.
+	cfg.Transport = transport.New(transport.Config{Policy: policy, Logger: log})
 	if cfg.MaxDownloadRate, err = parseRate("-max-download-rate", f.maxDown); err != nil {
 		return cfg, err
 	}

@@ -17,9 +17,11 @@ import (
 // Debian one (python3-libtorrent), never a virtualenv's.
 const LibtorrentPython = "/usr/bin/python3"
 
-// libtorrentScript seeds one torrent with libtorrent (rasterbar) and
-// prints a JSON status line every 200 ms. argv: torrent, save path,
-// listen IP, port, then the peers to connect to (IP:PORT). Its settings:
+// libtorrentScript seeds (or downloads) one torrent with libtorrent
+// (rasterbar) and prints a JSON status line every 200 ms. argv: torrent,
+// save path, listen IP, port, a JSON object of settings that override the
+// defaults below, "seed" or "leech", then the peers to connect to
+// (IP:PORT). Its default settings:
 // nothing but TCP on the given address (no DHT, LSD, UPnP, NAT-PMP, uTP,
 // no encryption, outgoing connections from that address too);
 // seed-to-seed connections kept (close_redundant_connections off, or two
@@ -30,8 +32,9 @@ import json, sys, time
 import libtorrent as lt
 
 torrent, save, ip, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-peers = sys.argv[5:]
-ses = lt.session({
+extra, mode = json.loads(sys.argv[5]), sys.argv[6]
+peers = sys.argv[7:]
+settings = {
     'listen_interfaces': '%s:%d' % (ip, port),
     'outgoing_interfaces': ip,
     'enable_dht': False,
@@ -46,18 +49,24 @@ ses = lt.session({
     # attempt costs a second before libtorrent retries in the clear.
     'out_enc_policy': int(lt.enc_policy.disabled),
     'alert_mask': 0,
-})
+}
+settings.update(extra)
+ses = lt.session(settings)
 atp = lt.add_torrent_params()
 atp.ti = lt.torrent_info(torrent)
 atp.save_path = save
-atp.flags = (atp.flags | lt.torrent_flags.seed_mode) & ~lt.torrent_flags.auto_managed & ~lt.torrent_flags.paused
+atp.flags = atp.flags & ~lt.torrent_flags.auto_managed & ~lt.torrent_flags.paused
+if mode == 'seed':
+    atp.flags |= lt.torrent_flags.seed_mode
 h = ses.add_torrent(atp)
 for p in peers:
     host, _, pport = p.rpartition(':')
     h.connect_peer((host, int(pport)))
 while True:
     s = h.status()
-    ps = [{'ip': pi.ip[0], 'port': pi.ip[1], 'up': pi.total_upload, 'seed': bool(pi.flags & lt.peer_info.seed)} for pi in h.get_peer_info()]
+    ps = [{'ip': pi.ip[0], 'port': pi.ip[1], 'up': pi.total_upload, 'down': pi.total_download, 'seed': bool(pi.flags & lt.peer_info.seed),
+           'rc4': bool(pi.flags & lt.peer_info.rc4_encrypted), 'obfuscated': bool(pi.flags & lt.peer_info.plaintext_encrypted)}
+          for pi in h.get_peer_info()]
     print(json.dumps({'state': str(s.state), 'seeding': s.is_seeding, 'listen': ses.is_listening(),
                       'uploaded': s.total_payload_upload, 'peers': ps}), flush=True)
     time.sleep(0.2)
@@ -90,8 +99,13 @@ type LibtorrentPeer struct {
 	// IP and Port are the remote end of the connection.
 	IP   string `json:"ip"`
 	Port int    `json:"port"`
-	// Up counts the bytes sent to it.
-	Up int64 `json:"up"`
+	// Up counts the bytes sent to it, Down those received from it.
+	Up   int64 `json:"up"`
+	Down int64 `json:"down"`
+	// RC4 is set on an MSE connection with RC4 selected, Obfuscated on
+	// one with plaintext selected (handshake obfuscated only).
+	RC4        bool `json:"rc4"`
+	Obfuscated bool `json:"obfuscated"`
 	// Seed is set when the peer has every piece.
 	Seed bool `json:"seed"`
 }
@@ -119,6 +133,35 @@ func RequireLibtorrent(t testing.TB) {
 // stopped by PID in t.Cleanup.
 func StartLibtorrentSeeder(t testing.TB, torrentPath, dataDir, ip string, peers ...netip.AddrPort) *LibtorrentSeeder {
 	t.Helper()
+	return StartLibtorrent(t, torrentPath, dataDir, ip, LibtorrentOptions{}, peers...)
+}
+
+// LibtorrentOptions vary a libtorrent peer.
+type LibtorrentOptions struct {
+	// Settings override the script's session settings (libtorrent's
+	// settings_pack names; enums as integers), e.g. LibtorrentEncryptionForced.
+	Settings map[string]any
+	// Leech starts it without the data: it downloads into dataDir (its
+	// status says Seeding once it has everything). Its start then waits
+	// only for its listen socket.
+	Leech bool
+}
+
+// LibtorrentEncryptionForced are the settings of a libtorrent that speaks
+// MSE/PE only, both ways (pe_forced), with RC4 for the whole stream
+// (allowed_enc_level pe_rc4; libtorrent otherwise selects plaintext after
+// the obfuscated handshake when offered both).
+var LibtorrentEncryptionForced = map[string]any{
+	"in_enc_policy":     0, // pe_forced
+	"out_enc_policy":    0,
+	"allowed_enc_level": 2, // pe_rc4
+	"prefer_rc4":        true,
+}
+
+// StartLibtorrent is StartLibtorrentSeeder with options: other settings,
+// or a leecher.
+func StartLibtorrent(t testing.TB, torrentPath, dataDir, ip string, opts LibtorrentOptions, peers ...netip.AddrPort) *LibtorrentSeeder {
+	t.Helper()
 	RequireLibtorrent(t)
 	addr := checkLoopback(t, ip)
 	for _, p := range peers {
@@ -135,7 +178,7 @@ func StartLibtorrentSeeder(t testing.TB, torrentPath, dataDir, ip string, peers 
 	}
 	var lastErr error
 	for range startAttempts {
-		s, err := tryLibtorrent(t, torrentPath, dataDir, addr, peers)
+		s, err := tryLibtorrent(t, torrentPath, dataDir, addr, opts, peers)
 		if err == nil {
 			return s
 		}
@@ -162,12 +205,20 @@ func StartLibtorrentPair(t testing.TB, torrentPath, dataDir string) (l1, l2 *Lib
 }
 
 // tryLibtorrent is one attempt of StartLibtorrentSeeder.
-func tryLibtorrent(t testing.TB, torrentPath, dataDir string, ip netip.Addr, peers []netip.AddrPort) (*LibtorrentSeeder, error) {
+func tryLibtorrent(t testing.TB, torrentPath, dataDir string, ip netip.Addr, opts LibtorrentOptions, peers []netip.AddrPort) (*LibtorrentSeeder, error) {
 	port, err := freePort("tcp", ip)
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"-c", libtorrentScript, torrentPath, dataDir, ip.String(), fmt.Sprint(port)}
+	settings, err := json.Marshal(opts.Settings)
+	if err != nil || opts.Settings == nil {
+		settings = []byte("{}")
+	}
+	mode := "seed"
+	if opts.Leech {
+		mode = "leech"
+	}
+	args := []string{"-c", libtorrentScript, torrentPath, dataDir, ip.String(), fmt.Sprint(port), string(settings), mode}
 	for _, p := range peers {
 		args = append(args, p.String())
 	}
@@ -177,7 +228,7 @@ func tryLibtorrent(t testing.TB, torrentPath, dataDir string, ip netip.Addr, pee
 	}
 	err = s.waitListening(func() bool {
 		st, err := s.Status()
-		return err == nil && st.Seeding && st.Listen
+		return err == nil && (st.Seeding || opts.Leech) && st.Listen
 	})
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TransmissionSeeder is a transmission-cli seeding one torrent from
@@ -64,6 +65,13 @@ func transmissionSettings(ip netip.Addr, port int) map[string]any {
 // until Transmission's handshake timeout (30 s).
 func StartTransmissionSeeder(t testing.TB, torrentPath, dataDir, ip string) *TransmissionSeeder {
 	t.Helper()
+	return StartTransmissionSeederArgs(t, torrentPath, dataDir, ip)
+}
+
+// StartTransmissionSeederArgs is StartTransmissionSeeder with more
+// transmission-cli flags, e.g. "-er" (encryption required).
+func StartTransmissionSeederArgs(t testing.TB, torrentPath, dataDir, ip string, extra ...string) *TransmissionSeeder {
+	t.Helper()
 	Require(t, "transmission-cli")
 	addr := checkLoopback(t, ip)
 	torrentPath, err := filepath.Abs(torrentPath)
@@ -75,7 +83,7 @@ func StartTransmissionSeeder(t testing.TB, torrentPath, dataDir, ip string) *Tra
 	}
 	var lastErr error
 	for range startAttempts {
-		s, err := tryTransmission(t, torrentPath, dataDir, addr)
+		s, err := tryTransmission(t, torrentPath, dataDir, addr, extra)
 		if err == nil {
 			return s
 		}
@@ -87,7 +95,7 @@ func StartTransmissionSeeder(t testing.TB, torrentPath, dataDir, ip string) *Tra
 }
 
 // tryTransmission is one attempt of StartTransmissionSeeder.
-func tryTransmission(t testing.TB, torrentPath, dataDir string, ip netip.Addr) (*TransmissionSeeder, error) {
+func tryTransmission(t testing.TB, torrentPath, dataDir string, ip netip.Addr, extra []string) (*TransmissionSeeder, error) {
 	port, err := freePort("tcp", ip)
 	if err != nil {
 		return nil, err
@@ -101,14 +109,15 @@ func tryTransmission(t testing.TB, torrentPath, dataDir string, ip netip.Addr) (
 		return nil, fmt.Errorf("swarmtest: %w", err)
 	}
 	s := &TransmissionSeeder{peerProcess{addr: netip.AddrPortFrom(ip, uint16(port))}}
-	s.proc, err = startProcess(t, cfgDir, false, "transmission-cli",
+	args := []string{
 		"-g", cfgDir, // settings.json above, resume files, nothing of the user's
 		"-w", dataDir,
 		"-p", fmt.Sprint(port),
 		"-M", // no NAT-PMP or UPnP
 		"-B", // no blocklist
 		"-v", // verify the data first: the only way it seeds existing files
-		torrentPath)
+	}
+	s.proc, err = startProcess(t, cfgDir, false, "transmission-cli", append(append(args, extra...), torrentPath)...)
 	if err != nil {
 		return nil, err
 	}
@@ -117,6 +126,14 @@ func tryTransmission(t testing.TB, torrentPath, dataDir string, ip netip.Addr) (
 	err = s.waitListening(func() bool { return transmissionSeeding(s.proc.out.String()) })
 	if err != nil {
 		return nil, err
+	}
+	// It sometimes removes its torrent and exits 0 about half a second
+	// after it is ready ("Removing torrent"): watch it a little longer
+	// and start it again if it does.
+	for end := time.Now().Add(aliveFor); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if err := s.proc.exited(); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -134,3 +151,7 @@ func transmissionSeeding(out string) bool {
 	verified := strings.Index(out, "Verification is done")
 	return verified >= 0 && strings.Contains(out[verified:], "Announcing to tracker") || strings.Contains(out, "Seeding")
 }
+
+// aliveFor is how long a fresh transmission-cli must keep running to be
+// trusted to.
+const aliveFor = 1500 * time.Millisecond
