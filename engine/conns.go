@@ -37,20 +37,20 @@ func (t *Torrent) acceptLoop(ln net.Listener) {
 				return
 			}
 			conn.SetDeadline(time.Time{})
-			if !t.post(t.ctx, connEvent{conn: conn, addr: addrOf(conn.RemoteAddr()), hs: peerHS}) {
+			if !t.post(t.ctx, connEvent{conn: conn, addr: addrOf(conn.RemoteAddr()), hs: peerHS, via: viaOf(conn)}) {
 				conn.Close()
 			}
 		}()
 	}
 }
 
-// dial connects to addr and handshakes, reporting to the loop.
-func (t *Torrent) dial(addr netip.AddrPort) {
+// dial connects to addr (transport.go: uTP and TCP) and handshakes,
+// reporting to the loop.
+func (t *Torrent) dial(addr netip.AddrPort, way via, utpHint bool) {
 	defer t.wg.Done()
 	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.DialTimeout+t.cfg.HandshakeTimeout)
 	defer cancel()
-	d := net.Dialer{Timeout: t.cfg.DialTimeout}
-	conn, err := d.DialContext(ctx, "tcp", addr.String())
+	conn, how, err := t.dialConn(ctx, addr, way, utpHint)
 	if err != nil {
 		t.post(t.ctx, dialFailedEvent{addr: addr, err: err})
 		return
@@ -62,7 +62,7 @@ func (t *Torrent) dial(addr netip.AddrPort) {
 		return
 	}
 	conn.SetDeadline(time.Time{})
-	if !t.post(t.ctx, connEvent{conn: conn, addr: addr, hs: hs, outgoing: true}) {
+	if !t.post(t.ctx, connEvent{conn: conn, addr: addr, hs: hs, outgoing: true, via: how}) {
 		conn.Close()
 	}
 }
@@ -110,7 +110,7 @@ func (s *state) maybeDial(now time.Time) {
 		k.dialing = true
 		s.dialing++
 		s.t.wg.Add(1)
-		go s.t.dial(a)
+		go s.t.dial(a, k.via, k.utpHint)
 	}
 }
 
@@ -121,6 +121,7 @@ func (s *state) onDialFailed(addr netip.AddrPort, err error) {
 		return
 	}
 	k.dialing = false
+	k.noteDialed(viaAny)
 	k.failures++
 	k.nextTry = time.Now().Add(redialBackoff << min(k.failures-1, 6))
 	s.t.log.Debug("dial failed", "addr", addr, "failures", k.failures, "err", err)
@@ -132,6 +133,7 @@ func (s *state) onConn(ev connEvent) {
 		s.dialing--
 		if k := s.known[ev.addr]; k != nil {
 			k.dialing = false
+			k.noteDialed(ev.via)
 		}
 	}
 	reject := func(why string) {
@@ -157,6 +159,7 @@ func (s *state) onConn(ev connEvent) {
 	}
 	p := newPeer(s.t, ev.conn, ev.addr, ev.hs)
 	p.exts.dht = ev.hs.Reserved.SupportsDHT()
+	p.utp = ev.via == viaUTP
 	if ev.outgoing {
 		p.exts.dialled, p.exts.listen = true, ev.addr
 	}

@@ -47,6 +47,7 @@ type (
 		addr     netip.AddrPort
 		hs       wire.Handshake
 		outgoing bool
+		via      via // the transport
 	}
 	// dialFailedEvent: an outgoing connection or its handshake failed.
 	dialFailedEvent struct {
@@ -89,6 +90,8 @@ type known struct {
 	failures  int       // consecutive failures
 	nextTry   time.Time // not before
 	self      bool      // it is us
+	via       via       // the transport that worked last (transport.go); viaAny after a failure
+	utpHint   bool      // PEX says it speaks uTP
 }
 
 // state is the swarm state, owned by the loop goroutine.

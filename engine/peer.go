@@ -25,6 +25,7 @@ type peer struct {
 	addr    netip.AddrPort // remote address
 	key     string         // addr.String(): the storagewrapper's name for it
 	id      [20]byte       // remote peer id
+	utp     bool           // the connection is uTP (else TCP)
 	fast    bool           // both sides speak BEP 6
 	ext     bool           // both sides speak BEP 10
 	ctx     context.Context

@@ -29,6 +29,7 @@ type Stats struct {
 type PeerStats struct {
 	Addr                     netip.AddrPort
 	Client                   string // from the peer id prefix
+	UTP                      bool   // the connection is uTP (else TCP)
 	Downloaded, Uploaded     int64
 	DownloadRate, UploadRate float64
 	AmChoking, PeerChoking   bool
@@ -75,6 +76,7 @@ func (s *state) refreshStats() {
 		st.PerPeer = append(st.PerPeer, PeerStats{
 			Addr:           p.addr,
 			Client:         clientName(p.id),
+			UTP:            p.utp,
 			Downloaded:     p.down.Total(),
 			Uploaded:       p.up.Total(),
 			DownloadRate:   p.down.Rate(),

@@ -32,6 +32,7 @@ import (
 
 	"btfs/engine/choker"
 	"btfs/engine/metadata"
+	"btfs/engine/utp"
 	"btfs/engine/wire"
 	"btfs/metainfo"
 	"btfs/picker"
@@ -100,6 +101,14 @@ type Config struct {
 	// Finder finds peers for the info-hash outside trackers (the DHT);
 	// nil means none. Never used for private torrents.
 	Finder PeerFinder
+	// UTP, when set, is a uTP socket (normally on the TCP port's number):
+	// its incoming connections join the TCP ones, and dials try uTP first
+	// (transport.go). The caller owns it (the DHT may share it) and closes
+	// it after the Torrent; nil means TCP only.
+	UTP *utp.Socket
+	// UTPHeadStart is how long a dial tries uTP alone before TCP joins;
+	// 0 means DefaultUTPHeadStart.
+	UTPHeadStart time.Duration
 	// DHTPort is the UDP port of our DHT node, sent in BEP 5 port
 	// messages to peers that speak DHT; 0 sends none. It is used only
 	// when Finder also implements NodeAdder (so peers' port messages have
@@ -117,6 +126,7 @@ type Torrent struct {
 	ours wire.Handshake          // what we send: info-hash, peer id, reserved bits
 
 	listener  net.Listener    // nil when not listening
+	utpLn     net.Listener    // the uTP socket's accept view; nil without uTP
 	downLimit *rate.Limiter   // nil when unlimited
 	upLimit   *rate.Limiter   // nil when unlimited
 	down, up  meter           // torrent totals (payload bytes)
@@ -157,6 +167,9 @@ func New(mi *metainfo.MetaInfo, sw *storagewrapper.Wrapper, cfg Config) (*Torren
 	}
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if cfg.UTPHeadStart <= 0 {
+		cfg.UTPHeadStart = DefaultUTPHeadStart
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
@@ -233,6 +246,11 @@ func (t *Torrent) Start(ctx context.Context) error {
 		t.wg.Add(1)
 		go t.acceptLoop(ln)
 	}
+	if t.cfg.UTP != nil {
+		t.utpLn = t.cfg.UTP.Listener()
+		t.wg.Add(1)
+		go t.acceptLoop(t.utpLn)
+	}
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
@@ -252,6 +270,9 @@ func (t *Torrent) Close() error {
 		t.cancel()
 		if t.listener != nil {
 			t.listener.Close()
+		}
+		if t.utpLn != nil {
+			t.utpLn.Close()
 		}
 	})
 	t.wg.Wait()

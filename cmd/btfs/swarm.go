@@ -18,6 +18,7 @@ import (
 
 	"btfs/dht"
 	"btfs/engine"
+	"btfs/engine/utp"
 	"btfs/metainfo"
 	"btfs/picker"
 	"btfs/storagewrapper"
@@ -38,6 +39,9 @@ type swarmFlags struct {
 	// noDHT and dhtBootstrap: -no-dht, -dht-bootstrap.
 	noDHT        bool
 	dhtBootstrap multiFlag
+	// utp: -utp, uTP on the listen port (shared with the DHT) and tried
+	// first when dialling.
+	utp bool
 }
 
 func (f *swarmFlags) register(fl *flag.FlagSet) {
@@ -52,6 +56,7 @@ func (f *swarmFlags) register(fl *flag.FlagSet) {
 	fl.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fl.BoolVar(&f.quiet, "quiet", false, "no status line; log warnings and errors only")
 	fl.BoolVar(&f.noDHT, "no-dht", false, "do not use the DHT: trackers and -peer only (private torrents never use it)")
+	fl.BoolVar(&f.utp, "utp", true, "speak uTP (BEP 29) too: accept it on the listen port (UDP) and try it before TCP when dialling")
 	fl.Var(&f.dhtBootstrap, "dht-bootstrap", "join the DHT through this `host:port` (repeatable; default: "+strings.Join(dht.DefaultBootstrap, ", ")+")")
 }
 
@@ -75,6 +80,16 @@ func (f *swarmFlags) join(ctx context.Context, cfg *engine.Config, private bool,
 		cfg.Listener, cfg.Listen = ln, ""
 		closers = append(closers, func() { ln.Close() })
 	}
+	if f.utp && cfg.Listener != nil && cfg.UTP == nil {
+		// uTP on the TCP port's number, in UDP; the DHT shares the socket.
+		sock, err := utp.Listen(cfg.Listener.Addr().String(), utp.Config{Logger: log.With("part", "utp")})
+		if err != nil {
+			log.Warn("uTP off: its UDP port is not free", "err", err)
+		} else {
+			cfg.UTP = sock
+			closers = append(closers, func() { sock.Close() })
+		}
+	}
 	if f.noDHT || private {
 		return closeFn, nil
 	}
@@ -89,7 +104,10 @@ func (f *swarmFlags) join(ctx context.Context, cfg *engine.Config, private bool,
 		}
 	}
 	dcfg := dht.Config{Addr: ":0", Bootstrap: bootstrap, StateFile: stateFile, Logger: log.With("part", "dht")}
-	if cfg.Listener != nil {
+	if cfg.UTP != nil {
+		// One UDP socket for both: datagrams that are not uTP go to the DHT.
+		dcfg.Conn = cfg.UTP.PacketConn()
+	} else if cfg.Listener != nil {
 		// The DHT's UDP port is the TCP port when it is free: one port
 		// to open in a firewall.
 		if host, port, err := net.SplitHostPort(cfg.Listener.Addr().String()); err == nil {
@@ -97,7 +115,7 @@ func (f *swarmFlags) join(ctx context.Context, cfg *engine.Config, private bool,
 		}
 	}
 	node, err := dht.Start(ctx, dcfg)
-	if err != nil && dcfg.Addr != ":0" {
+	if err != nil && dcfg.Conn == nil && dcfg.Addr != ":0" {
 		if host, _, serr := net.SplitHostPort(dcfg.Addr); serr == nil {
 			dcfg.Addr = net.JoinHostPort(host, "0")
 			node, err = dht.Start(ctx, dcfg)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -17,21 +18,25 @@ import (
 // Debian one (python3-libtorrent), never a virtualenv's.
 const LibtorrentPython = "/usr/bin/python3"
 
-// libtorrentScript seeds one torrent with libtorrent (rasterbar) and
+// libtorrentScript runs one torrent with libtorrent (rasterbar) and
 // prints a JSON status line every 200 ms. argv: torrent, save path,
-// listen IP, port, then the peers to connect to (IP:PORT). Its settings:
-// nothing but TCP on the given address (no DHT, LSD, UPnP, NAT-PMP, uTP,
-// no encryption, outgoing connections from that address too);
-// seed-to-seed connections kept (close_redundant_connections off, or two
-// seeds hang up on each other and never list each other in PEX); PEX on
-// (the ut_pex plugin is a default one).
+// listen IP, port, options (LibtorrentOptions as JSON), then the peers to
+// connect to (IP:PORT). Its settings: nothing but TCP on the given address
+// (no DHT, LSD, UPnP, NAT-PMP, uTP, no encryption, outgoing connections
+// from that address too) unless the options say uTP only; seed-to-seed
+// connections kept (close_redundant_connections off, or two seeds hang up
+// on each other and never list each other in PEX); PEX on (the ut_pex
+// plugin is a default one). A seeder starts in seed mode; a leecher
+// checks what is in the save path and downloads the rest.
 const libtorrentScript = `
 import json, sys, time
 import libtorrent as lt
 
 torrent, save, ip, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-peers = sys.argv[5:]
-ses = lt.session({
+opts = json.loads(sys.argv[5])
+UTP_SOCKET = 1 << 17  # peer_info::utp_socket, which the Python binding does not name
+peers = sys.argv[6:]
+settings = {
     'listen_interfaces': '%s:%d' % (ip, port),
     'outgoing_interfaces': ip,
     'enable_dht': False,
@@ -46,20 +51,28 @@ ses = lt.session({
     # attempt costs a second before libtorrent retries in the clear.
     'out_enc_policy': int(lt.enc_policy.disabled),
     'alert_mask': 0,
-})
+}
+if opts.get('UTPOnly'):
+    settings.update({'enable_incoming_utp': True, 'enable_outgoing_utp': True,
+                     'enable_incoming_tcp': False, 'enable_outgoing_tcp': False})
+ses = lt.session(settings)
 atp = lt.add_torrent_params()
 atp.ti = lt.torrent_info(torrent)
 atp.save_path = save
-atp.flags = (atp.flags | lt.torrent_flags.seed_mode) & ~lt.torrent_flags.auto_managed & ~lt.torrent_flags.paused
+atp.flags = atp.flags & ~lt.torrent_flags.auto_managed & ~lt.torrent_flags.paused
+if not opts.get('Leech'):
+    atp.flags |= lt.torrent_flags.seed_mode
 h = ses.add_torrent(atp)
 for p in peers:
     host, _, pport = p.rpartition(':')
     h.connect_peer((host, int(pport)))
 while True:
     s = h.status()
-    ps = [{'ip': pi.ip[0], 'port': pi.ip[1], 'up': pi.total_upload, 'seed': bool(pi.flags & lt.peer_info.seed)} for pi in h.get_peer_info()]
+    ps = [{'ip': pi.ip[0], 'port': pi.ip[1], 'up': pi.total_upload, 'down': pi.total_download,
+           'seed': bool(pi.flags & lt.peer_info.seed), 'utp': bool(pi.flags & UTP_SOCKET)} for pi in h.get_peer_info()]
     print(json.dumps({'state': str(s.state), 'seeding': s.is_seeding, 'listen': ses.is_listening(),
-                      'uploaded': s.total_payload_upload, 'peers': ps}), flush=True)
+                      'uploaded': s.total_payload_upload, 'downloaded': s.total_payload_download,
+                      'done': s.total_wanted_done, 'peers': ps}), flush=True)
     time.sleep(0.2)
 `
 
@@ -79,8 +92,12 @@ type LibtorrentStatus struct {
 	Seeding bool `json:"seeding"`
 	// Listen is set once its listen socket is open.
 	Listen bool `json:"listen"`
-	// Uploaded counts the payload bytes it sent this session.
-	Uploaded int64 `json:"uploaded"`
+	// Uploaded and Downloaded count the payload bytes it sent and
+	// received this session.
+	Uploaded   int64 `json:"uploaded"`
+	Downloaded int64 `json:"downloaded"`
+	// Done is how many bytes of the torrent it has (verified).
+	Done int64 `json:"done"`
 	// Peers are its connections.
 	Peers []LibtorrentPeer `json:"peers"`
 }
@@ -92,8 +109,23 @@ type LibtorrentPeer struct {
 	Port int    `json:"port"`
 	// Up counts the bytes sent to it.
 	Up int64 `json:"up"`
+	// Down counts the bytes received from it.
+	Down int64 `json:"down"`
 	// Seed is set when the peer has every piece.
 	Seed bool `json:"seed"`
+	// UTP is set when the connection is uTP.
+	UTP bool `json:"utp"`
+}
+
+// LibtorrentOptions change what StartLibtorrent runs; the zero value is a
+// TCP-only seeder.
+type LibtorrentOptions struct {
+	// UTPOnly disables TCP both ways and enables uTP (a peer reachable
+	// only over uTP, as many home peers are).
+	UTPOnly bool
+	// Leech starts it as a leecher: it checks the save path and
+	// downloads what is missing (Status().Seeding once done).
+	Leech bool
 }
 
 // RequireLibtorrent skips t unless python3's libtorrent module imports
@@ -119,6 +151,14 @@ func RequireLibtorrent(t testing.TB) {
 // stopped by PID in t.Cleanup.
 func StartLibtorrentSeeder(t testing.TB, torrentPath, dataDir, ip string, peers ...netip.AddrPort) *LibtorrentSeeder {
 	t.Helper()
+	return StartLibtorrent(t, torrentPath, dataDir, ip, LibtorrentOptions{}, peers...)
+}
+
+// StartLibtorrent runs libtorrent as opts say (StartLibtorrentSeeder's
+// seeder by default) on ip, with dataDir as its save path. A leecher is
+// returned once it listens; a seeder once it also seeds.
+func StartLibtorrent(t testing.TB, torrentPath, dataDir, ip string, opts LibtorrentOptions, peers ...netip.AddrPort) *LibtorrentSeeder {
+	t.Helper()
 	RequireLibtorrent(t)
 	addr := checkLoopback(t, ip)
 	for _, p := range peers {
@@ -135,7 +175,7 @@ func StartLibtorrentSeeder(t testing.TB, torrentPath, dataDir, ip string, peers 
 	}
 	var lastErr error
 	for range startAttempts {
-		s, err := tryLibtorrent(t, torrentPath, dataDir, addr, peers)
+		s, err := tryLibtorrent(t, torrentPath, dataDir, addr, opts, peers)
 		if err == nil {
 			return s
 		}
@@ -162,12 +202,19 @@ func StartLibtorrentPair(t testing.TB, torrentPath, dataDir string) (l1, l2 *Lib
 }
 
 // tryLibtorrent is one attempt of StartLibtorrentSeeder.
-func tryLibtorrent(t testing.TB, torrentPath, dataDir string, ip netip.Addr, peers []netip.AddrPort) (*LibtorrentSeeder, error) {
+func tryLibtorrent(t testing.TB, torrentPath, dataDir string, ip netip.Addr, opts LibtorrentOptions, peers []netip.AddrPort) (*LibtorrentSeeder, error) {
 	port, err := freePort("tcp", ip)
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"-c", libtorrentScript, torrentPath, dataDir, ip.String(), fmt.Sprint(port)}
+	if opts.UTPOnly && portTakenUDP(netip.AddrPortFrom(ip, uint16(port))) {
+		return nil, fmt.Errorf("swarmtest: UDP port %d on %v is taken", port, ip)
+	}
+	o, err := json.Marshal(opts)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"-c", libtorrentScript, torrentPath, dataDir, ip.String(), fmt.Sprint(port), string(o)}
 	for _, p := range peers {
 		args = append(args, p.String())
 	}
@@ -177,7 +224,7 @@ func tryLibtorrent(t testing.TB, torrentPath, dataDir string, ip netip.Addr, pee
 	}
 	err = s.waitListening(func() bool {
 		st, err := s.Status()
-		return err == nil && st.Seeding && st.Listen
+		return err == nil && (st.Seeding || opts.Leech) && st.Listen
 	})
 	if err != nil {
 		return nil, err
@@ -232,4 +279,15 @@ func (s *LibtorrentSeeder) WaitConnected(ctx context.Context, ip netip.Addr) err
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// portTakenUDP reports whether addr cannot be bound in UDP now (uTP
+// listens on the TCP port's number).
+func portTakenUDP(addr netip.AddrPort) bool {
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
+	if err != nil {
+		return true
+	}
+	c.Close()
+	return false
 }

@@ -282,6 +282,12 @@ type conn struct {
 	release func() // nil for outgoing connections
 }
 
+// RemoteAddr is the peer's UDP address, an IPv4 one unmapped (a socket
+// listening on every address reports IPv4 peers as ::ffff:a.b.c.d).
+func (c *conn) RemoteAddr() net.Addr {
+	return net.UDPAddrFromAddrPort(addrOf(c.Conn.RemoteAddr()))
+}
+
 func (c *conn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() {

@@ -1,0 +1,176 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"btfs/engine/utp"
+	"btfs/internal/poll"
+	"btfs/internal/swarmtest"
+)
+
+// These tests talk uTP (BEP 29) with libtorrent's own implementation, the
+// one most of a real swarm runs, with TCP disabled on its side.
+
+// utpSocket opens a uTP socket on loopback, closed after the engines
+// (cleanups run last-in first-out: open it before starting them).
+func utpSocket(t *testing.T, ip string) *utp.Socket {
+	t.Helper()
+	s, err := utp.Listen(ip+":0", utp.Config{Logger: testLogger(t).With("part", "utp")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func udpAddrPort(a net.Addr) netip.AddrPort {
+	ap := a.(*net.UDPAddr).AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+func TestLibtorrentUTPOnlySeederBtfsDownloads(t *testing.T) {
+	srcDir := t.TempDir()
+	torrentPath, mi := swarmtest.MakeTorrent(t, srcDir, swarmtest.TorrentOptions{Files: swarmtest.MultiFile, PieceLength: 64 << 10, Seed: 29})
+	seeder := swarmtest.StartLibtorrent(t, torrentPath, srcDir, "127.0.0.2", swarmtest.LibtorrentOptions{UTPOnly: true})
+	sock := utpSocket(t, "127.0.0.1")
+	dst := t.TempDir()
+	tor, _ := fileStoreEngine(t, mi, dst, false, Config{Logger: testLogger(t), UTP: sock, Peers: []netip.AddrPort{seeder.Addr()}})
+	waitComplete(t, tor, 90*time.Second)
+	sameFiles(t, mi, srcDir, dst)
+	st, err := tor.Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.PerPeer) == 0 || !st.PerPeer[0].UTP || st.PerPeer[0].Downloaded == 0 {
+		t.Fatalf("want a uTP connection that delivered; peers: %+v", st.PerPeer)
+	}
+	poll.UntilNil(t, 10*time.Second, "libtorrent to report its upload over uTP", func() error {
+		ls, err := seeder.Status()
+		if err != nil {
+			return err
+		}
+		if ls.Uploaded < mi.Info.TotalLength || len(ls.Peers) == 0 || !ls.Peers[0].UTP {
+			return fmt.Errorf("status %+v", ls)
+		}
+		return nil
+	})
+}
+
+// TestLibtorrentUTPOnlyLeecherBtfsSeeds: a uTP-only libtorrent downloads
+// everything from btfs while a flood of SYNs and garbage datagrams hits
+// btfs's uTP port from other addresses: the flood is dropped, the
+// download completes.
+func TestLibtorrentUTPOnlyLeecherBtfsSeeds(t *testing.T) {
+	srcDir := t.TempDir()
+	torrentPath, mi := swarmtest.MakeTorrent(t, srcDir, swarmtest.TorrentOptions{Files: swarmtest.MultiFile, PieceLength: 64 << 10, Seed: 30})
+	sock := utpSocket(t, "127.0.0.1")
+	seeder := seedEngine(t, mi, srcDir, Config{Logger: testLogger(t), UTP: sock})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		flood(ctx, t, sock.Addr())
+	}()
+
+	dst := t.TempDir()
+	leecher := swarmtest.StartLibtorrent(t, torrentPath, dst, "127.0.0.3", swarmtest.LibtorrentOptions{UTPOnly: true, Leech: true}, udpAddrPort(sock.Addr()))
+	poll.UntilNil(t, 90*time.Second, "the uTP-only libtorrent to download everything", func() error {
+		st, err := leecher.Status()
+		if err != nil {
+			return err
+		}
+		if !st.Seeding {
+			return fmt.Errorf("has %d of %d bytes", st.Done, mi.Info.TotalLength)
+		}
+		if len(st.Peers) == 0 || !st.Peers[0].UTP {
+			return fmt.Errorf("no uTP connection: %+v", st.Peers)
+		}
+		return nil
+	})
+	cancel()
+	wg.Wait()
+	sameFiles(t, mi, srcDir, dst)
+	st, err := seeder.Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var utpUp int64
+	for _, p := range st.PerPeer {
+		if p.UTP {
+			utpUp += p.Uploaded
+		}
+	}
+	if utpUp < mi.Info.TotalLength {
+		t.Fatalf("uploaded %d bytes over uTP of %d; peers %+v", utpUp, mi.Info.TotalLength, st.PerPeer)
+	}
+	if n := sock.Stats().Incoming; n > utp.DefaultMaxIncoming {
+		t.Fatalf("%d incoming uTP connections alive after the flood, cap %d", n, utp.DefaultMaxIncoming)
+	}
+}
+
+// flood sends uTP SYNs with ever new connection ids and random datagrams
+// with valid uTP headers to addr from 127.0.1.x until ctx ends.
+func flood(ctx context.Context, t *testing.T, addr net.Addr) {
+	var conns []*net.UDPConn
+	for i := 1; i <= 16; i++ {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 1, byte(i))})
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer c.Close()
+		conns = append(conns, c)
+	}
+	pkt := make([]byte, 200)
+	for id := 0; ctx.Err() == nil; id++ {
+		for i, c := range conns {
+			rand.Read(pkt)
+			pkt[0] = byte(id%5)<<4 | 1 // data, fin, state, reset, syn; version 1
+			binary.BigEndian.PutUint16(pkt[2:], uint16(id*16+i))
+			c.WriteTo(pkt[:20+id%100], addr)
+		}
+		if id%64 == 0 { // leave the real peer some of the machine
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}
+}
+
+// TestUTPFallsBackToTCP: btfs speaks uTP, libtorrent only TCP (it ignores
+// uTP): the dial falls back to TCP after uTP's head start and downloads;
+// the next dial of that peer goes straight to TCP.
+func TestUTPFallsBackToTCP(t *testing.T) {
+	srcDir := t.TempDir()
+	torrentPath, mi := swarmtest.MakeTorrent(t, srcDir, swarmtest.TorrentOptions{PieceLength: 64 << 10, Seed: 31})
+	seeder := swarmtest.StartLibtorrentSeeder(t, torrentPath, srcDir, "127.0.0.2")
+	sock := utpSocket(t, "127.0.0.1")
+	tor, _ := leechEngine(t, mi, Config{Logger: testLogger(t), UTP: sock, UTPHeadStart: 200 * time.Millisecond, Peers: []netip.AddrPort{seeder.Addr()}})
+	waitComplete(t, tor, 90*time.Second)
+	st, err := tor.Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.PerPeer) != 1 || st.PerPeer[0].UTP {
+		t.Fatalf("want one TCP connection; peers: %+v", st.PerPeer)
+	}
+	var way via
+	if err := tor.do(context.Background(), func() { way = tor.s.known[seeder.Addr()].via }); err != nil {
+		t.Fatal(err)
+	}
+	if way != viaTCP {
+		t.Fatalf("the peer is remembered as %v, want tcp", way)
+	}
+}
