@@ -56,7 +56,7 @@ func (f *swarmFlags) register(fl *flag.FlagSet) {
 	fl.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fl.BoolVar(&f.quiet, "quiet", false, "no status line; log warnings and errors only")
 	fl.BoolVar(&f.noDHT, "no-dht", false, "do not use the DHT: trackers and -peer only (private torrents never use it)")
-	fl.BoolVar(&f.utp, "utp", true, "speak uTP (BEP 29) too: accept it on the listen port (UDP) and try it before TCP when dialling")
+	fl.BoolVar(&f.utp, "utp", true, "speak uTP (BEP 29) too: accept it on the listen port's number in UDP (shared with the DHT) and try it before TCP when dialling")
 	fl.Var(&f.dhtBootstrap, "dht-bootstrap", "join the DHT through this `host:port` (repeatable; default: "+strings.Join(dht.DefaultBootstrap, ", ")+")")
 }
 
@@ -80,12 +80,18 @@ func (f *swarmFlags) join(ctx context.Context, cfg *engine.Config, private bool,
 		cfg.Listener, cfg.Listen = ln, ""
 		closers = append(closers, func() { ln.Close() })
 	}
-	if f.utp && cfg.Listener != nil && cfg.UTP == nil {
-		// uTP on the TCP port's number, in UDP; the DHT shares the socket.
-		sock, err := utp.Listen(cfg.Listener.Addr().String(), utp.Config{Logger: log.With("part", "utp")})
+	if f.utp && cfg.UTP == nil {
+		// uTP on the TCP port's number, in UDP (without a listener, a
+		// port of its own for dialling); the DHT shares the socket.
+		addr := ":0"
+		if cfg.Listener != nil {
+			addr = cfg.Listener.Addr().String()
+		}
+		sock, err := utp.Listen(addr, utp.Config{Logger: log.With("part", "utp")})
 		if err != nil {
-			log.Warn("uTP off: its UDP port is not free", "err", err)
+			log.Warn("uTP off: its UDP port is not free; peers that speak only uTP are out of reach", "err", err)
 		} else {
+			log.Info("uTP listening", "addr", sock.Addr())
 			cfg.UTP = sock
 			closers = append(closers, func() { sock.Close() })
 		}
