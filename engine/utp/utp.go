@@ -58,9 +58,11 @@ type Socket struct {
 	log     *slog.Logger
 	cfg     Config
 	closing chan struct{} // closed by Close
-	// accepted carries incoming connections from the accept pump to
-	// Accept; unbuffered, so a connection nobody takes stays in libutp's
-	// small backlog (and beyond it libutp refuses new ones).
+	// accepted queues incoming connections from the accept pump to
+	// Accept. The pump never blocks: libutp's own backlog (5) would
+	// otherwise fill with whatever came first (a flood from one address)
+	// and drop everyone else; here each waiting connection counts under
+	// the caps, and one beyond the queue is closed.
 	accepted chan *conn
 	// packets carries datagrams that are not uTP to the PacketConn views.
 	packets chan packet
@@ -76,6 +78,9 @@ type packet struct {
 	b    []byte
 	from net.Addr
 }
+
+// acceptQueue is how many incoming connections wait for Accept.
+const acceptQueue = 32
 
 // packetQueue is how many non-uTP datagrams wait for a slow reader before
 // new ones are dropped (UDP semantics: the DHT retries).
@@ -111,7 +116,7 @@ func Listen(addr string, cfg Config) (*Socket, error) {
 		log:      cfg.Logger,
 		cfg:      cfg,
 		closing:  make(chan struct{}),
-		accepted: make(chan *conn),
+		accepted: make(chan *conn, acceptQueue),
 		packets:  make(chan packet, packetQueue),
 		perIP:    map[netip.Addr]int{},
 	}
@@ -135,8 +140,8 @@ func (s *Socket) refuse(a net.Addr) bool {
 	return s.closed || s.incoming >= s.cfg.MaxIncoming || s.perIP[ip] >= s.cfg.MaxIncomingPerIP
 }
 
-// acceptPump moves libutp's accepted connections to Accept, counting them
-// against the caps until they are closed.
+// acceptPump moves libutp's accepted connections to Accept's queue,
+// counting them against the caps until they are closed.
 func (s *Socket) acceptPump() {
 	defer s.wg.Done()
 	for {
@@ -169,9 +174,8 @@ func (s *Socket) acceptPump() {
 		}
 		select {
 		case s.accepted <- c:
-		case <-s.closing:
+		default:
 			c.Close()
-			return
 		}
 	}
 }
