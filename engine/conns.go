@@ -1,18 +1,19 @@
 package engine
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"btfs/engine/wire"
 	"btfs/metainfo"
 )
 
-// acceptLoop accepts incoming connections and handshakes them, each in its
-// own goroutine so a slow peer cannot hold the listener.
+// acceptLoop accepts incoming connections and handshakes them (the
+// transport: MSE or plain, as the policy allows), each in its own
+// goroutine so a slow peer cannot hold the listener.
 func (t *Torrent) acceptLoop(ln net.Listener) {
 	defer t.wg.Done()
 	for {
@@ -26,44 +27,32 @@ func (t *Torrent) acceptLoop(ln net.Listener) {
 		t.wg.Add(1)
 		go func() {
 			defer t.wg.Done()
-			ctx, cancel := context.WithTimeout(t.ctx, t.cfg.HandshakeTimeout)
-			defer cancel()
-			peerHS, _, err := wire.Accept(ctx, conn, func(h metainfo.Hash) (wire.Handshake, bool) {
+			c, err := t.tr.Accept(t.ctx, conn, func(h metainfo.Hash) (wire.Handshake, bool) {
 				return t.ours, h == t.ours.InfoHash
-			})
+			}, slices.Values([][20]byte{t.ours.InfoHash}))
 			if err != nil {
 				t.log.Debug("incoming handshake failed", "addr", conn.RemoteAddr(), "err", err)
 				conn.Close()
 				return
 			}
-			conn.SetDeadline(time.Time{})
-			if !t.post(t.ctx, connEvent{conn: conn, addr: addrOf(conn.RemoteAddr()), hs: peerHS, via: viaOf(conn)}) {
+			if !t.post(t.ctx, connEvent{conn: c.Conn, addr: addrOf(conn.RemoteAddr()), hs: c.Peer, enc: c.Encryption, network: c.Network}) {
 				conn.Close()
 			}
 		}()
 	}
 }
 
-// dial connects to addr (transport.go: uTP and TCP) and handshakes,
-// reporting to the loop.
-func (t *Torrent) dial(addr netip.AddrPort, way via, utpHint bool) {
+// dial connects to addr and handshakes (the transport: encrypted first
+// or not, as the policy says), reporting to the loop.
+func (t *Torrent) dial(addr netip.AddrPort) {
 	defer t.wg.Done()
-	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.DialTimeout+t.cfg.HandshakeTimeout)
-	defer cancel()
-	conn, how, err := t.dialConn(ctx, addr, way, utpHint)
+	c, err := t.tr.Dial(t.ctx, addr, t.ours)
 	if err != nil {
 		t.post(t.ctx, dialFailedEvent{addr: addr, err: err})
 		return
 	}
-	hs, err := wire.Initiate(ctx, conn, t.ours)
-	if err != nil {
-		conn.Close()
-		t.post(t.ctx, dialFailedEvent{addr: addr, err: err})
-		return
-	}
-	conn.SetDeadline(time.Time{})
-	if !t.post(t.ctx, connEvent{conn: conn, addr: addr, hs: hs, outgoing: true, via: how}) {
-		conn.Close()
+	if !t.post(t.ctx, connEvent{conn: c.Conn, addr: addr, hs: c.Peer, outgoing: true, enc: c.Encryption, network: c.Network}) {
+		c.Close()
 	}
 }
 
@@ -110,7 +99,7 @@ func (s *state) maybeDial(now time.Time) {
 		k.dialing = true
 		s.dialing++
 		s.t.wg.Add(1)
-		go s.t.dial(a, k.via, k.utpHint)
+		go s.t.dial(a)
 	}
 }
 
@@ -121,7 +110,6 @@ func (s *state) onDialFailed(addr netip.AddrPort, err error) {
 		return
 	}
 	k.dialing = false
-	k.noteDialed(viaAny)
 	k.failures++
 	k.nextTry = time.Now().Add(redialBackoff << min(k.failures-1, 6))
 	s.t.log.Debug("dial failed", "addr", addr, "failures", k.failures, "err", err)
@@ -133,7 +121,6 @@ func (s *state) onConn(ev connEvent) {
 		s.dialing--
 		if k := s.known[ev.addr]; k != nil {
 			k.dialing = false
-			k.noteDialed(ev.via)
 		}
 	}
 	reject := func(why string) {
@@ -158,8 +145,8 @@ func (s *state) onConn(ev connEvent) {
 		return
 	}
 	p := newPeer(s.t, ev.conn, ev.addr, ev.hs)
+	p.enc, p.network = ev.enc, ev.network
 	p.exts.dht = ev.hs.Reserved.SupportsDHT()
-	p.utp = ev.via == viaUTP
 	if ev.outgoing {
 		p.exts.dialled, p.exts.listen = true, ev.addr
 	}
@@ -170,7 +157,7 @@ func (s *state) onConn(ev connEvent) {
 	} else if ev.outgoing {
 		s.known[ev.addr] = &known{connected: true}
 	}
-	s.t.log.Debug("peer connected", "addr", p.addr, "outgoing", ev.outgoing, "fast", p.fast, "ext", p.ext)
+	s.t.log.Debug("peer connected", "addr", p.addr, "outgoing", ev.outgoing, "fast", p.fast, "ext", p.ext, "network", p.network, "encryption", encName(p.enc))
 	p.start()
 	s.greet(p)
 }

@@ -245,11 +245,6 @@ func (s *state) onPex(p *peer, payload []byte) {
 		addrs[i] = a.Addr
 	}
 	s.addPeers(addrs, "pex")
-	for _, a := range l.Added { // BEP 11's uTP flag: a longer uTP head start (transport.go)
-		if k := s.known[a.Addr]; k != nil && a.Flags&wire.PexUTP != 0 {
-			k.utpHint = true
-		}
-	}
 }
 
 // pexTick sends each peer whose turn it is the change in our peer list
@@ -295,7 +290,7 @@ func (s *state) pexPeers() []wire.PexPeer {
 		if p.exts.dialled {
 			f |= wire.PexReachable
 		}
-		if p.utp {
+		if p.network == "utp" {
 			f |= wire.PexUTP
 		}
 		out = append(out, wire.PexPeer{Addr: p.exts.listen, Flags: f})

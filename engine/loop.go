@@ -9,6 +9,7 @@ import (
 
 	"btfs/bitfield"
 	"btfs/engine/choker"
+	"btfs/engine/mse"
 	"btfs/engine/pex"
 	"btfs/engine/tracker"
 	"btfs/engine/wire"
@@ -47,7 +48,8 @@ type (
 		addr     netip.AddrPort
 		hs       wire.Handshake
 		outgoing bool
-		via      via // the transport
+		enc      mse.Method // 0: plain
+		network  string     // the transport's ("tcp")
 	}
 	// dialFailedEvent: an outgoing connection or its handshake failed.
 	dialFailedEvent struct {
@@ -90,8 +92,6 @@ type known struct {
 	failures  int       // consecutive failures
 	nextTry   time.Time // not before
 	self      bool      // it is us
-	via       via       // the transport that worked last (transport.go); viaAny after a failure
-	utpHint   bool      // PEX says it speaks uTP
 }
 
 // state is the swarm state, owned by the loop goroutine.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"btfs/bitfield"
+	"btfs/engine/mse"
 	"btfs/engine/wire"
 	"btfs/storagewrapper"
 )
@@ -25,8 +26,9 @@ type peer struct {
 	addr    netip.AddrPort // remote address
 	key     string         // addr.String(): the storagewrapper's name for it
 	id      [20]byte       // remote peer id
-	utp     bool           // the connection is uTP (else TCP)
 	fast    bool           // both sides speak BEP 6
+	enc     mse.Method     // MSE method of the connection, 0 for plain
+	network string         // the transport's ("tcp")
 	ext     bool           // both sides speak BEP 10
 	ctx     context.Context
 	cancel  context.CancelFunc

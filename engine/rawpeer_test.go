@@ -5,11 +5,13 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"btfs/engine/transport"
 	"btfs/engine/wire"
 	"btfs/metainfo"
 )
@@ -110,9 +112,15 @@ func listenRawPeer(t *testing.T, mi *metainfo.MetaInfo, ip string, fast bool, be
 				return
 			}
 			rp.accepted.Add(1)
-			rp.serve(conn, func(ctx context.Context) (wire.Handshake, error) {
-				hs, _, err := wire.Accept(ctx, conn, func(metainfo.Hash) (wire.Handshake, bool) { return ours, true })
-				return hs, err
+			rp.serve(conn, func(ctx context.Context) (net.Conn, wire.Handshake, error) {
+				// Like a real client it takes MSE or plain (the engine
+				// dials encrypted first): the behaviour runs on the
+				// decrypted stream.
+				c, err := transport.New(transport.Config{}).Accept(ctx, conn, func(metainfo.Hash) (wire.Handshake, bool) { return ours, true }, slices.Values([][20]byte{mi.InfoHash}))
+				if err != nil {
+					return nil, wire.Handshake{}, err
+				}
+				return c.Conn, c.Peer, nil
 			}, behave)
 		}
 	}()
@@ -135,12 +143,16 @@ func dialRawPeerHS(t *testing.T, addr netip.AddrPort, ours wire.Handshake, behav
 	if err != nil {
 		t.Fatal(err)
 	}
-	rp.serve(conn, func(ctx context.Context) (wire.Handshake, error) { return wire.Initiate(ctx, conn, ours) }, behave)
+	rp.serve(conn, func(ctx context.Context) (net.Conn, wire.Handshake, error) {
+		hs, err := wire.Initiate(ctx, conn, ours)
+		return conn, hs, err
+	}, behave)
 	return rp
 }
 
-// serve handshakes conn and runs behave on it in a goroutine.
-func (rp *rawPeer) serve(conn net.Conn, handshake func(context.Context) (wire.Handshake, error), behave func(*rawConn) error) {
+// serve handshakes conn and runs behave on it (on the stream the
+// handshake returns: conn, or conn decrypted) in a goroutine.
+func (rp *rawPeer) serve(conn net.Conn, handshake func(context.Context) (net.Conn, wire.Handshake, error), behave func(*rawConn) error) {
 	rp.mu.Lock()
 	if rp.stopping.Load() {
 		rp.mu.Unlock()
@@ -154,11 +166,11 @@ func (rp *rawPeer) serve(conn net.Conn, handshake func(context.Context) (wire.Ha
 		defer rp.wg.Done()
 		defer conn.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		hs, err := handshake(ctx)
+		stream, hs, err := handshake(ctx)
 		cancel()
 		if err == nil {
 			conn.SetDeadline(time.Time{})
-			c := &rawConn{conn: conn, r: wire.NewReader(conn, wire.Limits{MaxBlock: wire.DefaultMaxRequest}), w: wire.NewWriter(conn), hs: hs}
+			c := &rawConn{conn: stream, r: wire.NewReader(stream, wire.Limits{MaxBlock: wire.DefaultMaxRequest}), w: wire.NewWriter(stream), hs: hs}
 			err = behave(c)
 			conn.Close()
 			c.bg.Wait()

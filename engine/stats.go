@@ -6,6 +6,9 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"btfs/engine/mse"
+	"btfs/engine/transport"
 )
 
 // Stats is a snapshot for the status line and for tests.
@@ -23,13 +26,15 @@ type Stats struct {
 	Learned                  map[string]int // new addresses by source: "config", "api", "tracker", "pex", "dht"
 	LookupsStarted           int            // Finder (DHT) lookups started
 	PerPeer                  []PeerStats    // sorted by address
+	// Transport counts connections by encryption, and those lost to the
+	// encryption policy (shared by every Torrent of the Transport).
+	Transport transport.Stats
 }
 
 // PeerStats describes one connection.
 type PeerStats struct {
 	Addr                     netip.AddrPort
 	Client                   string // from the peer id prefix
-	UTP                      bool   // the connection is uTP (else TCP)
 	Downloaded, Uploaded     int64
 	DownloadRate, UploadRate float64
 	AmChoking, PeerChoking   bool
@@ -37,6 +42,11 @@ type PeerStats struct {
 	PeerInterested           bool
 	Snubbed                  bool
 	Outstanding              int // our requests to it
+	// Encryption is the connection's MSE method ("rc4", "plaintext":
+	// only the handshake obfuscated), "" for a plain connection.
+	Encryption string
+	// Network is the transport ("tcp").
+	Network string
 }
 
 // Stats returns a snapshot taken on the loop.
@@ -69,6 +79,7 @@ func (s *state) refreshStats() {
 		Banned:         len(s.banned),
 		Learned:        s.learned,
 		LookupsStarted: s.lookup.runs,
+		Transport:      s.t.tr.Stats(),
 	}
 	st.VerifiedBytes = sw.VerifiedBytes
 	st.PerPeer = s.stats.PerPeer[:0]
@@ -76,7 +87,6 @@ func (s *state) refreshStats() {
 		st.PerPeer = append(st.PerPeer, PeerStats{
 			Addr:           p.addr,
 			Client:         clientName(p.id),
-			UTP:            p.utp,
 			Downloaded:     p.down.Total(),
 			Uploaded:       p.up.Total(),
 			DownloadRate:   p.down.Rate(),
@@ -87,10 +97,20 @@ func (s *state) refreshStats() {
 			PeerInterested: p.peerInterested,
 			Snubbed:        p.snubbed,
 			Outstanding:    len(p.outstanding),
+			Encryption:     encName(p.enc),
+			Network:        p.network,
 		})
 	}
 	slices.SortFunc(st.PerPeer, func(a, b PeerStats) int { return a.Addr.Compare(b.Addr) })
 	s.stats = st
+}
+
+// encName names an MSE method for stats and logs; "" for plain.
+func encName(m mse.Method) string {
+	if m == 0 {
+		return ""
+	}
+	return m.String()
 }
 
 // clientName decodes an Azureus-style peer id prefix ("-AR1360-" is aria2

@@ -32,6 +32,7 @@ import (
 
 	"btfs/engine/choker"
 	"btfs/engine/metadata"
+	"btfs/engine/transport"
 	"btfs/engine/utp"
 	"btfs/engine/wire"
 	"btfs/metainfo"
@@ -101,19 +102,23 @@ type Config struct {
 	// Finder finds peers for the info-hash outside trackers (the DHT);
 	// nil means none. Never used for private torrents.
 	Finder PeerFinder
-	// UTP, when set, is a uTP socket (normally on the TCP port's number):
-	// its incoming connections join the TCP ones, and dials try uTP first
-	// (transport.go). The caller owns it (the DHT may share it) and closes
-	// it after the Torrent; nil means TCP only.
-	UTP *utp.Socket
-	// UTPHeadStart is how long a dial tries uTP alone before TCP joins;
-	// 0 means DefaultUTPHeadStart.
-	UTPHeadStart time.Duration
 	// DHTPort is the UDP port of our DHT node, sent in BEP 5 port
 	// messages to peers that speak DHT; 0 sends none. It is used only
 	// when Finder also implements NodeAdder (so peers' port messages have
 	// somewhere to go) and the torrent is not private.
 	DHTPort int
+	// UTP, when set, is a uTP socket (normally on the TCP port's number):
+	// its incoming connections join the TCP ones. The caller owns it (the
+	// DHT may share it) and closes it after the Torrent. Dials use it when
+	// the Transport has a transport.UTPDialer for it (the default
+	// Transport does: uTP first, TCP after a head start).
+	UTP *utp.Socket
+	// Transport dials and accepts connections (encryption policy, uTP);
+	// nil means a TCP transport with the default policy (encryption
+	// preferred) and this Config's timeouts and logger. Share one between
+	// the magnet fetcher and the engine so that what it learned about
+	// peers carries over.
+	Transport *transport.Transport
 }
 
 // Torrent is one swarm: the peers of one info-hash.
@@ -138,11 +143,12 @@ type Torrent struct {
 	wg        sync.WaitGroup // every goroutine the Torrent started
 	complete  chan struct{}  // closed once every piece is verified
 	closeOnce sync.Once
-	gens      *pieceGens       // per piece, failed hash checks seen by the loop (smartban.go)
-	sumSeed   maphash.Seed     // seed of the block digests (smartban.go)
-	private   bool             // BEP 27: no PEX, no DHT
-	meta      *metadata.Server // answers ut_metadata requests (extensions.go)
-	nodes     NodeAdder        // the Finder's DHT routing table, nil unless we speak BEP 5
+	gens      *pieceGens           // per piece, failed hash checks seen by the loop (smartban.go)
+	sumSeed   maphash.Seed         // seed of the block digests (smartban.go)
+	private   bool                 // BEP 27: no PEX, no DHT
+	meta      *metadata.Server     // answers ut_metadata requests (extensions.go)
+	nodes     NodeAdder            // the Finder's DHT routing table, nil unless we speak BEP 5
+	tr        *transport.Transport // dials and accepts: TCP, MSE, the handshake
 
 	s *state // loop-owned; see loop.go
 }
@@ -168,9 +174,6 @@ func New(mi *metainfo.MetaInfo, sw *storagewrapper.Wrapper, cfg Config) (*Torren
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = DefaultHandshakeTimeout
 	}
-	if cfg.UTPHeadStart <= 0 {
-		cfg.UTPHeadStart = DefaultUTPHeadStart
-	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
@@ -195,6 +198,14 @@ func New(mi *metainfo.MetaInfo, sw *storagewrapper.Wrapper, cfg Config) (*Torren
 		complete: make(chan struct{}),
 		gens:     newPieceGens(mi.Info.NumPieces()),
 		sumSeed:  maphash.MakeSeed(),
+	}
+	t.tr = cfg.Transport
+	if t.tr == nil {
+		tc := transport.Config{DialTimeout: cfg.DialTimeout, HandshakeTimeout: cfg.HandshakeTimeout, Logger: cfg.Logger}
+		if cfg.UTP != nil {
+			tc.Dialers = []transport.Dialer{transport.UTPDialer{Socket: cfg.UTP}, transport.TCPDialer{}}
+		}
+		t.tr = transport.New(tc)
 	}
 	t.ours = wire.Handshake{InfoHash: mi.InfoHash, PeerID: cfg.PeerID}
 	t.ours.Reserved.SetExtensions()

@@ -39,7 +39,7 @@ func udpAddrPort(a net.Addr) netip.AddrPort {
 func TestLibtorrentUTPOnlySeederBtfsDownloads(t *testing.T) {
 	srcDir := t.TempDir()
 	torrentPath, mi := swarmtest.MakeTorrent(t, srcDir, swarmtest.TorrentOptions{Files: swarmtest.MultiFile, PieceLength: 64 << 10, Seed: 29})
-	seeder := swarmtest.StartLibtorrent(t, torrentPath, srcDir, "127.0.0.2", swarmtest.LibtorrentOptions{UTPOnly: true})
+	seeder := swarmtest.StartLibtorrent(t, torrentPath, srcDir, "127.0.0.2", swarmtest.LibtorrentOptions{Settings: swarmtest.LibtorrentUTPOnly})
 	sock := utpSocket(t, "127.0.0.1")
 	dst := t.TempDir()
 	tor, _ := fileStoreEngine(t, mi, dst, false, Config{Logger: testLogger(t), UTP: sock, Peers: []netip.AddrPort{seeder.Addr()}})
@@ -49,7 +49,7 @@ func TestLibtorrentUTPOnlySeederBtfsDownloads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(st.PerPeer) == 0 || !st.PerPeer[0].UTP || st.PerPeer[0].Downloaded == 0 {
+	if len(st.PerPeer) == 0 || st.PerPeer[0].Network != "utp" || st.PerPeer[0].Downloaded == 0 {
 		t.Fatalf("want a uTP connection that delivered; peers: %+v", st.PerPeer)
 	}
 	poll.UntilNil(t, 10*time.Second, "libtorrent to report its upload over uTP", func() error {
@@ -84,7 +84,7 @@ func TestLibtorrentUTPOnlyLeecherBtfsSeeds(t *testing.T) {
 	}()
 
 	dst := t.TempDir()
-	leecher := swarmtest.StartLibtorrent(t, torrentPath, dst, "127.0.0.3", swarmtest.LibtorrentOptions{UTPOnly: true, Leech: true}, udpAddrPort(sock.Addr()))
+	leecher := swarmtest.StartLibtorrent(t, torrentPath, dst, "127.0.0.3", swarmtest.LibtorrentOptions{Settings: swarmtest.LibtorrentUTPOnly, Leech: true}, udpAddrPort(sock.Addr()))
 	poll.UntilNil(t, 90*time.Second, "the uTP-only libtorrent to download everything", func() error {
 		st, err := leecher.Status()
 		if err != nil {
@@ -107,7 +107,7 @@ func TestLibtorrentUTPOnlyLeecherBtfsSeeds(t *testing.T) {
 	}
 	var utpUp int64
 	for _, p := range st.PerPeer {
-		if p.UTP {
+		if p.Network == "utp" {
 			utpUp += p.Uploaded
 		}
 	}
@@ -150,27 +150,19 @@ func flood(ctx context.Context, t *testing.T, addr net.Addr) {
 }
 
 // TestUTPFallsBackToTCP: btfs speaks uTP, libtorrent only TCP (it ignores
-// uTP): the dial falls back to TCP after uTP's head start and downloads;
-// the next dial of that peer goes straight to TCP.
+// uTP): the dial falls back to TCP after uTP's head start and downloads.
 func TestUTPFallsBackToTCP(t *testing.T) {
 	srcDir := t.TempDir()
 	torrentPath, mi := swarmtest.MakeTorrent(t, srcDir, swarmtest.TorrentOptions{PieceLength: 64 << 10, Seed: 31})
 	seeder := swarmtest.StartLibtorrentSeeder(t, torrentPath, srcDir, "127.0.0.2")
 	sock := utpSocket(t, "127.0.0.1")
-	tor, _ := leechEngine(t, mi, Config{Logger: testLogger(t), UTP: sock, UTPHeadStart: 200 * time.Millisecond, Peers: []netip.AddrPort{seeder.Addr()}})
+	tor, _ := leechEngine(t, mi, Config{Logger: testLogger(t), UTP: sock, Peers: []netip.AddrPort{seeder.Addr()}})
 	waitComplete(t, tor, 90*time.Second)
 	st, err := tor.Stats(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(st.PerPeer) != 1 || st.PerPeer[0].UTP {
+	if len(st.PerPeer) != 1 || st.PerPeer[0].Network != "tcp" {
 		t.Fatalf("want one TCP connection; peers: %+v", st.PerPeer)
-	}
-	var way via
-	if err := tor.do(context.Background(), func() { way = tor.s.known[seeder.Addr()].via }); err != nil {
-		t.Fatal(err)
-	}
-	if way != viaTCP {
-		t.Fatalf("the peer is remembered as %v, want tcp", way)
 	}
 }

@@ -70,13 +70,14 @@ const metadataStatusEvery = time.Second
 // then.
 func fetchMetadata(ctx context.Context, m *metainfo.Magnet, cfg engine.Config, log *slog.Logger, stderr io.Writer, quiet bool) (*metainfo.MetaInfo, []netip.AddrPort, error) {
 	mc := magnet.Config{
-		InfoHash: m.InfoHash,
-		Peers:    append(append([]netip.AddrPort(nil), cfg.Peers...), resolvePeers(ctx, m.Peers, log)...),
-		Trackers: cfg.Trackers,
-		PeerID:   cfg.PeerID,
-		MaxPeers: cfg.MaxPeers,
-		Finder:   cfg.Finder, // the DHT, or nil
-		Logger:   log,
+		InfoHash:  m.InfoHash,
+		Peers:     append(append([]netip.AddrPort(nil), cfg.Peers...), resolvePeers(ctx, m.Peers, log)...),
+		Trackers:  cfg.Trackers,
+		PeerID:    cfg.PeerID,
+		MaxPeers:  cfg.MaxPeers,
+		Finder:    cfg.Finder, // the DHT, or nil
+		Logger:    log,
+		Transport: cfg.Transport, // the engine's: one policy, one memory of peers
 	}
 	if mc.Trackers == nil {
 		for _, t := range m.Trackers {

@@ -18,6 +18,7 @@ import (
 
 	"btfs/dht"
 	"btfs/engine"
+	"btfs/engine/transport"
 	"btfs/engine/utp"
 	"btfs/metainfo"
 	"btfs/picker"
@@ -39,6 +40,8 @@ type swarmFlags struct {
 	// noDHT and dhtBootstrap: -no-dht, -dht-bootstrap.
 	noDHT        bool
 	dhtBootstrap multiFlag
+	// encryption: -encryption prefer|require|off (MSE/PE).
+	encryption string
 	// utp: -utp, uTP on the listen port (shared with the DHT) and tried
 	// first when dialling.
 	utp bool
@@ -56,6 +59,7 @@ func (f *swarmFlags) register(fl *flag.FlagSet) {
 	fl.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fl.BoolVar(&f.quiet, "quiet", false, "no status line; log warnings and errors only")
 	fl.BoolVar(&f.noDHT, "no-dht", false, "do not use the DHT: trackers and -peer only (private torrents never use it)")
+	fl.StringVar(&f.encryption, "encryption", "prefer", "MSE/PE `policy`: prefer (accept both; dial encrypted, fall back to plain), require (encrypted only), off (plain only)")
 	fl.BoolVar(&f.utp, "utp", true, "speak uTP (BEP 29) too: accept it on the listen port's number in UDP (shared with the DHT) and try it before TCP when dialling")
 	fl.Var(&f.dhtBootstrap, "dht-bootstrap", "join the DHT through this `host:port` (repeatable; default: "+strings.Join(dht.DefaultBootstrap, ", ")+")")
 }
@@ -94,6 +98,13 @@ func (f *swarmFlags) join(ctx context.Context, cfg *engine.Config, private bool,
 			log.Info("uTP listening", "addr", sock.Addr())
 			cfg.UTP = sock
 			closers = append(closers, func() { sock.Close() })
+			// Nothing has dialled yet: the transport gets the uTP
+			// dialler, preferred to TCP.
+			cfg.Transport = transport.New(transport.Config{
+				Policy:  cfg.Transport.Policy(),
+				Dialers: []transport.Dialer{transport.UTPDialer{Socket: sock}, transport.TCPDialer{}},
+				Logger:  log,
+			})
 		}
 	}
 	if f.noDHT || private {
@@ -164,7 +175,13 @@ func (f *swarmFlags) logger(stderr io.Writer) (*slog.Logger, func(), error) {
 // engineConfig turns the flags into an engine.Config.
 func (f *swarmFlags) engineConfig(log *slog.Logger, mode picker.Mode) (engine.Config, error) {
 	cfg := engine.Config{Logger: log, Listen: f.listen, MaxPeers: f.maxPeers, Mode: mode}
-	var err error
+	policy, err := transport.ParsePolicy(f.encryption)
+	if err != nil {
+		return cfg, fmt.Errorf("-encryption: %w", err)
+	}
+	// One transport for the metadata fetch and the engine: what it
+	// learns about peers (who refuses encryption) carries over.
+	cfg.Transport = transport.New(transport.Config{Policy: policy, Logger: log})
 	if cfg.MaxDownloadRate, err = parseRate("-max-download-rate", f.maxDown); err != nil {
 		return cfg, err
 	}

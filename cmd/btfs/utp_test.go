@@ -19,7 +19,7 @@ import (
 func TestGetFromUTPOnlySeeder(t *testing.T) {
 	dir := t.TempDir()
 	torrentPath, mi := swarmtest.MakeTorrent(t, dir, swarmtest.TorrentOptions{Files: swarmtest.MultiFile, PieceLength: 64 << 10, Seed: 129})
-	seeder := swarmtest.StartLibtorrent(t, torrentPath, dir, "127.0.0.2", swarmtest.LibtorrentOptions{UTPOnly: true})
+	seeder := swarmtest.StartLibtorrent(t, torrentPath, dir, "127.0.0.2", swarmtest.LibtorrentOptions{Settings: swarmtest.LibtorrentUTPOnly})
 	out := t.TempDir()
 	p := startBtfs(t, "get", "-listen", "127.0.0.1:0", "-no-trackers", "-peer", seeder.Addr().String(), torrentPath, out)
 	if err := p.wait(t, 2*time.Minute); err != nil {
@@ -39,7 +39,7 @@ func TestGetFromUTPOnlySeeder(t *testing.T) {
 func TestGetWithoutUTP(t *testing.T) {
 	dir := t.TempDir()
 	torrentPath, _ := swarmtest.MakeTorrent(t, dir, swarmtest.TorrentOptions{PieceLength: 64 << 10, Seed: 131})
-	seeder := swarmtest.StartLibtorrent(t, torrentPath, dir, "127.0.0.2", swarmtest.LibtorrentOptions{UTPOnly: true})
+	seeder := swarmtest.StartLibtorrent(t, torrentPath, dir, "127.0.0.2", swarmtest.LibtorrentOptions{Settings: swarmtest.LibtorrentUTPOnly})
 	out := t.TempDir()
 	p := startBtfs(t, "get", "-utp=false", "-listen", "127.0.0.1:0", "-no-trackers", "-peer", seeder.Addr().String(), "-log-level", "debug", torrentPath, out)
 	poll.Until(t, time.Minute, "a failed TCP dial of the uTP-only seeder", func() bool {
@@ -71,7 +71,7 @@ func TestSeedToUTPOnlyLeecher(t *testing.T) {
 		return err
 	})
 	out := t.TempDir()
-	leecher := swarmtest.StartLibtorrent(t, torrentPath, out, "127.0.0.3", swarmtest.LibtorrentOptions{UTPOnly: true, Leech: true}, addr)
+	leecher := swarmtest.StartLibtorrent(t, torrentPath, out, "127.0.0.3", swarmtest.LibtorrentOptions{Settings: swarmtest.LibtorrentUTPOnly, Leech: true}, addr)
 	poll.UntilNil(t, 2*time.Minute, "the uTP-only leecher to finish", func() error {
 		st, err := leecher.Status()
 		if err != nil {

@@ -95,22 +95,16 @@ func (f *fetch) connect(addr netip.AddrPort) {
 	f.post(goneEvent{c: c, err: err})
 }
 
-// dial connects and handshakes, within DialTimeout + HandshakeTimeout;
+// dial connects and handshakes through the transport (encrypted or not,
+// as its policy says; each attempt within DialTimeout + HandshakeTimeout);
 // on success the connection has no deadline and our extension handshake
 // has been sent when the peer speaks BEP 10.
 func (f *fetch) dial(addr netip.AddrPort) (net.Conn, wire.Handshake, error) {
-	ctx, cancel := context.WithTimeout(f.ctx, f.cfg.DialTimeout+f.cfg.HandshakeTimeout)
-	defer cancel()
-	d := net.Dialer{Timeout: f.cfg.DialTimeout}
-	conn, err := d.DialContext(ctx, "tcp", addr.String())
+	c, err := f.cfg.Transport.Dial(f.ctx, addr, f.hs)
 	if err != nil {
 		return nil, wire.Handshake{}, err
 	}
-	hs, err := wire.Initiate(ctx, conn, f.hs)
-	if err != nil {
-		conn.Close()
-		return nil, wire.Handshake{}, err
-	}
+	conn, hs := net.Conn(c.Conn), c.Peer
 	if hs.Reserved.SupportsExtensions() {
 		// No metadata_size: we have none. The engine announces ours later.
 		eh := wire.ExtHandshake{M: map[string]int{wire.ExtMetadata: ourMetadataID}, V: "btfs 0.1", Port: f.cfg.Port}

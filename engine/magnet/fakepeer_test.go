@@ -5,12 +5,14 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"btfs/engine/metadata"
+	"btfs/engine/transport"
 	"btfs/engine/wire"
 	"btfs/metainfo"
 )
@@ -101,19 +103,20 @@ func listenFake(t *testing.T, ip string, ih metainfo.Hash, behave behaviour) *fa
 				defer p.endOnce.Do(func() { close(p.ended) })
 				defer conn.Close()
 				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				_, _, err := wire.Accept(ctx, conn, func(metainfo.Hash) (wire.Handshake, bool) {
+				// Like a real client it takes MSE or plain (Fetch dials
+				// encrypted first).
+				tc, err := transport.New(transport.Config{}).Accept(ctx, conn, func(metainfo.Hash) (wire.Handshake, bool) {
 					hs := hs
 					if !p.noExtensions {
 						hs.Reserved.SetExtensions()
 					}
 					return hs, true
-				})
+				}, slices.Values([][20]byte{hs.InfoHash}))
 				cancel()
 				if err != nil {
 					return
 				}
-				conn.SetDeadline(time.Time{})
-				c := &fakeConn{p: p, conn: conn, r: wire.NewReader(conn, wire.Limits{}), w: wire.NewWriter(conn)}
+				c := &fakeConn{p: p, conn: tc.Conn, r: wire.NewReader(tc.Conn, wire.Limits{}), w: wire.NewWriter(tc.Conn)}
 				behave(c)
 			})
 		}

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"btfs/engine/metadata"
+	"btfs/engine/transport"
 	"btfs/engine/wire"
 	"btfs/metainfo"
 )
@@ -71,6 +72,10 @@ type Config struct {
 	// Logger receives debug records about peers and a summary; nil
 	// discards.
 	Logger *slog.Logger
+	// Transport dials (encryption policy, transports); nil means TCP with
+	// the default policy and the timeouts above. Pass the engine's so what
+	// it learns about peers carries over.
+	Transport *transport.Transport
 }
 
 // Defaults of Config's zero fields; the timeouts are the engine's.
@@ -127,6 +132,9 @@ func Fetch(ctx context.Context, cfg Config) (Result, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = transport.New(transport.Config{DialTimeout: cfg.DialTimeout, HandshakeTimeout: cfg.HandshakeTimeout, Logger: log})
 	}
 	log = log.With("infohash", cfg.InfoHash.String())
 

@@ -9,9 +9,9 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"time"
 
+	"btfs/internal/netctx"
 	"btfs/metainfo"
 )
 
@@ -89,8 +89,9 @@ func NewPeerID() [20]byte {
 	return id
 }
 
-// bytes returns the wire form.
-func (h Handshake) bytes() [HandshakeLen]byte {
+// Bytes returns the wire form (what an encrypted connection carries as its
+// initial payload).
+func (h Handshake) Bytes() [HandshakeLen]byte {
 	var b [HandshakeLen]byte
 	b[0] = byte(len(Protocol))
 	copy(b[1:], Protocol)
@@ -103,7 +104,7 @@ func (h Handshake) bytes() [HandshakeLen]byte {
 // WriteHandshake sends h. ctx bounds the write (its deadline becomes the
 // connection's; cancelling it interrupts the write).
 func WriteHandshake(ctx context.Context, conn net.Conn, h Handshake) error {
-	b := h.bytes()
+	b := h.Bytes()
 	return withDeadline(ctx, conn, func() error {
 		if _, err := conn.Write(b[:]); err != nil {
 			return fmt.Errorf("wire: writing handshake: %w", err)
@@ -155,7 +156,7 @@ func ReadPeerID(ctx context.Context, conn net.Conn) ([20]byte, error) {
 // ID the tracker announced) is the engine's call. On error the connection
 // should be closed.
 func Initiate(ctx context.Context, conn net.Conn, ours Handshake) (peer Handshake, err error) {
-	out := ours.bytes()
+	out := ours.Bytes()
 	var in [HandshakeLen]byte
 	err = withDeadline(ctx, conn, func() error {
 		rerr, werr := duplex(conn, out[:], func() error {
@@ -186,9 +187,19 @@ func Initiate(ctx context.Context, conn net.Conn, ours Handshake) (peer Handshak
 // reading the peer's ID, and returns both. One listener can so serve every
 // torrent. lookup must not block. On error the connection should be closed.
 func Accept(ctx context.Context, conn net.Conn, lookup func(metainfo.Hash) (Handshake, bool)) (peer, ours Handshake, err error) {
+	return AcceptPeeked(ctx, conn, nil, lookup)
+}
+
+// AcceptPeeked is Accept for a connection whose first bytes, peeked, were
+// already read (at most the 48 before the peer ID) by a caller that looked
+// at them to tell an encrypted stream from a plain handshake.
+func AcceptPeeked(ctx context.Context, conn net.Conn, peeked []byte, lookup func(metainfo.Hash) (Handshake, bool)) (peer, ours Handshake, err error) {
+	if len(peeked) > handshakeStartLen {
+		return Handshake{}, Handshake{}, fmt.Errorf("wire: %d peeked bytes, at most %d", len(peeked), handshakeStartLen)
+	}
 	var in [HandshakeLen]byte
 	err = withDeadline(ctx, conn, func() error {
-		if err := readStart(conn, in[:handshakeStartLen]); err != nil {
+		if err := readStart(io.MultiReader(bytes.NewReader(peeked), conn), in[:handshakeStartLen]); err != nil {
 			return err
 		}
 		peer = parseHandshake(in[:])
@@ -199,7 +210,7 @@ func Accept(ctx context.Context, conn net.Conn, lookup func(metainfo.Hash) (Hand
 		if ours.InfoHash != peer.InfoHash {
 			return fmt.Errorf("%w: lookup of %s returned a handshake for %s", ErrInfoHashMismatch, peer.InfoHash, ours.InfoHash)
 		}
-		out := ours.bytes()
+		out := ours.Bytes()
 		rerr, werr := duplex(conn, out[:], func() error { return readPeerID(conn, in[handshakeStartLen:]) })
 		return cmp.Or(rerr, werr)
 	})
@@ -266,40 +277,12 @@ func duplex(conn net.Conn, out []byte, read func() error) (rerr, werr error) {
 // connection return at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// withDeadline runs fn with conn's deadline set from ctx: ctx's deadline
-// becomes the connection's, and cancelling ctx interrupts fn by moving the
-// deadline to the past. Afterwards the deadline is cleared, so the engine
-// starts from a clean connection. If ctx ended, the error says so
-// (errors.Is(err, context.Canceled) or context.DeadlineExceeded).
+// withDeadline runs fn under ctx (netctx.Do): ctx's deadline becomes the
+// connection's, cancelling ctx interrupts fn, and the deadline is cleared
+// after a success.
 func withDeadline(ctx context.Context, conn net.Conn, fn func() error) error {
-	if err := ctx.Err(); err != nil {
+	if err := netctx.Do(ctx, conn, fn); err != nil {
 		return fmt.Errorf("wire: handshake: %w", err)
 	}
-	dl, _ := ctx.Deadline() // zero: no deadline
-	if err := conn.SetDeadline(dl); err != nil {
-		return fmt.Errorf("wire: setting handshake deadline: %w", err)
-	}
-	interrupted := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		conn.SetDeadline(aLongTimeAgo)
-		close(interrupted)
-	})
-	err := fn()
-	if !stop() {
-		<-interrupted // ctx ended: wait so the clearing below comes last
-	}
-	if err != nil {
-		cerr := ctx.Err()
-		if dl, ok := ctx.Deadline(); cerr == nil && ok && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(dl) {
-			cerr = context.DeadlineExceeded // the connection's timer fired just before the context's
-		}
-		if cerr != nil {
-			err = fmt.Errorf("%w: %w", cerr, err)
-		}
-		return err
-	}
-	// Best effort: it fails only on a connection that is already closed,
-	// and then the next use of it reports that.
-	conn.SetDeadline(time.Time{})
 	return nil
 }

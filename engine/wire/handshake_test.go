@@ -198,12 +198,12 @@ func TestReadHandshakeStartThenPeerID(t *testing.T) {
 
 func TestHandshakeRejects(t *testing.T) {
 	good := testHandshake(0xaa, 'p', false)
-	goodBytes := good.bytes()
+	goodBytes := good.Bytes()
 	badProto := goodBytes
 	badProto[19] = 'X'
 	badLen := goodBytes
 	badLen[0] = 18
-	other := testHandshake(0xbb, 'p', false).bytes()
+	other := testHandshake(0xbb, 'p', false).Bytes()
 	tests := []struct {
 		name string
 		send []byte // what the remote side sends, then it closes
@@ -273,7 +273,7 @@ func readHS(ctx context.Context, c net.Conn) error {
 
 func TestAcceptUnknownSendsNothing(t *testing.T) {
 	c, remote := tcpPair(t)
-	other := testHandshake(0xbb, 'p', false).bytes()
+	other := testHandshake(0xbb, 'p', false).Bytes()
 	// Only the part Accept reads: nothing is left unread when it closes,
 	// so the close is a FIN, not an RST that could discard what it sent.
 	remote.Write(other[:handshakeStartLen])
@@ -377,7 +377,7 @@ func TestReservedBits(t *testing.T) {
 func TestHandshakeBytes(t *testing.T) {
 	h := Handshake{InfoHash: metainfo.Hash{0: 0x11, 19: 0x22}, PeerID: [20]byte{0: '-', 19: 'z'}}
 	h.Reserved.SetExtensions()
-	b := h.bytes()
+	b := h.Bytes()
 	want := append([]byte("\x13BitTorrent protocol\x00\x00\x00\x00\x00\x10\x00\x00"), h.InfoHash[:]...)
 	want = append(want, h.PeerID[:]...)
 	if !bytes.Equal(b[:], want) {

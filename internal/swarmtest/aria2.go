@@ -54,14 +54,15 @@ type Leecher struct {
 // torrent's tracker answers (StartTracker returns then): after a failed
 // announce aria2c waits minutes before the next. It returns once aria2c's
 // RPC answers and its BitTorrent port accepts connections; it is stopped
-// by PID in t.Cleanup.
-func StartAria2Seeder(t testing.TB, torrentPath, dataDir, ip string) *Seeder {
+// by PID in t.Cleanup. extra are more aria2c options, e.g.
+// "--bt-require-crypto=true" (MSE only).
+func StartAria2Seeder(t testing.TB, torrentPath, dataDir, ip string, extra ...string) *Seeder {
 	t.Helper()
-	return &Seeder{a: startAria2(t, torrentPath, dataDir, ip,
+	return &Seeder{a: startAria2(t, torrentPath, dataDir, ip, append([]string{
 		"--seed-ratio=0.0",
 		"--bt-seed-unverified=true",
 		"--check-integrity=false",
-	)}
+	}, extra...)...)}
 }
 
 // StartAria2SeederDHT is StartAria2Seeder with aria2c's DHT (BEP 5) on:

@@ -18,24 +18,24 @@ import (
 // Debian one (python3-libtorrent), never a virtualenv's.
 const LibtorrentPython = "/usr/bin/python3"
 
-// libtorrentScript runs one torrent with libtorrent (rasterbar) and
-// prints a JSON status line every 200 ms. argv: torrent, save path,
-// listen IP, port, options (LibtorrentOptions as JSON), then the peers to
-// connect to (IP:PORT). Its settings: nothing but TCP on the given address
-// (no DHT, LSD, UPnP, NAT-PMP, uTP, no encryption, outgoing connections
-// from that address too) unless the options say uTP only; seed-to-seed
-// connections kept (close_redundant_connections off, or two seeds hang up
-// on each other and never list each other in PEX); PEX on (the ut_pex
-// plugin is a default one). A seeder starts in seed mode; a leecher
-// checks what is in the save path and downloads the rest.
+// libtorrentScript seeds (or downloads) one torrent with libtorrent
+// (rasterbar) and prints a JSON status line every 200 ms. argv: torrent,
+// save path, listen IP, port, a JSON object of settings that override the
+// defaults below, "seed" or "leech", then the peers to connect to
+// (IP:PORT). Its default settings:
+// nothing but TCP on the given address (no DHT, LSD, UPnP, NAT-PMP, uTP,
+// no encryption, outgoing connections from that address too);
+// seed-to-seed connections kept (close_redundant_connections off, or two
+// seeds hang up on each other and never list each other in PEX); PEX on
+// (the ut_pex plugin is a default one).
 const libtorrentScript = `
 import json, sys, time
 import libtorrent as lt
 
 torrent, save, ip, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-opts = json.loads(sys.argv[5])
+extra, mode = json.loads(sys.argv[5]), sys.argv[6]
+peers = sys.argv[7:]
 UTP_SOCKET = 1 << 17  # peer_info::utp_socket, which the Python binding does not name
-peers = sys.argv[6:]
 settings = {
     'listen_interfaces': '%s:%d' % (ip, port),
     'outgoing_interfaces': ip,
@@ -52,15 +52,13 @@ settings = {
     'out_enc_policy': int(lt.enc_policy.disabled),
     'alert_mask': 0,
 }
-if opts.get('UTPOnly'):
-    settings.update({'enable_incoming_utp': True, 'enable_outgoing_utp': True,
-                     'enable_incoming_tcp': False, 'enable_outgoing_tcp': False})
+settings.update(extra)
 ses = lt.session(settings)
 atp = lt.add_torrent_params()
 atp.ti = lt.torrent_info(torrent)
 atp.save_path = save
 atp.flags = atp.flags & ~lt.torrent_flags.auto_managed & ~lt.torrent_flags.paused
-if not opts.get('Leech'):
+if mode == 'seed':
     atp.flags |= lt.torrent_flags.seed_mode
 h = ses.add_torrent(atp)
 for p in peers:
@@ -68,8 +66,10 @@ for p in peers:
     h.connect_peer((host, int(pport)))
 while True:
     s = h.status()
-    ps = [{'ip': pi.ip[0], 'port': pi.ip[1], 'up': pi.total_upload, 'down': pi.total_download,
-           'seed': bool(pi.flags & lt.peer_info.seed), 'utp': bool(pi.flags & UTP_SOCKET)} for pi in h.get_peer_info()]
+    ps = [{'ip': pi.ip[0], 'port': pi.ip[1], 'up': pi.total_upload, 'down': pi.total_download, 'seed': bool(pi.flags & lt.peer_info.seed),
+           'rc4': bool(pi.flags & lt.peer_info.rc4_encrypted), 'obfuscated': bool(pi.flags & lt.peer_info.plaintext_encrypted),
+           'utp': bool(pi.flags & UTP_SOCKET)}
+          for pi in h.get_peer_info()]
     print(json.dumps({'state': str(s.state), 'seeding': s.is_seeding, 'listen': ses.is_listening(),
                       'uploaded': s.total_payload_upload, 'downloaded': s.total_payload_download,
                       'done': s.total_wanted_done, 'peers': ps}), flush=True)
@@ -107,25 +107,17 @@ type LibtorrentPeer struct {
 	// IP and Port are the remote end of the connection.
 	IP   string `json:"ip"`
 	Port int    `json:"port"`
-	// Up counts the bytes sent to it.
-	Up int64 `json:"up"`
-	// Down counts the bytes received from it.
+	// Up counts the bytes sent to it, Down those received from it.
+	Up   int64 `json:"up"`
 	Down int64 `json:"down"`
-	// Seed is set when the peer has every piece.
-	Seed bool `json:"seed"`
+	// RC4 is set on an MSE connection with RC4 selected, Obfuscated on
+	// one with plaintext selected (handshake obfuscated only).
+	RC4        bool `json:"rc4"`
+	Obfuscated bool `json:"obfuscated"`
 	// UTP is set when the connection is uTP.
 	UTP bool `json:"utp"`
-}
-
-// LibtorrentOptions change what StartLibtorrent runs; the zero value is a
-// TCP-only seeder.
-type LibtorrentOptions struct {
-	// UTPOnly disables TCP both ways and enables uTP (a peer reachable
-	// only over uTP, as many home peers are).
-	UTPOnly bool
-	// Leech starts it as a leecher: it checks the save path and
-	// downloads what is missing (Status().Seeding once done).
-	Leech bool
+	// Seed is set when the peer has every piece.
+	Seed bool `json:"seed"`
 }
 
 // RequireLibtorrent skips t unless python3's libtorrent module imports
@@ -154,9 +146,39 @@ func StartLibtorrentSeeder(t testing.TB, torrentPath, dataDir, ip string, peers 
 	return StartLibtorrent(t, torrentPath, dataDir, ip, LibtorrentOptions{}, peers...)
 }
 
-// StartLibtorrent runs libtorrent as opts say (StartLibtorrentSeeder's
-// seeder by default) on ip, with dataDir as its save path. A leecher is
-// returned once it listens; a seeder once it also seeds.
+// LibtorrentOptions vary a libtorrent peer.
+type LibtorrentOptions struct {
+	// Settings override the script's session settings (libtorrent's
+	// settings_pack names; enums as integers), e.g. LibtorrentEncryptionForced.
+	Settings map[string]any
+	// Leech starts it without the data: it downloads into dataDir (its
+	// status says Seeding once it has everything). Its start then waits
+	// only for its listen socket.
+	Leech bool
+}
+
+// LibtorrentEncryptionForced are the settings of a libtorrent that speaks
+// MSE/PE only, both ways (pe_forced), with RC4 for the whole stream
+// (allowed_enc_level pe_rc4; libtorrent otherwise selects plaintext after
+// the obfuscated handshake when offered both).
+var LibtorrentEncryptionForced = map[string]any{
+	"in_enc_policy":     0, // pe_forced
+	"out_enc_policy":    0,
+	"allowed_enc_level": 2, // pe_rc4
+	"prefer_rc4":        true,
+}
+
+// LibtorrentUTPOnly are the settings of a libtorrent reachable only over
+// uTP, as many home peers are: TCP off both ways, uTP on.
+var LibtorrentUTPOnly = map[string]any{
+	"enable_incoming_utp": true,
+	"enable_outgoing_utp": true,
+	"enable_incoming_tcp": false,
+	"enable_outgoing_tcp": false,
+}
+
+// StartLibtorrent is StartLibtorrentSeeder with options: other settings,
+// or a leecher.
 func StartLibtorrent(t testing.TB, torrentPath, dataDir, ip string, opts LibtorrentOptions, peers ...netip.AddrPort) *LibtorrentSeeder {
 	t.Helper()
 	RequireLibtorrent(t)
@@ -207,14 +229,18 @@ func tryLibtorrent(t testing.TB, torrentPath, dataDir string, ip netip.Addr, opt
 	if err != nil {
 		return nil, err
 	}
-	if opts.UTPOnly && portTakenUDP(netip.AddrPortFrom(ip, uint16(port))) {
+	if opts.Settings["enable_incoming_utp"] == true && portTakenUDP(netip.AddrPortFrom(ip, uint16(port))) {
 		return nil, fmt.Errorf("swarmtest: UDP port %d on %v is taken", port, ip)
 	}
-	o, err := json.Marshal(opts)
-	if err != nil {
-		return nil, err
+	settings, err := json.Marshal(opts.Settings)
+	if err != nil || opts.Settings == nil {
+		settings = []byte("{}")
 	}
-	args := []string{"-c", libtorrentScript, torrentPath, dataDir, ip.String(), fmt.Sprint(port), string(o)}
+	mode := "seed"
+	if opts.Leech {
+		mode = "leech"
+	}
+	args := []string{"-c", libtorrentScript, torrentPath, dataDir, ip.String(), fmt.Sprint(port), string(settings), mode}
 	for _, p := range peers {
 		args = append(args, p.String())
 	}

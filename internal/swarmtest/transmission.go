@@ -63,6 +63,13 @@ func transmissionSettings(ip netip.Addr, port int) map[string]any {
 // until Transmission's handshake timeout (30 s).
 func StartTransmissionSeeder(t testing.TB, torrentPath, dataDir, ip string) *TransmissionSeeder {
 	t.Helper()
+	return StartTransmissionSeederArgs(t, torrentPath, dataDir, ip)
+}
+
+// StartTransmissionSeederArgs is StartTransmissionSeeder with more
+// transmission-cli flags, e.g. "-er" (encryption required).
+func StartTransmissionSeederArgs(t testing.TB, torrentPath, dataDir, ip string, extra ...string) *TransmissionSeeder {
+	t.Helper()
 	Require(t, "transmission-cli")
 	addr := checkLoopback(t, ip)
 	torrentPath, err := filepath.Abs(torrentPath)
@@ -74,7 +81,7 @@ func StartTransmissionSeeder(t testing.TB, torrentPath, dataDir, ip string) *Tra
 	}
 	var lastErr error
 	for range startAttempts {
-		s, err := tryTransmission(t, torrentPath, dataDir, addr)
+		s, err := tryTransmission(t, torrentPath, dataDir, addr, extra)
 		if err == nil {
 			return s
 		}
@@ -85,7 +92,7 @@ func StartTransmissionSeeder(t testing.TB, torrentPath, dataDir, ip string) *Tra
 }
 
 // tryTransmission is one attempt of StartTransmissionSeeder.
-func tryTransmission(t testing.TB, torrentPath, dataDir string, ip netip.Addr) (*TransmissionSeeder, error) {
+func tryTransmission(t testing.TB, torrentPath, dataDir string, ip netip.Addr, extra []string) (*TransmissionSeeder, error) {
 	port, err := freePort("tcp", ip)
 	if err != nil {
 		return nil, err
@@ -99,14 +106,15 @@ func tryTransmission(t testing.TB, torrentPath, dataDir string, ip netip.Addr) (
 		return nil, fmt.Errorf("swarmtest: %w", err)
 	}
 	s := &TransmissionSeeder{peerProcess{addr: netip.AddrPortFrom(ip, uint16(port))}}
-	s.proc, err = startProcess(t, cfgDir, false, "transmission-cli",
+	args := []string{
 		"-g", cfgDir, // settings.json above, resume files, nothing of the user's
 		"-w", dataDir,
 		"-p", fmt.Sprint(port),
 		"-M", // no NAT-PMP or UPnP
 		"-B", // no blocklist
 		"-v", // verify the data first: the only way it seeds existing files
-		torrentPath)
+	}
+	s.proc, err = startProcess(t, cfgDir, false, "transmission-cli", append(append(args, extra...), torrentPath)...)
 	if err != nil {
 		return nil, err
 	}

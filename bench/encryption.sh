@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# encryption.sh — the cost of MSE/PE: `btfs get` and a sequential read
+# through `btfs mount`, each from a plain libtorrent seeder (-encryption
+# off) and from one that speaks RC4-encrypted MSE only (-encryption
+# require), on the same data over loopback. Prints MB/s (1 MB = 10^6 bytes)
+# and the CPU seconds btfs used, per run, and the encrypted/plain ratios.
+#
+# Usage (as root: it needs a private network namespace):
+#   bench/encryption.sh [SIZE_MiB [ROUNDS]]      defaults: 256 MiB, 2 rounds
+#
+# Everything runs inside `unshare -n` with only loopback up: the plain
+# seeder on 127.0.0.2, the encrypted one on 127.0.0.3 (python3-libtorrent,
+# TCP only, seed mode), btfs dialling them with -peer and no tracker.
+set -euo pipefail
+
+size_mib=${1:-256}
+rounds=${2:-2}
+
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
+py=/usr/bin/python3 # Debian's: it has libtorrent
+
+if [ "${BENCH_INSIDE:-}" != 1 ]; then
+  [ "$(id -u)" = 0 ] || bench_die "encryption: run as root (unshare -n)"
+  bench_need go unshare ip sha256sum fusermount3 "$py"
+  cd "$here/.."
+  work=$(mktemp -d /tmp/btfs-bench.XXXXXX)
+  trap 'rm -rf "$work"' EXIT
+  go build -o "$work/btfs" ./cmd/btfs
+  rc=0
+  BENCH_WORK=$work bench_enter_ns "$0" "$size_mib" "$rounds" || rc=$?
+  exit "$rc"
+fi
+
+work=$BENCH_WORK
+trap bench_cleanup EXIT
+
+mkdir -p "$work/seed"
+head -c "$((size_mib << 20))" /dev/urandom > "$work/seed/data.bin"
+"$work/btfs" create -piece-length 256KiB -o "$work/data.torrent" "$work/seed/data.bin" >/dev/null
+want=$(sha256sum < "$work/seed/data.bin" | cut -d' ' -f1)
+
+# seed IP ENC: a libtorrent seeder on IP:6881; ENC=forced speaks RC4 MSE
+# only, ENC=off plain only. Unchokes at once (no choker slots).
+seed() {
+  "$py" - "$work/data.torrent" "$work/seed" "$1" "$2" <<'PY' >"$work/seed-$1.log" 2>&1 &
+import sys, time, libtorrent as lt
+torrent, save, ip, enc = sys.argv[1:5]
+pol = 0 if enc == "forced" else 2  # pe_forced, pe_disabled
+s = lt.session({"listen_interfaces": f"{ip}:6881", "outgoing_interfaces": ip,
+    "enable_dht": False, "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
+    "enable_outgoing_utp": False, "enable_incoming_utp": False,
+    "in_enc_policy": pol, "out_enc_policy": pol, "allowed_enc_level": 2, "prefer_rc4": True,
+    "unchoke_slots_limit": -1, "choking_algorithm": 0, "alert_mask": 0})
+s.add_torrent({"ti": lt.torrent_info(torrent), "save_path": save, "flags": lt.torrent_flags.seed_mode})
+print("seeding", flush=True)
+while True:
+    time.sleep(1)
+PY
+  bench_track $!
+  local i
+  for ((i = 0; i < 500; i++)); do
+    grep -q seeding "$work/seed-$1.log" 2>/dev/null && (exec 3<>"/dev/tcp/$1/6881") 2>/dev/null && return 0
+    sleep 0.02
+  done
+  bench_die "libtorrent on $1 did not start: $(cat "$work/seed-$1.log")"
+}
+seed 127.0.0.2 off
+seed 127.0.0.3 forced
+
+# cpu PID: user+system seconds of a finished child, from bash's times.
+TIMEFORMAT='%R %U %S'
+
+run_get() { # POLICY PEER
+  local dir=$work/get t
+  rm -rf "$dir"; mkdir -p "$dir"
+  t=$( { time "$work/btfs" get -quiet -no-dht -listen "" -no-trackers -encryption "$1" -peer "$2" \
+    "$work/data.torrent" "$dir" >"$work/get.out" 2>&1; } 2>&1 )
+  [ "$(sha256sum < "$dir/data.bin" | cut -d' ' -f1)" = "$want" ] || bench_die "get -encryption $1: copy differs: $(tail -3 "$work/get.out")"
+  read -r real user sys <<<"$t"
+  echo "get   -encryption $1: $(mbps $((size_mib << 20)) "$real") MB/s, btfs CPU $(awk -v u="$user" -v s="$sys" 'BEGIN{printf "%.2f", u+s}') s"
+  RESULT=$(mbps $((size_mib << 20)) "$real")
+}
+
+run_mount() { # POLICY PEER
+  local mnt=$work/mnt cache=$work/cache t pid i
+  rm -rf "$cache"; mkdir -p "$mnt" "$cache"
+  "$work/btfs" mount -quiet -no-dht -listen "" -no-trackers -encryption "$1" -peer "$2" -cache-dir "$cache" \
+    "$work/data.torrent" "$mnt" >"$work/mount.out" 2>&1 &
+  pid=$!
+  bench_track "$pid"
+  bench_track_mount "$mnt"
+  for ((i = 0; i < 1000; i++)); do
+    [ -e "$mnt/data.bin" ] && break
+    sleep 0.01
+  done
+  t=$( { time sha256sum < "$mnt/data.bin" > "$work/mount.sum"; } 2>&1 )
+  [ "$(cut -d' ' -f1 "$work/mount.sum")" = "$want" ] || bench_die "mount -encryption $1: read differs"
+  read -r real _ _ <<<"$t"
+  local cpu
+  cpu=$(awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$pid/stat")
+  bench_stop "$pid" 10
+  bench_unmount "$mnt"
+  echo "mount -encryption $1: $(mbps $((size_mib << 20)) "$real") MB/s sequential read, btfs CPU $cpu s"
+  RESULT=$(mbps $((size_mib << 20)) "$real")
+}
+
+echo "torrent: $size_mib MiB in 256 KiB pieces; libtorrent seeders: plain 127.0.0.2, RC4-only 127.0.0.3; $(nproc) CPUs"
+for r in $(seq "$rounds"); do
+  run_get off 127.0.0.2:6881; gp=$RESULT
+  run_get require 127.0.0.3:6881; ge=$RESULT
+  run_mount off 127.0.0.2:6881; mp=$RESULT
+  run_mount require 127.0.0.3:6881; me=$RESULT
+  echo "round $r: encrypted/plain get $(awk -v a="$ge" -v b="$gp" 'BEGIN{printf "%.2f", a/b}'), mount read $(awk -v a="$me" -v b="$mp" 'BEGIN{printf "%.2f", a/b}')"
+done
