@@ -1,6 +1,6 @@
 // Package transport turns an address or an accepted socket into a
-// handshaken BitTorrent connection: a dialler per transport (TCP today, uTP
-// next) below an optional MSE/PE layer (engine/mse) below the BitTorrent
+// handshaken BitTorrent connection: a dialler per transport (TCP, uTP:
+// utp.go) below an optional MSE/PE layer (engine/mse) below the BitTorrent
 // handshake (engine/wire). The engine and the magnet fetcher both dial and
 // accept through it, so the encryption policy, the memory of which peers
 // refuse encryption and the failure counts are one thing per process.
