@@ -34,6 +34,26 @@ func TestGetFromUTPOnlySeeder(t *testing.T) {
 	}
 }
 
+// TestGetMagnetFromUTPOnlySeeder: the metadata of a magnet link comes
+// over uTP too (the fetch dials through the same transport), then the data.
+func TestGetMagnetFromUTPOnlySeeder(t *testing.T) {
+	dir := t.TempDir()
+	torrentPath, mi := swarmtest.MakeTorrent(t, dir, swarmtest.TorrentOptions{Files: swarmtest.MultiFile, PieceLength: 64 << 10, Seed: 132})
+	seeder := swarmtest.StartLibtorrent(t, torrentPath, dir, "127.0.0.2", swarmtest.LibtorrentOptions{Settings: swarmtest.LibtorrentUTPOnly})
+	out := t.TempDir()
+	p := startBtfs(t, "get", "-listen", "127.0.0.1:0", "-no-trackers", magnetOf(mi, nil, seeder.Addr()), out)
+	if err := p.wait(t, 2*time.Minute); err != nil {
+		t.Fatalf("btfs get: %v\n%s", err, p.out.String())
+	}
+	s := testSwarm{dir: dir, torrentPath: torrentPath, mi: mi}
+	for _, f := range mi.Info.Files {
+		got, err := os.ReadFile(filepath.Join(append([]string{out, mi.Info.Name}, f.Path...)...))
+		if err != nil || !bytes.Equal(got, s.source(t, f)) {
+			t.Fatalf("%s: %d bytes, %v: not the source", filepath.Join(f.Path...), len(got), err)
+		}
+	}
+}
+
 // TestGetWithoutUTP: -utp=false never speaks uTP, so a uTP-only seeder
 // is out of reach (and the flag is what turns it off).
 func TestGetWithoutUTP(t *testing.T) {
