@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # encryption.sh — the cost of MSE/PE: `btfs get` and a sequential read
 # through `btfs mount`, each from a plain libtorrent seeder (-encryption
-# off) and from one that speaks RC4-encrypted MSE only (-encryption
-# require), on the same data over loopback. Prints MB/s (1 MB = 10^6 bytes)
-# and the CPU seconds btfs used, per run, and the encrypted/plain ratios.
+# off), from one that speaks RC4-encrypted MSE only (-encryption require),
+# and from one that requires MSE but, as libtorrent does by default when
+# offered both, selects the plaintext method (only the handshake
+# obfuscated; -encryption prefer), on the same data over loopback. Prints
+# MB/s (1 MB = 10^6 bytes) and the CPU seconds btfs used, per run, and the
+# encrypted/plain ratios.
 #
 # Usage (as root: it needs a private network namespace):
 #   bench/encryption.sh [SIZE_MiB [ROUNDS]]      defaults: 256 MiB, 2 rounds
 #
 # Everything runs inside `unshare -n` with only loopback up: the plain
-# seeder on 127.0.0.2, the encrypted one on 127.0.0.3 (python3-libtorrent,
-# TCP only, seed mode), btfs dialling them with -peer and no tracker.
+# seeder on 127.0.0.2, the RC4 one on 127.0.0.3, the obfuscating one on
+# 127.0.0.4 (python3-libtorrent, TCP only, seed mode), btfs dialling them
+# with -peer and no tracker.
 set -euo pipefail
 
 size_mib=${1:-256}
@@ -42,16 +46,19 @@ head -c "$((size_mib << 20))" /dev/urandom > "$work/seed/data.bin"
 want=$(sha256sum < "$work/seed/data.bin" | cut -d' ' -f1)
 
 # seed IP ENC: a libtorrent seeder on IP:6881; ENC=forced speaks RC4 MSE
-# only, ENC=off plain only. Unchokes at once (no choker slots).
+# only, ENC=obfuscated MSE only with libtorrent's default levels (both;
+# plaintext preferred), ENC=off plain only. Unchokes at once (no choker
+# slots).
 seed() {
   "$py" - "$work/data.torrent" "$work/seed" "$1" "$2" <<'PY' >"$work/seed-$1.log" 2>&1 &
 import sys, time, libtorrent as lt
 torrent, save, ip, enc = sys.argv[1:5]
-pol = 0 if enc == "forced" else 2  # pe_forced, pe_disabled
+pol = 2 if enc == "off" else 0  # pe_disabled, pe_forced
+level, rc4 = (2, True) if enc == "forced" else (3, False)  # pe_rc4 / pe_both
 s = lt.session({"listen_interfaces": f"{ip}:6881", "outgoing_interfaces": ip,
     "enable_dht": False, "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
     "enable_outgoing_utp": False, "enable_incoming_utp": False,
-    "in_enc_policy": pol, "out_enc_policy": pol, "allowed_enc_level": 2, "prefer_rc4": True,
+    "in_enc_policy": pol, "out_enc_policy": pol, "allowed_enc_level": level, "prefer_rc4": rc4,
     "unchoke_slots_limit": -1, "choking_algorithm": 0, "alert_mask": 0})
 s.add_torrent({"ti": lt.torrent_info(torrent), "save_path": save, "flags": lt.torrent_flags.seed_mode})
 print("seeding", flush=True)
@@ -68,6 +75,7 @@ PY
 }
 seed 127.0.0.2 off
 seed 127.0.0.3 forced
+seed 127.0.0.4 obfuscated
 
 # cpu PID: user+system seconds of a finished child, from bash's times.
 TIMEFORMAT='%R %U %S'
@@ -95,7 +103,7 @@ run_mount() { # POLICY PEER
     [ -e "$mnt/data.bin" ] && break
     sleep 0.01
   done
-  t=$( { time sha256sum < "$mnt/data.bin" > "$work/mount.sum"; } 2>&1 )
+  t=$( { time dd if="$mnt/data.bin" bs=1M status=none | sha256sum > "$work/mount.sum"; } 2>&1 ) # 1 MiB reads, like bench/run
   [ "$(cut -d' ' -f1 "$work/mount.sum")" = "$want" ] || bench_die "mount -encryption $1: read differs"
   read -r real _ _ <<<"$t"
   local cpu
@@ -106,11 +114,14 @@ run_mount() { # POLICY PEER
   RESULT=$(mbps $((size_mib << 20)) "$real")
 }
 
-echo "torrent: $size_mib MiB in 256 KiB pieces; libtorrent seeders: plain 127.0.0.2, RC4-only 127.0.0.3; $(nproc) CPUs"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
+echo "torrent: $size_mib MiB in 256 KiB pieces; libtorrent seeders: plain 127.0.0.2, RC4-only 127.0.0.3, MSE-only plaintext method 127.0.0.4; $(nproc) CPUs"
 for r in $(seq "$rounds"); do
   run_get off 127.0.0.2:6881; gp=$RESULT
   run_get require 127.0.0.3:6881; ge=$RESULT
+  run_get prefer 127.0.0.4:6881; go=$RESULT
   run_mount off 127.0.0.2:6881; mp=$RESULT
   run_mount require 127.0.0.3:6881; me=$RESULT
-  echo "round $r: encrypted/plain get $(awk -v a="$ge" -v b="$gp" 'BEGIN{printf "%.2f", a/b}'), mount read $(awk -v a="$me" -v b="$mp" 'BEGIN{printf "%.2f", a/b}')"
+  run_mount prefer 127.0.0.4:6881; mo=$RESULT
+  echo "round $r: rc4/plain get $(ratio "$ge" "$gp"), mount read $(ratio "$me" "$mp"); obfuscated/plain get $(ratio "$go" "$gp"), mount read $(ratio "$mo" "$mp")"
 done

@@ -175,9 +175,12 @@ func (f *swarmFlags) logger(stderr io.Writer) (*slog.Logger, func(), error) {
 // engineConfig turns the flags into an engine.Config.
 func (f *swarmFlags) engineConfig(log *slog.Logger, mode picker.Mode) (engine.Config, error) {
 	cfg := engine.Config{Logger: log, Listen: f.listen, MaxPeers: f.maxPeers, Mode: mode}
-	policy, err := transport.ParsePolicy(f.encryption)
-	if err != nil {
-		return cfg, fmt.Errorf("-encryption: %w", err)
+	policy := transport.Prefer // flags not registered (the demo): the default
+	var err error
+	if f.encryption != "" {
+		if policy, err = transport.ParsePolicy(f.encryption); err != nil {
+			return cfg, fmt.Errorf("-encryption: %w", err)
+		}
 	}
 	// One transport for the metadata fetch and the engine: what it
 	// learns about peers (who refuses encryption) carries over.

@@ -1,7 +1,6 @@
 package mse
 
 import (
-	"crypto/rc4"
 	"fmt"
 	"net"
 )
@@ -17,12 +16,12 @@ type Conn struct {
 	// are read before the socket.
 	pre []byte
 	// dec decrypts what is read; nil once the stream is plain.
-	dec *rc4.Cipher
+	dec *rc4
 	// decLeft is how many more bytes dec decrypts (the initial payload of
 	// a Plaintext stream), or -1 for all.
 	decLeft int
 	// enc encrypts what is written; nil for Plaintext.
-	enc *rc4.Cipher
+	enc *rc4
 	// rbuf and wbuf hold ciphertext read and written, allocated on first
 	// use (chunk bytes each).
 	rbuf, wbuf []byte

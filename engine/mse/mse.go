@@ -31,7 +31,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/rc4"
 	"crypto/sha1"
 	"encoding/binary"
 	"errors"
@@ -169,9 +168,9 @@ func hash(parts ...[]byte) [sha1.Size]byte {
 
 // newCipher is the RC4 stream keyed with HASH(name, S, SKEY), its first
 // 1024 bytes discarded.
-func newCipher(name string, s []byte, skey [20]byte) *rc4.Cipher {
+func newCipher(name string, s []byte, skey [20]byte) *rc4 {
 	key := hash([]byte(name), s, skey[:])
-	c, _ := rc4.NewCipher(key[:]) // a 20-byte key is always valid
+	c := newRC4(key[:])
 	var junk [discardLen]byte
 	c.XORKeyStream(junk[:], junk[:])
 	return c

@@ -3,6 +3,7 @@ package mse
 import (
 	"bytes"
 	"context"
+	stdrc4 "crypto/rc4"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -410,5 +411,40 @@ func TestShortWriteBreaks(t *testing.T) {
 	a.SetWriteDeadline(time.Time{})
 	if _, err := c.Write([]byte("x")); err == nil {
 		t.Fatal("a write after a short write succeeded")
+	}
+}
+
+// TestRC4MatchesCryptoRC4: our RC4 is crypto/rc4's keystream, for keys of
+// several lengths, in place and not, across calls of odd sizes.
+func TestRC4MatchesCryptoRC4(t *testing.T) {
+	for _, keyLen := range []int{1, 5, 20, 256} {
+		key := make([]byte, keyLen)
+		for i := range key {
+			key[i] = byte(i*31 + keyLen)
+		}
+		want, err := stdrc4.NewCipher(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := newRC4(key)
+		for _, n := range []int{0, 1, 7, 1024, 4093, 65536} {
+			a := make([]byte, n)
+			b := make([]byte, n)
+			for i := range a {
+				a[i] = byte(i)
+				b[i] = byte(i)
+			}
+			want.XORKeyStream(a, a)
+			if n%2 == 0 {
+				got.XORKeyStream(b, b)
+			} else {
+				out := make([]byte, n)
+				got.XORKeyStream(out, b)
+				b = out
+			}
+			if !bytes.Equal(a, b) {
+				t.Fatalf("key of %d bytes, call of %d bytes: keystreams differ", keyLen, n)
+			}
+		}
 	}
 }

@@ -98,6 +98,10 @@ const (
 	// logEvery is the shortest interval between two log lines about
 	// connections lost to the encryption policy.
 	logEvery = time.Minute
+	// DefaultMaxAccepting caps the incoming handshakes under way: each
+	// costs a Diffie-Hellman exponentiation and buffers, and a flood of
+	// connections must not turn into unbounded work.
+	DefaultMaxAccepting = 64
 )
 
 // Config tunes a Transport; the zero value is usable.
@@ -117,6 +121,9 @@ type Config struct {
 	// Logger gets one Info line a minute at most when connections failed
 	// for lack of (or because of) encryption; nil discards.
 	Logger *slog.Logger
+	// MaxAccepting caps the incoming handshakes under way (0:
+	// DefaultMaxAccepting); Accept refuses more at once (ErrBusy).
+	MaxAccepting int
 }
 
 // Stats counts connections since the Transport was made.
@@ -163,13 +170,16 @@ var (
 	ErrPlainRefused = errors.New("transport: plain connection refused (encryption required)")
 	// ErrEncryptedRefused: an incoming MSE handshake under Off.
 	ErrEncryptedRefused = errors.New("transport: encrypted connection refused (encryption off)")
+	// ErrBusy: MaxAccepting incoming handshakes are already under way.
+	ErrBusy = errors.New("transport: too many incoming handshakes under way")
 )
 
 // Transport dials and accepts peer connections under one policy. It is
 // safe for concurrent use.
 type Transport struct {
-	cfg Config
-	log *slog.Logger
+	cfg       Config
+	log       *slog.Logger
+	accepting chan struct{} // one token per incoming handshake under way
 
 	mu        sync.Mutex
 	plainOnly map[netip.AddrPort]bool   // Prefer: peers that refused MSE and took plain
@@ -193,11 +203,15 @@ func New(cfg Config) *Transport {
 	if cfg.HeadStart <= 0 {
 		cfg.HeadStart = DefaultHeadStart
 	}
+	if cfg.MaxAccepting <= 0 {
+		cfg.MaxAccepting = DefaultMaxAccepting
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Transport{cfg: cfg, log: log, plainOnly: map[netip.AddrPort]bool{}, works: map[netip.AddrPort]string{}}
+	return &Transport{cfg: cfg, log: log, plainOnly: map[netip.AddrPort]bool{}, works: map[netip.AddrPort]string{},
+		accepting: make(chan struct{}, cfg.MaxAccepting)}
 }
 
 // Policy is the encryption policy.
@@ -338,6 +352,12 @@ var plainStart = append([]byte{byte(len(wire.Protocol))}, wire.Protocol...)
 // the handshake together with HandshakeTimeout. On error conn should be
 // closed.
 func (t *Transport) Accept(ctx context.Context, conn net.Conn, serve func(metainfo.Hash) (wire.Handshake, bool), infoHashes iter.Seq[[20]byte]) (*Conn, error) {
+	select {
+	case t.accepting <- struct{}{}:
+		defer func() { <-t.accepting }()
+	default:
+		return nil, ErrBusy
+	}
 	ctx, cancel := context.WithTimeout(ctx, t.cfg.HandshakeTimeout)
 	defer cancel()
 	network := networkOf(conn)

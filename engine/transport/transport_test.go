@@ -15,6 +15,7 @@ import (
 
 	"btfs/engine/mse"
 	"btfs/engine/wire"
+	"btfs/internal/poll"
 	"btfs/metainfo"
 )
 
@@ -213,4 +214,47 @@ func (s *syncBuf) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestAcceptCap: with MaxAccepting handshakes stalled, the next is refused
+// at once; once they end, handshakes are taken again.
+func TestAcceptCap(t *testing.T) {
+	tr := New(Config{MaxAccepting: 2})
+	serve := func(h metainfo.Hash) (wire.Handshake, bool) { return handshake('s'), h == ih }
+	ihs := slices.Values([][20]byte{ih})
+	errs := make(chan error, 2)
+	var peers []net.Conn
+	for range 2 {
+		a, b := net.Pipe() // the peer sends nothing: the handshake stalls
+		peers = append(peers, a)
+		t.Cleanup(func() { a.Close(); b.Close() })
+		go func() {
+			_, err := tr.Accept(context.Background(), b, serve, ihs)
+			errs <- err
+		}()
+	}
+	poll.Until(t, 10*time.Second, "two handshakes under way", func() bool { return len(tr.accepting) == 2 })
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if _, err := tr.Accept(context.Background(), b, serve, ihs); !errors.Is(err, ErrBusy) {
+		t.Fatalf("third handshake: %v, want ErrBusy", err)
+	}
+	for _, p := range peers {
+		p.Close()
+	}
+	for range 2 {
+		if err := <-errs; err == nil {
+			t.Fatal("a handshake from a closed peer succeeded")
+		}
+	}
+	addr, results := server(t, tr)
+	c, err := New(Config{}).Dial(context.Background(), addr, handshake('d'))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if err := <-results; err != nil {
+		t.Fatal(err)
+	}
 }
