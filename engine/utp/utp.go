@@ -39,6 +39,9 @@ const (
 	DefaultMaxIncoming = 200
 	// DefaultMaxIncomingPerIP caps them per remote IP.
 	DefaultMaxIncomingPerIP = 8
+	// DefaultFirstDataTimeout: a real peer's handshake follows its SYN
+	// within a round trip.
+	DefaultFirstDataTimeout = 5 * time.Second
 )
 
 // Config tunes a Socket; the zero value is usable.
@@ -49,6 +52,9 @@ type Config struct {
 	// once; 0 means the defaults. A SYN beyond a cap is ignored (no reply),
 	// as libutp's firewall callback allows.
 	MaxIncoming, MaxIncomingPerIP int
+	// FirstDataTimeout is how long an incoming connection may stay
+	// silent before Accept would see it; 0 means DefaultFirstDataTimeout.
+	FirstDataTimeout time.Duration
 }
 
 // Socket is one UDP socket speaking uTP. Its methods are safe for
@@ -79,7 +85,8 @@ type packet struct {
 	from net.Addr
 }
 
-// acceptQueue is how many incoming connections wait for Accept.
+// acceptQueue is how many incoming connections (with data) wait for
+// Accept.
 const acceptQueue = 32
 
 // packetQueue is how many non-uTP datagrams wait for a slow reader before
@@ -97,6 +104,9 @@ func Listen(addr string, cfg Config) (*Socket, error) {
 	}
 	if cfg.MaxIncomingPerIP <= 0 {
 		cfg.MaxIncomingPerIP = DefaultMaxIncomingPerIP
+	}
+	if cfg.FirstDataTimeout <= 0 {
+		cfg.FirstDataTimeout = DefaultFirstDataTimeout
 	}
 	network := "udp"
 	if host, _, err := net.SplitHostPort(addr); err == nil {
@@ -172,11 +182,31 @@ func (s *Socket) acceptPump() {
 				delete(s.perIP, ip)
 			}
 		}
-		select {
-		case s.accepted <- c:
-		default:
-			c.Close()
-		}
+		s.wg.Add(1)
+		go s.awaitFirstData(c)
+	}
+}
+
+// awaitFirstData queues c for Accept once its first byte has come (a
+// BitTorrent dialler speaks first), or closes it after FirstDataTimeout. A
+// SYN costs nothing to forge (uTP has no SYN cookies): silent connections
+// from a SYN flood so never reach Accept, where each would hold a
+// handshake slot of the engine's for its whole timeout; they hold one of
+// MaxIncoming here, for FirstDataTimeout.
+func (s *Socket) awaitFirstData(c *conn) {
+	defer s.wg.Done()
+	c.SetReadDeadline(time.Now().Add(s.cfg.FirstDataTimeout))
+	n, _ := c.Conn.Read(c.first[:])
+	c.SetReadDeadline(time.Time{})
+	if n == 0 {
+		c.Close()
+		return
+	}
+	c.peeked = c.first[:n]
+	select {
+	case s.accepted <- c:
+	default:
+		c.Close()
 	}
 }
 
@@ -197,8 +227,9 @@ func (s *Socket) packetPump() {
 	}
 }
 
-// Accept returns the next incoming connection, or an error once ctx is
-// done or the socket is closed.
+// Accept returns the next incoming connection that has sent data (its
+// first bytes are still there to Read), or an error once ctx is done or
+// the socket is closed.
 func (s *Socket) Accept(ctx context.Context) (net.Conn, error) {
 	select {
 	case c := <-s.accepted:
@@ -284,6 +315,19 @@ type conn struct {
 	net.Conn
 	once    sync.Once
 	release func() // nil for outgoing connections
+	// first holds an accepted connection's first byte, read before
+	// Accept returned it; peeked is what of it Read has still to return.
+	first  [1]byte
+	peeked []byte
+}
+
+func (c *conn) Read(b []byte) (int, error) {
+	if len(c.peeked) > 0 && len(b) > 0 {
+		n := copy(b, c.peeked)
+		c.peeked = c.peeked[n:]
+		return n, nil
+	}
+	return c.Conn.Read(b)
 }
 
 // RemoteAddr is the peer's UDP address, an IPv4 one unmapped (a socket

@@ -36,7 +36,8 @@ func listen(t testing.TB, addr string, cfg Config) *Socket {
 	return s
 }
 
-// pair dials b from a and returns both ends.
+// pair dials b from a and returns both ends. The dialler sends a byte
+// first (Accept returns a connection once data came), which in reads.
 func pair(t testing.TB, a, b *Socket) (out, in net.Conn) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
@@ -54,12 +55,27 @@ func pair(t testing.TB, a, b *Socket) (out, in net.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := out.Write([]byte{'x'}); err != nil {
+		t.Fatal(err)
+	}
 	r := <-acc
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
 	t.Cleanup(func() { out.Close(); r.c.Close() })
+	readMarker(t, r.c)
 	return out, r.c
+}
+
+// readMarker reads pair's first byte.
+func readMarker(t testing.TB, in net.Conn) {
+	t.Helper()
+	in.SetReadDeadline(time.Now().Add(wait))
+	var b [1]byte
+	if _, err := io.ReadFull(in, b[:]); err != nil || b[0] != 'x' {
+		t.Fatalf("first byte %q, %v", b[:], err)
+	}
+	in.SetReadDeadline(time.Time{})
 }
 
 func TestDialAcceptBothWays(t *testing.T) {
@@ -83,11 +99,13 @@ func TestDialAcceptBothWays(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer out.Close()
+			out.Write([]byte{'x'})
 			in := <-acc
 			if in == nil {
 				return
 			}
 			defer in.Close()
+			readMarker(t, in)
 			if !IsUTP(out) || !IsUTP(in) {
 				t.Fatal("IsUTP is false for a uTP connection")
 			}
@@ -346,14 +364,13 @@ func rawPeer(t *testing.T, ip string) *net.UDPConn {
 	return c
 }
 
-// TestSYNFlood: SYNs from one address and from many beyond the caps are
-// ignored; the connections they opened are bounded; a well-behaved peer
-// still connects and exchanges data, and memory stays flat.
+// TestSYNFlood: SYNs from one address and from many, beyond the caps:
+// the connections they open stay under the caps, none reaches Accept
+// (they never send data) and all are gone after FirstDataTimeout; a
+// well-behaved peer then connects and talks, and memory stays flat.
 func TestSYNFlood(t *testing.T) {
 	const maxIn, perIP = 20, 4
-	s := listen(t, "127.0.0.1:0", Config{MaxIncoming: maxIn, MaxIncomingPerIP: perIP})
-	// Nobody accepts while the flood runs: the pump takes one, libutp's
-	// backlog a few, the rest is refused.
+	s := listen(t, "127.0.0.1:0", Config{MaxIncoming: maxIn, MaxIncomingPerIP: perIP, FirstDataTimeout: 500 * time.Millisecond})
 	rssBefore := rss(t)
 	for round := 0; round < 5; round++ {
 		for i := 0; i < 40; i++ {
@@ -363,43 +380,23 @@ func TestSYNFlood(t *testing.T) {
 			}
 		}
 	}
-	// Accept what was let in, holding the connections open: the caps
-	// must bound them however many arrived.
-	var held []net.Conn
-	defer func() {
-		for _, c := range held {
-			c.Close()
+	check := func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.incoming > maxIn {
+			t.Fatalf("%d incoming connections alive, cap %d", s.incoming, maxIn)
 		}
-	}()
-	perHost := map[string]int{}
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		c, err := s.Accept(ctx)
-		cancel()
-		if err != nil {
-			break
+		for ip, n := range s.perIP {
+			if n > perIP {
+				t.Fatalf("%d connections from %v, cap %d per IP", n, ip, perIP)
+			}
 		}
-		held = append(held, c)
-		host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-		perHost[host]++
-		if n := s.Stats().Incoming; n > maxIn {
-			t.Fatalf("%d incoming connections alive, cap %d", n, maxIn)
+		if len(s.accepted) > 0 {
+			t.Fatalf("%d silent connections queued for Accept", len(s.accepted))
 		}
+		return s.incoming == 0
 	}
-	if len(held) == 0 || len(held) > maxIn {
-		t.Fatalf("accepted %d flooded connections, want 1..%d", len(held), maxIn)
-	}
-	for h, n := range perHost {
-		if n > perIP {
-			t.Fatalf("%d connections from %s, cap %d per IP", n, h, perIP)
-		}
-	}
-	// Room made again: a real peer connects and talks.
-	for _, c := range held {
-		c.Close()
-	}
-	held = nil
-	poll.Until(t, wait, "the flood's connections to be released", func() bool { return s.Stats().Incoming == 0 })
+	poll.Until(t, wait, "the flood's silent connections to be closed", check)
 	good := listen(t, "127.0.0.2:0", Config{})
 	out, in := pair(t, good, s)
 	echo(t, out, in, 1<<20)
@@ -428,10 +425,10 @@ func rss(t *testing.T) int64 {
 
 // TestOutOfWindowAndGarbage: a hand-driven peer connects, then sends data
 // far outside the window, duplicate and truncated headers and garbage:
-// none of it reaches Read, the stream stays intact (the next in-order
-// packet arrives alone), and other connections are unaffected.
+// none of it is data, so the connection never reaches Accept and is
+// dropped after FirstDataTimeout; other connections are unaffected.
 func TestOutOfWindowAndGarbage(t *testing.T) {
-	s := listen(t, "127.0.0.1:0", Config{})
+	s := listen(t, "127.0.0.1:0", Config{FirstDataTimeout: 500 * time.Millisecond})
 	p := rawPeer(t, "127.0.0.3")
 	const id, seq = 7000, 100
 	p.WriteTo(header(stSyn, id, seq, 0), s.Addr())
@@ -446,13 +443,7 @@ func TestOutOfWindowAndGarbage(t *testing.T) {
 		t.Fatalf("answer to SYN: % x", buf[:min(n, 20)])
 	}
 	theirSeq := binary.BigEndian.Uint16(buf[16:])
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	in, err := s.Accept(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
+	poll.Until(t, wait, "the raw connection to be counted", func() bool { return s.Stats().Incoming == 1 })
 
 	data := func(seqNr uint16, payload string) []byte {
 		return append(header(stData, id+1, seqNr, theirSeq), payload...)
@@ -478,14 +469,12 @@ func TestOutOfWindowAndGarbage(t *testing.T) {
 	for _, h := range hostile {
 		p.WriteTo(h, s.Addr())
 	}
-	// Read sees nothing of it...
-	in.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-	if n, err := in.Read(buf); n != 0 || err == nil {
-		t.Fatalf("Read after hostile packets: %d bytes %q, %v", n, buf[:n], err)
+	// None of it was data: the connection is dropped, never accepted...
+	poll.Until(t, wait, "the hostile connection to be dropped", func() bool { return s.Stats().Incoming == 0 })
+	if n := len(s.accepted); n != 0 {
+		t.Fatalf("%d hostile connections queued for Accept", n)
 	}
-	in.SetReadDeadline(time.Time{})
-	// ... and whether libutp kept or reset the connection, the socket
-	// keeps serving a well-behaved peer.
+	// ... and the socket keeps serving a well-behaved peer.
 	good := listen(t, "127.0.0.4:0", Config{})
 	out, in2 := pair(t, good, s)
 	echo(t, out, in2, 1<<20)
