@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/anacrolix/dht/v2 v2.23.0
+	github.com/anacrolix/go-libutp v1.3.2
 	github.com/anacrolix/log v0.15.2
 	github.com/anacrolix/torrent v1.48.1-0.20230103142631-c20f73d53e9f
 	github.com/dustin/go-humanize v1.1.0
@@ -17,7 +18,6 @@ require (
 	github.com/alecthomas/atomic v0.1.0-alpha2 // indirect
 	github.com/anacrolix/chansync v0.3.0 // indirect
 	github.com/anacrolix/generics v0.0.0-20230816105729-c755655aee45 // indirect
-	github.com/anacrolix/go-libutp v1.3.2 // indirect
 	github.com/anacrolix/missinggo v1.3.0 // indirect
 	github.com/anacrolix/missinggo/perf v1.0.0 // indirect
 	github.com/anacrolix/missinggo/v2 v2.7.1 // indirect
