@@ -166,3 +166,72 @@ func TestUTPFallsBackToTCP(t *testing.T) {
 		t.Fatalf("want one TCP connection; peers: %+v", st.PerPeer)
 	}
 }
+
+// TestMixedSwarm: three libtorrent seeders, one plain TCP only, one uTP
+// only, one that requires RC4 encryption (TCP and uTP): btfs (uTP on,
+// encryption preferred, a download cap so that every seeder gets requests)
+// downloads from all three, each over what it speaks.
+func TestMixedSwarm(t *testing.T) {
+	srcDir := t.TempDir()
+	torrentPath, mi := swarmtest.MakeTorrent(t, srcDir, swarmtest.TorrentOptions{Size: 4 << 20, PieceLength: 32 << 10, Seed: 33})
+	plain := swarmtest.StartLibtorrent(t, torrentPath, srcDir, "127.0.0.2", swarmtest.LibtorrentOptions{Settings: map[string]any{
+		"in_enc_policy": 2, "out_enc_policy": 2, // pe_disabled
+	}})
+	utpOnly := swarmtest.StartLibtorrent(t, torrentPath, srcDir, "127.0.0.3", swarmtest.LibtorrentOptions{Settings: swarmtest.LibtorrentUTPOnly})
+	forced := map[string]any{"enable_incoming_utp": true, "enable_outgoing_utp": true}
+	for k, v := range swarmtest.LibtorrentEncryptionForced {
+		forced[k] = v
+	}
+	enc := swarmtest.StartLibtorrent(t, torrentPath, srcDir, "127.0.0.4", swarmtest.LibtorrentOptions{Settings: forced})
+	sock := utpSocket(t, "127.0.0.1")
+	dst := t.TempDir()
+	tor, _ := fileStoreEngine(t, mi, dst, false, Config{Logger: testLogger(t), UTP: sock, MaxDownloadRate: 1 << 20,
+		Peers: []netip.AddrPort{plain.Addr(), utpOnly.Addr(), enc.Addr()}})
+	type seen struct {
+		down          int64
+		network, encr string
+	}
+	from := map[netip.Addr]seen{}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	guard := time.After(2 * time.Minute)
+	for done := false; !done; {
+		select {
+		case <-tor.Complete():
+			done = true
+		case <-tick.C:
+		case <-guard:
+			t.Fatalf("not complete after 2 min: %+v", from)
+		}
+		st, err := tor.Stats(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ps := range st.PerPeer {
+			s := from[ps.Addr.Addr()]
+			s.down = max(s.down, ps.Downloaded)
+			s.network = ps.Network
+			if ps.Encryption != "" {
+				s.encr = ps.Encryption
+			}
+			from[ps.Addr.Addr()] = s
+		}
+	}
+	sameFiles(t, mi, srcDir, dst)
+	t.Logf("per seeder: %+v", from)
+	for _, s := range []struct {
+		name    string
+		addr    netip.AddrPort
+		network string // "" for either
+		encr    string
+	}{
+		{"plain TCP-only libtorrent", plain.Addr(), "tcp", ""},
+		{"uTP-only libtorrent", utpOnly.Addr(), "utp", "-"},
+		{"libtorrent requiring RC4", enc.Addr(), "", "rc4"},
+	} {
+		got := from[s.addr.Addr()]
+		if got.down == 0 || (s.network != "" && got.network != s.network) || (s.encr != "-" && got.encr != s.encr) {
+			t.Errorf("%s at %v: sent %d bytes over %q, encryption %q; want some over %q, %q", s.name, s.addr, got.down, got.network, got.encr, s.network, s.encr)
+		}
+	}
+}
