@@ -66,6 +66,7 @@ while True:
     time.sleep(1)
 PY
   bench_track $!
+  SEED_PID[$1]=$!
   local i
   for ((i = 0; i < 500; i++)); do
     grep -q seeding "$work/seed-$1.log" 2>/dev/null && (exec 3<>"/dev/tcp/$1/6881") 2>/dev/null && return 0
@@ -73,6 +74,9 @@ PY
   done
   bench_die "libtorrent on $1 did not start: $(cat "$work/seed-$1.log")"
 }
+declare -A SEED_PID
+# ticks PID: utime+stime of PID, in clock ticks.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 seed 127.0.0.2 off
 seed 127.0.0.3 forced
 seed 127.0.0.4 obfuscated
@@ -80,20 +84,25 @@ seed 127.0.0.4 obfuscated
 # cpu PID: user+system seconds of a finished child, from bash's times.
 TIMEFORMAT='%R %U %S'
 
+# seeder_cpu PEER T0: CPU seconds the seeder at PEER used since T0 ticks.
+seeder_cpu() { awk -v a="$2" -v b="$(ticks "${SEED_PID[${1%:*}]}")" -v hz="$(getconf CLK_TCK)" 'BEGIN{printf "%.2f", (b - a) / hz}'; }
+
 run_get() { # POLICY PEER
-  local dir=$work/get t
+  local dir=$work/get t s0
   rm -rf "$dir"; mkdir -p "$dir"
+  s0=$(ticks "${SEED_PID[${2%:*}]}")
   t=$( { time "$work/btfs" get -quiet -no-dht -listen "" -no-trackers -encryption "$1" -peer "$2" \
     "$work/data.torrent" "$dir" >"$work/get.out" 2>&1; } 2>&1 )
   [ "$(sha256sum < "$dir/data.bin" | cut -d' ' -f1)" = "$want" ] || bench_die "get -encryption $1: copy differs: $(tail -3 "$work/get.out")"
   read -r real user sys <<<"$t"
-  echo "get   -encryption $1: $(mbps $((size_mib << 20)) "$real") MB/s, btfs CPU $(awk -v u="$user" -v s="$sys" 'BEGIN{printf "%.2f", u+s}') s"
+  echo "get   -encryption $1: $(mbps $((size_mib << 20)) "$real") MB/s in $real s, CPU s: btfs $(awk -v u="$user" -v s="$sys" 'BEGIN{printf "%.2f", u+s}'), seeder $(seeder_cpu "$2" "$s0")"
   RESULT=$(mbps $((size_mib << 20)) "$real")
 }
 
 run_mount() { # POLICY PEER
-  local mnt=$work/mnt cache=$work/cache t pid i
+  local mnt=$work/mnt cache=$work/cache t pid i s0
   rm -rf "$cache"; mkdir -p "$mnt" "$cache"
+  s0=$(ticks "${SEED_PID[${2%:*}]}")
   "$work/btfs" mount -quiet -no-dht -listen "" -no-trackers -encryption "$1" -peer "$2" -cache-dir "$cache" \
     "$work/data.torrent" "$mnt" >"$work/mount.out" 2>&1 &
   pid=$!
@@ -110,7 +119,7 @@ run_mount() { # POLICY PEER
   cpu=$(awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$pid/stat")
   bench_stop "$pid" 10
   bench_unmount "$mnt"
-  echo "mount -encryption $1: $(mbps $((size_mib << 20)) "$real") MB/s sequential read, btfs CPU $cpu s"
+  echo "mount -encryption $1: $(mbps $((size_mib << 20)) "$real") MB/s sequential read in $real s, CPU s: btfs $cpu, seeder $(seeder_cpu "$2" "$s0")"
   RESULT=$(mbps $((size_mib << 20)) "$real")
 }
 

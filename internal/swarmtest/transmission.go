@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // TransmissionSeeder is a transmission-cli seeding one torrent from
@@ -129,5 +130,17 @@ func tryTransmission(t testing.TB, torrentPath, dataDir string, ip netip.Addr, e
 	if err != nil {
 		return nil, err
 	}
+	// It sometimes removes its torrent and exits 0 about half a second
+	// after it is ready ("Removing torrent"): watch it a little longer
+	// and start it again if it does.
+	for end := time.Now().Add(aliveFor); time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		if err := s.proc.exited(); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
+
+// aliveFor is how long a fresh transmission-cli must keep running to be
+// trusted to.
+const aliveFor = 1500 * time.Millisecond
