@@ -9,8 +9,10 @@
 // building needs a C++ compiler). This package adds what a long-running
 // client needs around it: contexts on Dial and Accept, a cap on incoming
 // connections (in total and per IP, checked before libutp allocates
-// anything for a SYN), views that can be closed without closing the shared
-// socket, and a Close that ends every goroutine.
+// anything for a SYN), incoming connections handed on only once they sent
+// data (forged SYNs never reach the engine), views that can be closed
+// without closing the shared socket, grown kernel buffers, and a Close
+// that ends every goroutine.
 package utp
 
 import (
@@ -61,7 +63,6 @@ type Config struct {
 // concurrent use.
 type Socket struct {
 	lib     *libutp.Socket
-	log     *slog.Logger
 	cfg     Config
 	closing chan struct{} // closed by Close
 	// accepted queues incoming connections from the accept pump to
@@ -72,7 +73,7 @@ type Socket struct {
 	accepted chan *conn
 	// packets carries datagrams that are not uTP to the PacketConn views.
 	packets chan packet
-	wg      sync.WaitGroup // the pumps
+	wg      sync.WaitGroup // the pumps and the first-data waiters
 
 	mu       sync.Mutex         // guards the fields below
 	incoming int                // live incoming connections (accepted, not yet closed)
@@ -123,7 +124,6 @@ func Listen(addr string, cfg Config) (*Socket, error) {
 	}
 	s := &Socket{
 		lib:      lib,
-		log:      cfg.Logger,
 		cfg:      cfg,
 		closing:  make(chan struct{}),
 		accepted: make(chan *conn, acceptQueue),
