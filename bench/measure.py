@@ -316,7 +316,7 @@ def cmd_lt_seed(a):
     fixed-slot choker has free slots for the bench's few peers."""
     import libtorrent as lt
     ip, port, stats = a[0], a[1], a[2]
-    s = lt.session({
+    settings = {
         "listen_interfaces": f"{ip}:{port}",
         "outgoing_interfaces": ip,
         "enable_dht": False, "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
@@ -324,7 +324,11 @@ def cmd_lt_seed(a):
         "announce_ip": ip, "allow_multiple_connections_per_ip": True,
         "unchoke_slots_limit": -1, "choking_algorithm": 0,
         "alert_mask": 0,
-    })
+    }
+    if os.environ.get("LT_SEED_UTP_ONLY") == "1":  # bench/utp.sh: uTP only, TCP off both ways
+        settings.update({"enable_outgoing_utp": True, "enable_incoming_utp": True,
+                         "enable_outgoing_tcp": False, "enable_incoming_tcp": False})
+    s = lt.session(settings)
     hs = []
     for spec in a[3:]:
         torrent, d = spec.split(":", 1)

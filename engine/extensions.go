@@ -290,6 +290,9 @@ func (s *state) pexPeers() []wire.PexPeer {
 		if p.exts.dialled {
 			f |= wire.PexReachable
 		}
+		if p.network == "utp" {
+			f |= wire.PexUTP
+		}
 		out = append(out, wire.PexPeer{Addr: p.exts.listen, Flags: f})
 	}
 	return out

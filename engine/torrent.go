@@ -33,6 +33,7 @@ import (
 	"btfs/engine/choker"
 	"btfs/engine/metadata"
 	"btfs/engine/transport"
+	"btfs/engine/utp"
 	"btfs/engine/wire"
 	"btfs/internal/ratelog"
 	"btfs/metainfo"
@@ -107,6 +108,12 @@ type Config struct {
 	// when Finder also implements NodeAdder (so peers' port messages have
 	// somewhere to go) and the torrent is not private.
 	DHTPort int
+	// UTP, when set, is a uTP socket (normally on the TCP port's number):
+	// its incoming connections join the TCP ones. The caller owns it (the
+	// DHT may share it) and closes it after the Torrent. Dials use it when
+	// the Transport has a transport.UTPDialer for it (the default
+	// Transport does: uTP first, TCP after a head start).
+	UTP *utp.Socket
 	// Transport dials and accepts connections (encryption policy, uTP);
 	// nil means a TCP transport with the default policy (encryption
 	// preferred) and this Config's timeouts and logger. Share one between
@@ -126,6 +133,7 @@ type Torrent struct {
 	ours wire.Handshake          // what we send: info-hash, peer id, reserved bits
 
 	listener  net.Listener    // nil when not listening
+	utpLn     net.Listener    // the uTP socket's accept view; nil without uTP
 	downLimit *rate.Limiter   // nil when unlimited
 	upLimit   *rate.Limiter   // nil when unlimited
 	down, up  meter           // torrent totals (payload bytes)
@@ -196,7 +204,11 @@ func New(mi *metainfo.MetaInfo, sw *storagewrapper.Wrapper, cfg Config) (*Torren
 	t.lim = ratelog.New(t.log, 0)
 	t.tr = cfg.Transport
 	if t.tr == nil {
-		t.tr = transport.New(transport.Config{DialTimeout: cfg.DialTimeout, HandshakeTimeout: cfg.HandshakeTimeout, Logger: cfg.Logger})
+		tc := transport.Config{DialTimeout: cfg.DialTimeout, HandshakeTimeout: cfg.HandshakeTimeout, Logger: cfg.Logger}
+		if cfg.UTP != nil {
+			tc.Dialers = []transport.Dialer{transport.UTPDialer{Socket: cfg.UTP}, transport.TCPDialer{}}
+		}
+		t.tr = transport.New(tc)
 	}
 	t.ours = wire.Handshake{InfoHash: mi.InfoHash, PeerID: cfg.PeerID}
 	t.ours.Reserved.SetExtensions()
@@ -248,6 +260,11 @@ func (t *Torrent) Start(ctx context.Context) error {
 		t.wg.Add(1)
 		go t.acceptLoop(ln)
 	}
+	if t.cfg.UTP != nil {
+		t.utpLn = t.cfg.UTP.Listener()
+		t.wg.Add(1)
+		go t.acceptLoop(t.utpLn)
+	}
 	t.wg.Add(1)
 	go func() {
 		defer t.wg.Done()
@@ -267,6 +284,9 @@ func (t *Torrent) Close() error {
 		t.cancel()
 		if t.listener != nil {
 			t.listener.Close()
+		}
+		if t.utpLn != nil {
+			t.utpLn.Close()
 		}
 	})
 	t.wg.Wait()

@@ -19,6 +19,7 @@ import (
 	"btfs/dht"
 	"btfs/engine"
 	"btfs/engine/transport"
+	"btfs/engine/utp"
 	"btfs/metainfo"
 	"btfs/picker"
 	"btfs/storagewrapper"
@@ -41,6 +42,9 @@ type swarmFlags struct {
 	dhtBootstrap multiFlag
 	// encryption: -encryption prefer|require|off (MSE/PE).
 	encryption string
+	// utp: -utp, uTP on the listen port (shared with the DHT) and tried
+	// first when dialling.
+	utp bool
 }
 
 func (f *swarmFlags) register(fl *flag.FlagSet) {
@@ -56,6 +60,7 @@ func (f *swarmFlags) register(fl *flag.FlagSet) {
 	fl.BoolVar(&f.quiet, "quiet", false, "no status line; log warnings and errors only")
 	fl.BoolVar(&f.noDHT, "no-dht", false, "do not use the DHT: trackers and -peer only (private torrents never use it)")
 	fl.StringVar(&f.encryption, "encryption", "prefer", "MSE/PE `policy`: prefer (accept both; dial encrypted, fall back to plain), require (encrypted only), off (plain only)")
+	fl.BoolVar(&f.utp, "utp", true, "speak uTP (BEP 29) too: accept it on the listen port's number in UDP (shared with the DHT) and try it before TCP when dialling")
 	fl.Var(&f.dhtBootstrap, "dht-bootstrap", "join the DHT through this `host:port` (repeatable; default: "+strings.Join(dht.DefaultBootstrap, ", ")+")")
 }
 
@@ -79,6 +84,29 @@ func (f *swarmFlags) join(ctx context.Context, cfg *engine.Config, private bool,
 		cfg.Listener, cfg.Listen = ln, ""
 		closers = append(closers, func() { ln.Close() })
 	}
+	if f.utp && cfg.UTP == nil {
+		// uTP on the TCP port's number, in UDP (without a listener, a
+		// port of its own for dialling); the DHT shares the socket.
+		addr := ":0"
+		if cfg.Listener != nil {
+			addr = cfg.Listener.Addr().String()
+		}
+		sock, err := utp.Listen(addr, utp.Config{Logger: log.With("part", "utp")})
+		if err != nil {
+			log.Warn("uTP off: its UDP port is not free; peers that speak only uTP are out of reach", "err", err)
+		} else {
+			log.Info("uTP listening", "addr", sock.Addr())
+			cfg.UTP = sock
+			closers = append(closers, func() { sock.Close() })
+			// Nothing has dialled yet: the transport gets the uTP
+			// dialler, preferred to TCP.
+			cfg.Transport = transport.New(transport.Config{
+				Policy:  cfg.Transport.Policy(),
+				Dialers: []transport.Dialer{transport.UTPDialer{Socket: sock}, transport.TCPDialer{}},
+				Logger:  log,
+			})
+		}
+	}
 	if f.noDHT || private {
 		return closeFn, nil
 	}
@@ -93,7 +121,10 @@ func (f *swarmFlags) join(ctx context.Context, cfg *engine.Config, private bool,
 		}
 	}
 	dcfg := dht.Config{Addr: ":0", Bootstrap: bootstrap, StateFile: stateFile, Logger: log.With("part", "dht")}
-	if cfg.Listener != nil {
+	if cfg.UTP != nil {
+		// One UDP socket for both: datagrams that are not uTP go to the DHT.
+		dcfg.Conn = cfg.UTP.PacketConn()
+	} else if cfg.Listener != nil {
 		// The DHT's UDP port is the TCP port when it is free: one port
 		// to open in a firewall.
 		if host, port, err := net.SplitHostPort(cfg.Listener.Addr().String()); err == nil {
@@ -101,7 +132,7 @@ func (f *swarmFlags) join(ctx context.Context, cfg *engine.Config, private bool,
 		}
 	}
 	node, err := dht.Start(ctx, dcfg)
-	if err != nil && dcfg.Addr != ":0" {
+	if err != nil && dcfg.Conn == nil && dcfg.Addr != ":0" {
 		if host, _, serr := net.SplitHostPort(dcfg.Addr); serr == nil {
 			dcfg.Addr = net.JoinHostPort(host, "0")
 			node, err = dht.Start(ctx, dcfg)

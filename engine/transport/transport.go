@@ -1,6 +1,6 @@
 // Package transport turns an address or an accepted socket into a
-// handshaken BitTorrent connection: a dialler per transport (TCP today, uTP
-// next) below an optional MSE/PE layer (engine/mse) below the BitTorrent
+// handshaken BitTorrent connection: a dialler per transport (TCP, uTP:
+// utp.go) below an optional MSE/PE layer (engine/mse) below the BitTorrent
 // handshake (engine/wire). The engine and the magnet fetcher both dial and
 // accept through it, so the encryption policy, the memory of which peers
 // refuse encryption and the failure counts are one thing per process.
@@ -67,8 +67,8 @@ func ParsePolicy(s string) (Policy, error) {
 	return 0, fmt.Errorf("encryption policy %q: want prefer, require or off", s)
 }
 
-// Dialer opens raw connections over one transport. TCPDialer is the one
-// there is; a uTP dialler is another implementation.
+// Dialer opens raw connections over one transport: TCPDialer, UTPDialer
+// (utp.go).
 type Dialer interface {
 	// Network names the transport in Conn and logs ("tcp", "utp").
 	Network() string
@@ -92,7 +92,8 @@ func (TCPDialer) Dial(ctx context.Context, addr netip.AddrPort) (net.Conn, error
 const (
 	DefaultDialTimeout      = 5 * time.Second
 	DefaultHandshakeTimeout = 10 * time.Second
-	// maxRemembered bounds the addresses known to refuse encryption.
+	// maxRemembered bounds the addresses known to refuse encryption, and
+	// those whose working dialler is remembered.
 	maxRemembered = 4096
 	// logEvery is the shortest interval between two log lines about
 	// connections lost to the encryption policy.
@@ -107,8 +108,13 @@ const (
 type Config struct {
 	// Policy is the encryption policy (zero: Prefer).
 	Policy Policy
-	// Dialers are tried in order until one connects; nil means TCP only.
+	// Dialers are tried in order of preference; nil means TCP only. Each
+	// starts HeadStart after the one before it (or at once when that one
+	// failed), and the first to connect wins (utp.go).
 	Dialers []Dialer
+	// HeadStart is how long a dialler runs alone before the next one
+	// joins; 0 means DefaultHeadStart.
+	HeadStart time.Duration
 	// DialTimeout bounds connecting, HandshakeTimeout the MSE and
 	// BitTorrent handshakes after it (0: the defaults).
 	DialTimeout, HandshakeTimeout time.Duration
@@ -176,7 +182,8 @@ type Transport struct {
 	accepting chan struct{} // one token per incoming handshake under way
 
 	mu        sync.Mutex
-	plainOnly map[netip.AddrPort]bool // Prefer: peers that refused MSE and took plain
+	plainOnly map[netip.AddrPort]bool   // Prefer: peers that refused MSE and took plain
+	works     map[netip.AddrPort]string // the Network of the dialler that connected last (utp.go)
 	stats     Stats
 	lastLog   time.Time // when the policy line was last logged
 	logged    int       // policy failures counted in that line
@@ -193,6 +200,9 @@ func New(cfg Config) *Transport {
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = DefaultHandshakeTimeout
 	}
+	if cfg.HeadStart <= 0 {
+		cfg.HeadStart = DefaultHeadStart
+	}
 	if cfg.MaxAccepting <= 0 {
 		cfg.MaxAccepting = DefaultMaxAccepting
 	}
@@ -200,7 +210,8 @@ func New(cfg Config) *Transport {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Transport{cfg: cfg, log: log, plainOnly: map[netip.AddrPort]bool{}, accepting: make(chan struct{}, cfg.MaxAccepting)}
+	return &Transport{cfg: cfg, log: log, plainOnly: map[netip.AddrPort]bool{}, works: map[netip.AddrPort]string{},
+		accepting: make(chan struct{}, cfg.MaxAccepting)}
 }
 
 // Policy is the encryption policy.
@@ -301,29 +312,13 @@ func (t *Transport) Dial(ctx context.Context, addr netip.AddrPort, ours wire.Han
 // dialOnce connects with the first dialler that works and handshakes,
 // encrypted or not.
 func (t *Transport) dialOnce(ctx context.Context, addr netip.AddrPort, ours wire.Handshake, encrypt bool) (*Conn, error) {
-	var raw net.Conn
-	var network string
-	var errs []error
-	for _, d := range t.cfg.Dialers {
-		dctx, cancel := context.WithTimeout(ctx, t.cfg.DialTimeout)
-		c, err := d.Dial(dctx, addr)
-		cancel()
-		if err == nil {
-			raw, network = c, d.Network()
-			break
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", d.Network(), err))
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	if raw == nil {
-		return nil, errors.Join(errs...)
+	raw, network, err := t.connect(ctx, addr)
+	if err != nil {
+		return nil, err
 	}
 	hctx, cancel := context.WithTimeout(ctx, t.cfg.HandshakeTimeout)
 	defer cancel()
 	c := &Conn{Conn: raw, Ours: ours, Network: network, Outgoing: true}
-	var err error
 	if encrypt {
 		provide := mse.Both
 		if t.cfg.Policy == Require {
@@ -365,10 +360,7 @@ func (t *Transport) Accept(ctx context.Context, conn net.Conn, serve func(metain
 	}
 	ctx, cancel := context.WithTimeout(ctx, t.cfg.HandshakeTimeout)
 	defer cancel()
-	network := "tcp"
-	if _, ok := conn.(*net.TCPConn); !ok {
-		network = conn.LocalAddr().Network()
-	}
+	network := networkOf(conn)
 	var first [20]byte
 	err := netctx.Do(ctx, conn, func() error {
 		_, err := io.ReadFull(conn, first[:])

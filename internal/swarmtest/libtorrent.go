@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -34,6 +35,7 @@ import libtorrent as lt
 torrent, save, ip, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 extra, mode = json.loads(sys.argv[5]), sys.argv[6]
 peers = sys.argv[7:]
+UTP_SOCKET = 1 << 17  # peer_info::utp_socket, which the Python binding does not name
 settings = {
     'listen_interfaces': '%s:%d' % (ip, port),
     'outgoing_interfaces': ip,
@@ -65,10 +67,12 @@ for p in peers:
 while True:
     s = h.status()
     ps = [{'ip': pi.ip[0], 'port': pi.ip[1], 'up': pi.total_upload, 'down': pi.total_download, 'seed': bool(pi.flags & lt.peer_info.seed),
-           'rc4': bool(pi.flags & lt.peer_info.rc4_encrypted), 'obfuscated': bool(pi.flags & lt.peer_info.plaintext_encrypted)}
+           'rc4': bool(pi.flags & lt.peer_info.rc4_encrypted), 'obfuscated': bool(pi.flags & lt.peer_info.plaintext_encrypted),
+           'utp': bool(pi.flags & UTP_SOCKET)}
           for pi in h.get_peer_info()]
     print(json.dumps({'state': str(s.state), 'seeding': s.is_seeding, 'listen': ses.is_listening(),
-                      'uploaded': s.total_payload_upload, 'peers': ps}), flush=True)
+                      'uploaded': s.total_payload_upload, 'downloaded': s.total_payload_download,
+                      'done': s.total_wanted_done, 'peers': ps}), flush=True)
     time.sleep(0.2)
 `
 
@@ -88,8 +92,12 @@ type LibtorrentStatus struct {
 	Seeding bool `json:"seeding"`
 	// Listen is set once its listen socket is open.
 	Listen bool `json:"listen"`
-	// Uploaded counts the payload bytes it sent this session.
-	Uploaded int64 `json:"uploaded"`
+	// Uploaded and Downloaded count the payload bytes it sent and
+	// received this session.
+	Uploaded   int64 `json:"uploaded"`
+	Downloaded int64 `json:"downloaded"`
+	// Done is how many bytes of the torrent it has (verified).
+	Done int64 `json:"done"`
 	// Peers are its connections.
 	Peers []LibtorrentPeer `json:"peers"`
 }
@@ -106,6 +114,8 @@ type LibtorrentPeer struct {
 	// one with plaintext selected (handshake obfuscated only).
 	RC4        bool `json:"rc4"`
 	Obfuscated bool `json:"obfuscated"`
+	// UTP is set when the connection is uTP.
+	UTP bool `json:"utp"`
 	// Seed is set when the peer has every piece.
 	Seed bool `json:"seed"`
 }
@@ -156,6 +166,15 @@ var LibtorrentEncryptionForced = map[string]any{
 	"out_enc_policy":    0,
 	"allowed_enc_level": 2, // pe_rc4
 	"prefer_rc4":        true,
+}
+
+// LibtorrentUTPOnly are the settings of a libtorrent reachable only over
+// uTP, as many home peers are: TCP off both ways, uTP on.
+var LibtorrentUTPOnly = map[string]any{
+	"enable_incoming_utp": true,
+	"enable_outgoing_utp": true,
+	"enable_incoming_tcp": false,
+	"enable_outgoing_tcp": false,
 }
 
 // StartLibtorrent is StartLibtorrentSeeder with options: other settings,
@@ -209,6 +228,9 @@ func tryLibtorrent(t testing.TB, torrentPath, dataDir string, ip netip.Addr, opt
 	port, err := freePort("tcp", ip)
 	if err != nil {
 		return nil, err
+	}
+	if opts.Settings["enable_incoming_utp"] == true && portTakenUDP(netip.AddrPortFrom(ip, uint16(port))) {
+		return nil, fmt.Errorf("swarmtest: UDP port %d on %v is taken", port, ip)
 	}
 	settings, err := json.Marshal(opts.Settings)
 	if err != nil || opts.Settings == nil {
@@ -283,4 +305,15 @@ func (s *LibtorrentSeeder) WaitConnected(ctx context.Context, ip netip.Addr) err
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// portTakenUDP reports whether addr cannot be bound in UDP now (uTP
+// listens on the TCP port's number).
+func portTakenUDP(addr netip.AddrPort) bool {
+	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(addr))
+	if err != nil {
+		return true
+	}
+	c.Close()
+	return false
 }

@@ -1,0 +1,155 @@
+package transport
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"btfs/engine/utp"
+	"btfs/internal/leakcheck"
+)
+
+func TestMain(m *testing.M) { leakcheck.Main(m) }
+
+const wait = 20 * time.Second
+
+// udpCounter is a UDP socket that answers nothing and counts datagrams.
+type udpCounter struct {
+	pc *net.UDPConn
+	mu sync.Mutex
+	n  int
+	wg sync.WaitGroup
+}
+
+func (u *udpCounter) count() int { u.mu.Lock(); defer u.mu.Unlock(); return u.n }
+
+func listenBoth(t *testing.T, ip string, udp bool) (tcp net.Listener, port uint16, silent *udpCounter) {
+	t.Helper()
+	l, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	ap := netip.MustParseAddrPort(l.Addr().String())
+	if udp {
+		pc, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(ap))
+		if err != nil {
+			t.Fatal(err)
+		}
+		silent = &udpCounter{pc: pc}
+		silent.wg.Add(1)
+		go func() {
+			defer silent.wg.Done()
+			buf := make([]byte, 1<<16)
+			for {
+				if _, _, err := pc.ReadFrom(buf); err != nil {
+					return
+				}
+				silent.mu.Lock()
+				silent.n++
+				silent.mu.Unlock()
+			}
+		}()
+		t.Cleanup(func() { pc.Close(); silent.wg.Wait() })
+	}
+	return l, ap.Port(), silent
+}
+
+func utpTransport(t *testing.T, headStart time.Duration) (*Transport, *utp.Socket) {
+	t.Helper()
+	s, err := utp.Listen("127.0.0.1:0", utp.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return New(Config{Dialers: []Dialer{UTPDialer{Socket: s}, TCPDialer{}}, HeadStart: headStart}), s
+}
+
+// TestTCPOnlyPeer: uTP gets no answer (the UDP port is silent), TCP joins
+// after the head start and wins; the next connection goes straight to TCP
+// (no uTP SYN reaches the peer).
+func TestTCPOnlyPeer(t *testing.T) {
+	tr, _ := utpTransport(t, 100*time.Millisecond)
+	l, _, silent := listenBoth(t, "127.0.0.2", true)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	addr := netip.MustParseAddrPort(l.Addr().String())
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	c, network, err := tr.connect(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if network != "tcp" || silent.count() == 0 {
+		t.Fatalf("connected over %q after %d uTP datagrams; want tcp after at least one SYN", network, silent.count())
+	}
+	before := silent.count()
+	c, network, err = tr.connect(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if network != "tcp" || silent.count() != before {
+		t.Fatalf("second connection over %q with %d more uTP datagrams; want tcp alone", network, silent.count()-before)
+	}
+}
+
+// TestUTPPreferred: a peer that speaks both is reached over uTP; one that
+// speaks only uTP (its TCP port closed) too, at once.
+func TestUTPPreferred(t *testing.T) {
+	for _, tcpToo := range []bool{true, false} {
+		tr, _ := utpTransport(t, time.Minute) // TCP would never start in time
+		peer, err := utp.Listen("127.0.0.3:0", utp.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer peer.Close()
+		ap := netip.MustParseAddrPort(peer.Addr().String())
+		if tcpToo {
+			l, err := net.Listen("tcp", ap.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+		} else {
+			tr.cfg.HeadStart = 0 // uTP's failure would start TCP at once; it must win anyway
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		c, network, err := tr.connect(ctx, ap)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		if network != "utp" {
+			t.Fatalf("tcp too %v: connected over %q, want utp", tcpToo, network)
+		}
+	}
+}
+
+// TestNoAnswer: neither transport answers: both errors come back, ctx
+// bounds it, and nothing is remembered.
+func TestNoAnswer(t *testing.T) {
+	tr, _ := utpTransport(t, 10*time.Millisecond)
+	_, port, _ := listenBoth(t, "127.0.0.4", true)
+	addr := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.5"), port) // nothing there
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, _, err := tr.connect(ctx, addr); err == nil {
+		t.Fatal("connected to nothing")
+	}
+	if n := len(tr.works); n != 0 {
+		t.Fatalf("%d addresses remembered after a failure", n)
+	}
+}
