@@ -68,6 +68,14 @@ const minRateWindow = 100 * time.Millisecond
 // short enough that a seek throws little away.
 const Lead = 15 * time.Second
 
+// pauseAfter is the longest gap between two reads that counts as
+// consumption time in the rate: a longer gap is a pause (a paused player),
+// and only pauseAfter of it counts, so that a reader resuming after a
+// pause does not carry a rate diluted by it. A reader that really reads
+// less often than that is overestimated, to at most one read per
+// pauseAfter: a larger window, never a smaller one.
+const pauseAfter = 5 * time.Second
+
 // maxDeadline caps how far in the future a readahead deadline is put.
 const maxDeadline = time.Hour
 
@@ -121,8 +129,11 @@ type state struct {
 	// streak counts the bytes consumed in the stream since the last seek
 	// (including ranges the page cache served, which the reader skipped).
 	streak int64
-	// since is when the streak began, for the consumption rate.
+	// since is when the streak began, for the consumption rate, moved
+	// later by the pauses in it (pauseAfter).
 	since time.Time
+	// last is when the last read was observed.
+	last time.Time
 	// seeks counts the seeks in a row, each made before the reader had
 	// consumed min bytes since the previous one; capped at randomAfter.
 	seeks int
@@ -176,6 +187,11 @@ func (p Policy) inStream(s *state, off, n int64, now time.Time) bool {
 func (p Policy) observe(s *state, off, n int64, now time.Time) (seek bool) {
 	n = max(n, 0)
 	end := satAdd(off, n)
+	if gap := now.Sub(s.last); s.started && gap > pauseAfter {
+		// A pause: only pauseAfter of it counts against the rate.
+		s.since = s.since.Add(gap - pauseAfter)
+	}
+	s.last = now
 	if !p.inStream(s, off, n, now) {
 		s.seeks = min(s.seeks+1, randomAfter)
 		s.pos, s.streak, s.since = end, n, now

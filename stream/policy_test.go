@@ -1,6 +1,7 @@
 package stream
 
 import (
+	"math"
 	"testing"
 	"time"
 )
@@ -252,6 +253,58 @@ func TestWindowFromRate(t *testing.T) {
 			s := state{started: true, streak: tt.streak, seeks: tt.seeks, since: t0}
 			if got := p.window(&s, t0.Add(tt.elapsed)); got != tt.want {
 				t.Errorf("window(streak %d over %v) = %d, want %d", tt.streak, tt.elapsed, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestRateDiscountsPauses: the rate is the streak over the time the reader
+// spent reading, where a gap between two reads counts for at most
+// pauseAfter (a paused player), and a seek starts a new measurement.
+func TestRateDiscountsPauses(t *testing.T) {
+	const mib = 1 << 20
+	p := NewPolicy(4*mib, 64*mib)
+	t0 := time.Unix(1000, 0)
+	type read struct {
+		at     time.Duration // since t0
+		off, n int64
+	}
+	// steady reads 1 MiB per second from off for secs seconds, starting at
+	// start.
+	steady := func(start time.Duration, off int64, secs int) []read {
+		var rs []read
+		for i := range secs {
+			rs = append(rs, read{start + time.Duration(i)*time.Second, off + int64(i)*mib, mib})
+		}
+		return rs
+	}
+	tests := []struct {
+		name  string
+		reads []read
+		at    time.Duration // when the rate is asked
+		want  float64       // bytes per second
+	}{
+		// 10 reads of 1 MiB, the last at 9 s: 10 MiB over 9 s.
+		{"steady", steady(0, 0, 10), 9 * time.Second, 10 * mib / 9.0},
+		// The same, then a 600 s pause and one more read: the pause counts
+		// pauseAfter, so 11 MiB over 9 s + pauseAfter.
+		{"after a pause", append(steady(0, 0, 10), read{609 * time.Second, 10 * mib, mib}), 609 * time.Second,
+			11 * mib / (9 + pauseAfter.Seconds())},
+		// A gap shorter than pauseAfter is consumption time.
+		{"short gaps count", []read{{0, 0, mib}, {3 * time.Second, mib, mib}}, 3 * time.Second, 2 * mib / 3.0},
+		// A seek after the pause starts afresh: 2 MiB over 1 s.
+		{"a seek resets", append(steady(0, 0, 10), read{600 * time.Second, 500 * mib, mib}, read{601 * time.Second, 501 * mib, mib}),
+			601 * time.Second, 2 * mib},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var s state
+			for _, r := range tt.reads {
+				p.observe(&s, r.off, r.n, t0.Add(r.at))
+			}
+			got, ok := p.measuredRate(&s, t0.Add(tt.at))
+			if !ok || math.Abs(got-tt.want) > 1e-6*tt.want {
+				t.Errorf("rate = %v (%v), want %v", got, ok, tt.want)
 			}
 		})
 	}
