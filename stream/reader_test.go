@@ -32,7 +32,7 @@ type torrent struct {
 
 // newTorrent makes a torrent of total pseudo-random bytes in pieces of
 // pieceLen, nothing verified yet.
-func newTorrent(t *testing.T, pieceLen, total int64) *torrent {
+func newTorrent(t testing.TB, pieceLen, total int64) *torrent {
 	t.Helper()
 	data := make([]byte, total)
 	_, _ = rand.NewChaCha8([32]byte{byte(pieceLen), byte(total)}).Read(data)
@@ -55,7 +55,7 @@ func newTorrent(t *testing.T, pieceLen, total int64) *torrent {
 }
 
 // deliver hands every block of piece p to the wrapper: p is verified.
-func (tr *torrent) deliver(t *testing.T, p int) {
+func (tr *torrent) deliver(t testing.TB, p int) {
 	t.Helper()
 	for {
 		b, st := tr.w.NewRequest(p)
@@ -70,7 +70,7 @@ func (tr *torrent) deliver(t *testing.T, p int) {
 }
 
 // fill verifies every piece.
-func (tr *torrent) fill(t *testing.T) {
+func (tr *torrent) fill(t testing.TB) {
 	t.Helper()
 	for p := range tr.info.NumPieces() {
 		tr.deliver(t, p)
