@@ -23,10 +23,11 @@ import (
 //     scarce every byte fetched before the player needs it delays the ones
 //     it does need. A fast copy still reaches max through the ladder.
 //
-// A reader that seeks again and again
-// before consuming even min bytes (a database, a file scanner, a player
-// being scrubbed) is random: it gets no readahead at all, only the Now wants
-// its reads register, until it streams min bytes again.
+// A reader that seeks again and again before consuming even min bytes (a
+// database, a file scanner, a player being scrubbed) is random: it gets no
+// readahead at all, only the Now wants its reads register, until it
+// streams min bytes again. A seek replaces the window at once: the want
+// ahead of the old position is released, not left for the swarm to fetch.
 //
 // What counts as sequential. The kernel does not deliver a streaming
 // reader's reads one after the other at exactly the expected offset:
@@ -88,8 +89,8 @@ type span struct {
 func (s span) empty() bool { return s.start >= s.end }
 
 // Policy holds the bounds of the readahead of a set of Readers (every
-// handle of a mount, say). The zero value gives no readahead; use
-// NewPolicy.
+// handle of a mount, say). Make one with NewPolicy; a Reader given the
+// zero value uses NewPolicy(0, 0).
 type Policy struct {
 	// min is the window after a seek; max bounds its growth. 0 < min <= max.
 	min, max int64
