@@ -21,8 +21,9 @@
 //
 //	read(fd, off, n) → kernel (page cache miss) → go-fuse → handle.Read
 //	  clamp to the file, torrent offset = file offset + off
-//	  handle.track: the reader's position and readahead window (readahead.go),
-//	                one picker.Readahead want ahead of it, moved as it reads
+//	  the handle's stream.Reader: the reader's position and readahead
+//	                window, one picker.Readahead want ahead of it, moved as
+//	                it reads (package stream)
 //	  verified already, and kept as piece files (the shared cache)?
 //	    splice from the piece files into go-fuse's pipe (splice.go): the
 //	    bytes never pass through user space; a streaming handle also asks
@@ -39,10 +40,11 @@
 // under a small cache cap: kernelReadaheadFor). The server never makes a
 // request on its own mount (serve.go): a btfs killed at any moment can die.
 //
-// Each open handle keeps its reader state across reads (never a new reader
-// per FUSE read, which would lose the window): a sequential reader's window
-// grows from Options.ReadaheadMin to ReadaheadMax, a seek resets it, a
-// reader that keeps seeking gets none. Opening a media file (by extension)
+// Each open handle keeps its own stream.Reader across reads (never a new
+// reader per FUSE read, which would lose the window): a sequential reader's
+// window grows from Options.ReadaheadMin towards ReadaheadMax, no further
+// than stream.Lead at its own consumption rate; a seek releases it and
+// starts again at the minimum; a reader that keeps seeking gets none. Opening a media file (by extension)
 // wants its head and tail at once: players read the container index at the
 // end before they play. Closing a handle releases its wants.
 //

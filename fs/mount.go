@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"btfs/metainfo"
+	"btfs/stream"
 )
 
 // mountState is what every node and handle of one mount shares. Its fields
@@ -38,7 +39,7 @@ type mountState struct {
 	// log is never nil.
 	log *slog.Logger
 	// policy is the readahead policy of every handle.
-	policy raPolicy
+	policy stream.Policy
 	// mediaHeadTail is Options.MediaHeadTail with its default applied.
 	mediaHeadTail int64
 	// readTimeout is Options.ReadTimeout.
@@ -229,7 +230,7 @@ func newMountState(ih metainfo.Hash, mi *metainfo.MetaInfo, t Torrent, opts Opti
 		ih:            ih,
 		ready:         make(chan struct{}),
 		log:           log,
-		policy:        newRAPolicy(opts.ReadaheadMin, opts.ReadaheadMax),
+		policy:        stream.NewPolicy(opts.ReadaheadMin, opts.ReadaheadMax),
 		mediaHeadTail: opts.MediaHeadTail,
 		readTimeout:   opts.ReadTimeout,
 		uid:           uint32(os.Getuid()),
@@ -272,8 +273,8 @@ func (m *mountState) waitLimit() (time.Duration, error) {
 // window is smaller (a cache capped below the torrent): every read the
 // kernel makes ahead pins its pieces in the shared cache while it waits, so
 // its window must not outgrow what the cap leaves for readahead.
-func kernelReadaheadFor(policy raPolicy) int64 {
-	return min(kernelReadahead, max(maxRead, policy.max))
+func kernelReadaheadFor(policy stream.Policy) int64 {
+	return min(kernelReadahead, max(maxRead, policy.Max()))
 }
 
 // raiseKernelReadahead raises the kernel's readahead for the mount to

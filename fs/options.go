@@ -3,6 +3,8 @@ package fs
 import (
 	"log/slog"
 	"time"
+
+	"btfs/stream"
 )
 
 // Options tunes a mount. The zero value is usable: a mount only the user
@@ -19,7 +21,8 @@ type Options struct {
 	// administrator set one (reqtimeout.go): it fails with EIO just before.
 	ReadTimeout time.Duration
 	// ReadaheadMin is the readahead window of a handle after a seek, and
-	// ReadaheadMax bounds its growth while the handle keeps streaming;
+	// ReadaheadMax bounds its growth while the handle keeps streaming
+	// (within it the window is stream.Lead at the reader's own rate);
 	// 0 means DefaultReadaheadMin and DefaultReadaheadMax.
 	ReadaheadMin, ReadaheadMax int64
 	// MediaHeadTail is how much of each end of a media file (by extension)
@@ -32,6 +35,16 @@ type Options struct {
 	// Logger at debug level.
 	Debug bool
 }
+
+// Options' defaults, the stream package's.
+const (
+	// DefaultReadaheadMin is ReadaheadMin's default.
+	DefaultReadaheadMin = stream.DefaultReadaheadMin
+	// DefaultReadaheadMax is ReadaheadMax's default.
+	DefaultReadaheadMax = stream.DefaultReadaheadMax
+	// DefaultMediaHeadTail is MediaHeadTail's default.
+	DefaultMediaHeadTail = stream.DefaultMediaHeadTail
+)
 
 // Mount constants.
 const (

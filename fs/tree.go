@@ -7,6 +7,8 @@ import (
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"btfs/stream"
 )
 
 // The tree is static, built once in the root's OnAdd from the torrent's file
@@ -159,7 +161,7 @@ func (r *rootNode) populate(ctx context.Context) {
 			index:  i,
 			offset: f.Offset,
 			length: max(f.Length, 0),
-			media:  isMedia(name),
+			media:  stream.IsMedia(name),
 		}
 		ch := parent.NewPersistentInode(ctx, fn, fusefs.StableAttr{Mode: syscall.S_IFREG, Ino: uint64(i) + 2, Gen: 1})
 		parent.AddChild(name, ch, false)

@@ -1,4 +1,4 @@
-package fs
+package stream
 
 import (
 	"slices"
@@ -22,8 +22,8 @@ func TestIsMedia(t *testing.T) {
 		{".mp4", true},
 	}
 	for _, tt := range tests {
-		if got := isMedia(tt.name); got != tt.want {
-			t.Errorf("isMedia(%q) = %v, want %v", tt.name, got, tt.want)
+		if got := IsMedia(tt.name); got != tt.want {
+			t.Errorf("IsMedia(%q) = %v, want %v", tt.name, got, tt.want)
 		}
 	}
 }

@@ -1,6 +1,7 @@
-package fs
+package stream
 
 import (
+	"math"
 	"testing"
 	"time"
 )
@@ -20,16 +21,19 @@ func TestNewRAPolicy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := newRAPolicy(tt.minIn, tt.maxIn)
+			p := NewPolicy(tt.minIn, tt.maxIn)
+			if p.Min() != tt.wantMin || p.Max() != tt.wantMax {
+				t.Errorf("Min, Max = %d, %d, want %d, %d", p.Min(), p.Max(), tt.wantMin, tt.wantMax)
+			}
 			if p.min != tt.wantMin || p.max != tt.wantMax || p.slack != p.min/2 {
-				t.Errorf("newRAPolicy(%d, %d) = %+v, want min %d max %d slack min/2", tt.minIn, tt.maxIn, p, tt.wantMin, tt.wantMax)
+				t.Errorf("NewPolicy(%d, %d) = %+v, want min %d max %d slack min/2", tt.minIn, tt.maxIn, p, tt.wantMin, tt.wantMax)
 			}
 		})
 	}
 }
 
 func TestWindowGrowsWithStreak(t *testing.T) {
-	p := newRAPolicy(10, 80)
+	p := NewPolicy(10, 80)
 	tests := []struct {
 		streak int64
 		seeks  int
@@ -49,25 +53,27 @@ func TestWindowGrowsWithStreak(t *testing.T) {
 		{1000, randomAfter, 0},
 	}
 	for _, tt := range tests {
-		s := raState{started: true, streak: tt.streak, seeks: tt.seeks}
-		if got := p.window(&s); got != tt.want {
+		// A streak too young for its rate: the ladder alone.
+		now := time.Unix(1000, 0)
+		s := state{started: true, streak: tt.streak, seeks: tt.seeks, since: now}
+		if got := p.window(&s, now); got != tt.want {
 			t.Errorf("window(streak %d, seeks %d) = %d, want %d", tt.streak, tt.seeks, got, tt.want)
 		}
 	}
 	// A max that is not min times a power of two is reached, not passed,
 	// and a huge max does not overflow.
-	odd := newRAPolicy(10, 70)
-	if got := odd.window(&raState{streak: 1 << 40}); got != 70 {
+	odd := NewPolicy(10, 70)
+	if got := odd.window(&state{streak: 1 << 40}, time.Time{}); got != 70 {
 		t.Errorf("window with max 70 = %d", got)
 	}
-	huge := newRAPolicy(1, 1<<62+1)
-	if got := huge.window(&raState{streak: 1<<63 - 1}); got != 1<<62+1 {
+	huge := NewPolicy(1, 1<<62+1)
+	if got := huge.window(&state{streak: 1<<63 - 1}, time.Time{}); got != 1<<62+1 {
 		t.Errorf("window with a huge max = %d", got)
 	}
 }
 
 func TestObserve(t *testing.T) {
-	p := newRAPolicy(10, 80) // slack 5
+	p := NewPolicy(10, 80) // slack 5
 	type read struct {
 		off, n int64
 		seek   bool // expected
@@ -118,7 +124,7 @@ func TestObserve(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var s raState
+			var s state
 			now := time.Unix(1000, 0)
 			for i, r := range tt.reads {
 				if got := p.observe(&s, r.off, r.n, now); got != r.seek {
@@ -128,7 +134,7 @@ func TestObserve(t *testing.T) {
 			if s.pos != tt.wantPos || s.streak != tt.wantStreak || s.seeks != tt.wantSeeks {
 				t.Errorf("state %+v, want pos %d streak %d seeks %d", s, tt.wantPos, tt.wantStreak, tt.wantSeeks)
 			}
-			if got := p.window(&s); got != tt.wantWindow {
+			if got := p.window(&s, now); got != tt.wantWindow {
 				t.Errorf("window = %d, want %d", got, tt.wantWindow)
 			}
 		})
@@ -136,22 +142,22 @@ func TestObserve(t *testing.T) {
 }
 
 func TestWant(t *testing.T) {
-	p := newRAPolicy(10, 80)
+	p := NewPolicy(10, 80)
 	tests := []struct {
 		name string
-		s    raState
+		s    state
 		size int64
 		want span
 	}{
-		{"not started", raState{}, 100, span{}},
-		{"ahead of the reader", raState{started: true, pos: 20, streak: 20}, 100, span{20, 60}},
-		{"clipped at the end of the file", raState{started: true, pos: 90, streak: 20}, 100, span{90, 100}},
-		{"nothing at the end", raState{started: true, pos: 100, streak: 20}, 100, span{}},
-		{"nothing for a random reader", raState{started: true, pos: 20, seeks: randomAfter}, 100, span{}},
+		{"not started", state{}, 100, span{}},
+		{"ahead of the reader", state{started: true, pos: 20, streak: 20}, 100, span{20, 60}},
+		{"clipped at the end of the file", state{started: true, pos: 90, streak: 20}, 100, span{90, 100}},
+		{"nothing at the end", state{started: true, pos: 100, streak: 20}, 100, span{}},
+		{"nothing for a random reader", state{started: true, pos: 20, seeks: randomAfter}, 100, span{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := p.want(&tt.s, tt.size); got != tt.want {
+			if got := p.want(&tt.s, tt.size, time.Time{}); got != tt.want {
 				t.Errorf("want(%+v, %d) = %v, want %v", tt.s, tt.size, got, tt.want)
 			}
 		})
@@ -187,14 +193,14 @@ func TestMoved(t *testing.T) {
 }
 
 func TestDeadline(t *testing.T) {
-	p := newRAPolicy(10, 80)
+	p := NewPolicy(10, 80)
 	t0 := time.Unix(1000, 0)
-	streaming := raState{started: true, streak: 10 << 20, since: t0}
-	young := raState{started: true, streak: 10 << 20, since: t0.Add(950 * time.Millisecond)}
+	streaming := state{started: true, streak: 10 << 20, since: t0}
+	young := state{started: true, streak: 10 << 20, since: t0.Add(950 * time.Millisecond)}
 	now := t0.Add(time.Second)
 	tests := []struct {
 		name     string
-		s        raState
+		s        state
 		distance int64
 		want     time.Time
 	}{
@@ -202,13 +208,103 @@ func TestDeadline(t *testing.T) {
 		{"negative distance", streaming, -5, now},
 		{"at the reader's rate", streaming, 5 << 20, now.Add(500 * time.Millisecond)},
 		{"young streak uses the fallback rate", young, fallbackRate, now.Add(time.Second)},
-		{"not started uses the fallback rate", raState{}, 2 * fallbackRate, now.Add(2 * time.Second)},
+		{"not started uses the fallback rate", state{}, 2 * fallbackRate, now.Add(2 * time.Second)},
 		{"capped", streaming, 1 << 62, now.Add(maxDeadline)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := p.deadline(&tt.s, now, tt.distance); !got.Equal(tt.want) {
 				t.Errorf("deadline(distance %d) = %v, want %v", tt.distance, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestWindowFromRate: once the streak is minRateWindow old, the window is
+// Lead at the reader's own rate, clamped to [min, ladder]: a slow stream
+// stops short of the ladder, a fast one keeps the ladder, and a young
+// streak has the ladder alone.
+func TestWindowFromRate(t *testing.T) {
+	const mib = 1 << 20
+	p := NewPolicy(4*mib, 64*mib)
+	t0 := time.Unix(1000, 0)
+	lead := int64(Lead.Seconds())
+	tests := []struct {
+		name    string
+		streak  int64
+		elapsed time.Duration
+		seeks   int
+		want    int64
+	}{
+		{"young streak: the ladder", 64 * mib, minRateWindow - time.Millisecond, 0, 64 * mib},
+		// 1 MiB/s: Lead seconds of it, below the ladder's 64 MiB.
+		{"slow stream: rate × lead", 100 * mib, 100 * time.Second, 0, lead * mib},
+		// 2 MiB/s after 32 MiB: the ladder (64) is above 2×Lead MiB.
+		{"faster stream: rate × lead", 32 * mib, 16 * time.Second, 0, 2 * lead * mib},
+		// 100 KiB/s: Lead of it is below min.
+		{"very slow stream: never below min", 10 * mib, 100 * time.Second, 0, 4 * mib},
+		// 100 MiB/s: far above max, and the ladder caps the growth.
+		{"fast copy: the ladder", 10 * mib, 100 * time.Millisecond, 0, 16 * mib},
+		{"fast copy, long streak: max", 1000 * mib, 10 * time.Second, 0, 64 * mib},
+		{"random reader: none", 100 * mib, 100 * time.Second, randomAfter, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := state{started: true, streak: tt.streak, seeks: tt.seeks, since: t0}
+			if got := p.window(&s, t0.Add(tt.elapsed)); got != tt.want {
+				t.Errorf("window(streak %d over %v) = %d, want %d", tt.streak, tt.elapsed, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestRateDiscountsPauses: the rate is the streak over the time the reader
+// spent reading, where a gap between two reads counts for at most
+// pauseAfter (a paused player), and a seek starts a new measurement.
+func TestRateDiscountsPauses(t *testing.T) {
+	const mib = 1 << 20
+	p := NewPolicy(4*mib, 64*mib)
+	t0 := time.Unix(1000, 0)
+	type read struct {
+		at     time.Duration // since t0
+		off, n int64
+	}
+	// steady reads 1 MiB per second from off for secs seconds, starting at
+	// start.
+	steady := func(start time.Duration, off int64, secs int) []read {
+		var rs []read
+		for i := range secs {
+			rs = append(rs, read{start + time.Duration(i)*time.Second, off + int64(i)*mib, mib})
+		}
+		return rs
+	}
+	tests := []struct {
+		name  string
+		reads []read
+		at    time.Duration // when the rate is asked
+		want  float64       // bytes per second
+	}{
+		// 10 reads of 1 MiB, the last at 9 s: 10 MiB over 9 s.
+		{"steady", steady(0, 0, 10), 9 * time.Second, 10 * mib / 9.0},
+		// The same, then a 600 s pause and one more read: the pause counts
+		// pauseAfter, so 11 MiB over 9 s + pauseAfter.
+		{"after a pause", append(steady(0, 0, 10), read{609 * time.Second, 10 * mib, mib}), 609 * time.Second,
+			11 * mib / (9 + pauseAfter.Seconds())},
+		// A gap shorter than pauseAfter is consumption time.
+		{"short gaps count", []read{{0, 0, mib}, {3 * time.Second, mib, mib}}, 3 * time.Second, 2 * mib / 3.0},
+		// A seek after the pause starts afresh: 2 MiB over 1 s.
+		{"a seek resets", append(steady(0, 0, 10), read{600 * time.Second, 500 * mib, mib}, read{601 * time.Second, 501 * mib, mib}),
+			601 * time.Second, 2 * mib},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var s state
+			for _, r := range tt.reads {
+				p.observe(&s, r.off, r.n, t0.Add(r.at))
+			}
+			got, ok := p.measuredRate(&s, t0.Add(tt.at))
+			if !ok || math.Abs(got-tt.want) > 1e-6*tt.want {
+				t.Errorf("rate = %v (%v), want %v", got, ok, tt.want)
 			}
 		})
 	}

@@ -1,12 +1,12 @@
-package fs
+package stream
 
 import (
 	"path"
 	"strings"
 )
 
-// DefaultMediaHeadTail is Options.MediaHeadTail's default: 4 MiB at each end
-// of a media file (or a piece, if pieces are longer).
+// DefaultMediaHeadTail is a sensible Config.HeadTail for a media file: 4 MiB
+// at each end (or a piece, if pieces are longer).
 const DefaultMediaHeadTail = 4 << 20
 
 // mediaExts are the extensions of audio and video containers. Players read
@@ -27,8 +27,9 @@ var mediaExts = map[string]bool{
 	".wv": true,
 }
 
-// isMedia reports whether a file name has a media extension (any case).
-func isMedia(name string) bool {
+// IsMedia reports whether a file name has a media extension (any case):
+// a file whose Reader should want its head and tail (Config.HeadTail).
+func IsMedia(name string) bool {
 	return mediaExts[strings.ToLower(path.Ext(name))]
 }
 
