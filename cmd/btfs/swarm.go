@@ -18,6 +18,7 @@ import (
 
 	"btfs/dht"
 	"btfs/engine"
+	"btfs/lsd"
 	"btfs/metainfo"
 	"btfs/picker"
 	"btfs/storagewrapper"
@@ -38,6 +39,8 @@ type swarmFlags struct {
 	// noDHT and dhtBootstrap: -no-dht, -dht-bootstrap.
 	noDHT        bool
 	dhtBootstrap multiFlag
+	// noLSD: -no-lsd.
+	noLSD bool
 }
 
 func (f *swarmFlags) register(fl *flag.FlagSet) {
@@ -52,14 +55,17 @@ func (f *swarmFlags) register(fl *flag.FlagSet) {
 	fl.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fl.BoolVar(&f.quiet, "quiet", false, "no status line; log warnings and errors only")
 	fl.BoolVar(&f.noDHT, "no-dht", false, "do not use the DHT: trackers and -peer only (private torrents never use it)")
+	fl.BoolVar(&f.noLSD, "no-lsd", false, "do not use local service discovery (BEP 14 multicast on the LAN; private torrents never use it)")
 	fl.Var(&f.dhtBootstrap, "dht-bootstrap", "join the DHT through this `host:port` (repeatable; default: "+strings.Join(dht.DefaultBootstrap, ", ")+")")
 }
 
 // join opens what a swarm needs besides the engine's config: the listener
 // (now, so that fetching a magnet's metadata can announce its port; the
-// engine takes it over) and the DHT node, on the same port in UDP, kept
-// in stateFile between runs. A private torrent (BEP 27) never uses the
-// DHT. closeFn stops the DHT and closes the listener if no engine took it.
+// engine takes it over), local service discovery (BEP 14) and the DHT
+// node, on the same port in UDP, kept in stateFile between runs. A
+// private torrent (BEP 27) uses neither (the engine checks again once a
+// magnet's metadata says). closeFn stops them and closes the listener if
+// no engine took it.
 func (f *swarmFlags) join(ctx context.Context, cfg *engine.Config, private bool, stateFile string, log *slog.Logger) (closeFn func(), err error) {
 	var closers []func()
 	closeFn = func() {
@@ -74,6 +80,17 @@ func (f *swarmFlags) join(ctx context.Context, cfg *engine.Config, private bool,
 		}
 		cfg.Listener, cfg.Listen = ln, ""
 		closers = append(closers, func() { ln.Close() })
+	}
+	if !f.noLSD && !private {
+		// No multicast route (a host without a LAN, a test's namespace
+		// with only loopback) is not an error: there is nobody to find.
+		if svc, err := lsd.Start(ctx, lsd.Config{Logger: log.With("part", "lsd")}); err != nil {
+			log.Info("local service discovery off", "err", err)
+		} else {
+			log.Info("local service discovery started")
+			cfg.Local = svc
+			closers = append(closers, func() { svc.Close() })
+		}
 	}
 	if f.noDHT || private {
 		return closeFn, nil
