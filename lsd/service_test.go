@@ -27,9 +27,7 @@ func (h *heard) found(addrs []netip.AddrPort) {
 }
 
 func (h *heard) has(a netip.AddrPort) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return slices.Contains(h.addrs, a)
+	return slices.Contains(h.list(), a)
 }
 
 func (h *heard) list() []netip.AddrPort {
@@ -52,33 +50,84 @@ func startIn(t *testing.T, ns *netnstest.NS, groups ...netip.AddrPort) *Service 
 	return s
 }
 
+// hostAddr is ns's address on its veth in the family of group: the IPv4
+// one, or the IPv6 link-local one (which multicast comes from).
+func hostAddr(t *testing.T, ns *netnstest.NS, group netip.AddrPort) netip.Addr {
+	t.Helper()
+	if group.Addr().Is4() {
+		return ns.Addr
+	}
+	var ll netip.Addr
+	// The kernel adds the link-local address a moment after the link
+	// comes up.
+	poll.UntilNil(t, 10*time.Second, "an IPv6 link-local address on "+ns.Dev, func() error {
+		return ns.Do(func() error {
+			ifi, err := net.InterfaceByName(ns.Dev)
+			if err != nil {
+				return err
+			}
+			addrs, err := ifi.Addrs()
+			if err != nil {
+				return err
+			}
+			for _, a := range addrs {
+				if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Is6() && p.Addr().IsLinkLocalUnicast() {
+					ll = p.Addr()
+					return nil
+				}
+			}
+			return fmt.Errorf("addresses %v", addrs)
+		})
+	})
+	return ll
+}
+
+// unzoned drops the zones of addrs (an IPv6 link-local address comes with
+// the index of the interface it was heard on).
+func unzoned(addrs []netip.AddrPort) []netip.AddrPort {
+	out := make([]netip.AddrPort, len(addrs))
+	for i, a := range addrs {
+		out[i] = netip.AddrPortFrom(a.Addr().WithZone(""), a.Port())
+	}
+	return out
+}
+
 // TestTwoHosts: two Services on two "hosts" (namespaces joined by a veth)
 // and a third on the first host hear each other's announces, at the
 // announcer's address on the LAN (or loopback's multicast copy on the same
-// host), and only for the torrents they joined.
+// host), and only for the torrents they joined; never their own. In IPv4
+// and in IPv6.
 func TestTwoHosts(t *testing.T) {
-	a, b := netnstest.Pair(t)
-	ih, other := ihN(1), ihN(2)
-	sa := startIn(t, a, GroupV4)
-	sb := startIn(t, b, GroupV4)
-	sc := startIn(t, a, GroupV4) // a second process on host a
-	var ha, hb, hc, hOther heard
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	sa.Join(ctx, ih, 1111, ha.found)
-	sb.Join(ctx, ih, 2222, hb.found)
-	sc.Join(ctx, ih, 3333, hc.found)
-	sb.Join(ctx, other, 0, hOther.found) // listens only
-	wantB := netip.AddrPortFrom(a.Addr, 1111)
-	poll.Until(t, 10*time.Second, "b hears a", func() bool { return hb.has(wantB) })
-	poll.Until(t, 10*time.Second, "a hears b", func() bool { return ha.has(netip.AddrPortFrom(b.Addr, 2222)) })
-	poll.Until(t, 10*time.Second, "c (same host as a) hears a", func() bool { return hc.has(wantB) })
-	poll.Until(t, 10*time.Second, "a hears c", func() bool { return ha.has(netip.AddrPortFrom(a.Addr, 3333)) })
-	if ha.has(wantB) {
-		t.Errorf("a heard its own announce: %v", ha.list())
-	}
-	if got := hOther.list(); len(got) != 0 {
-		t.Errorf("a torrent nobody announced heard %v", got)
+	for _, group := range []netip.AddrPort{GroupV4, GroupV6} {
+		t.Run(group.String(), func(t *testing.T) {
+			a, b := netnstest.Pair(t)
+			addrA, addrB := hostAddr(t, a, group), hostAddr(t, b, group)
+			ih, other := ihN(1), ihN(2)
+			sa := startIn(t, a, group)
+			sb := startIn(t, b, group)
+			sc := startIn(t, a, group) // a second process on host a
+			var ha, hb, hc, hOther heard
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			sa.Join(ctx, ih, 1111, ha.found)
+			sb.Join(ctx, ih, 2222, hb.found)
+			sc.Join(ctx, ih, 3333, hc.found)
+			sb.Join(ctx, other, 0, hOther.found) // listens only
+			heardAddr := func(h *heard, want netip.AddrPort) func() bool {
+				return func() bool { return slices.Contains(unzoned(h.list()), want) }
+			}
+			fromA := netip.AddrPortFrom(addrA, 1111)
+			poll.Until(t, 10*time.Second, "b hears a", heardAddr(&hb, fromA))
+			poll.Until(t, 10*time.Second, "a hears b", heardAddr(&ha, netip.AddrPortFrom(addrB, 2222)))
+			poll.Until(t, 10*time.Second, "c (same host as a) hears a", heardAddr(&hc, fromA))
+			poll.Until(t, 10*time.Second, "a hears c", heardAddr(&ha, netip.AddrPortFrom(addrA, 3333)))
+			if heardAddr(&ha, fromA)() {
+				t.Errorf("a heard its own announce: %v", ha.list())
+			}
+			if got := hOther.list(); len(got) != 0 {
+				t.Errorf("a torrent nobody announced heard %v", got)
+			}
+		})
 	}
 }
 

@@ -61,6 +61,13 @@ func Pair(t testing.TB) (a, b *NS) {
 			}
 		})
 	}
+	for _, ns := range []*NS{a, b} {
+		// No duplicate address detection: the veth's IPv6 link-local
+		// address is usable at once, not after a second or two.
+		if out, err := exec.Command("ip", "netns", "exec", ns.Name, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0").CombinedOutput(); err != nil {
+			t.Logf("netnstest: IPv6 DAD stays on in %s: %v: %s", ns.Name, err, out)
+		}
+	}
 	run(t, "link", "add", a.Dev, "netns", a.Name, "type", "veth", "peer", "name", b.Dev, "netns", b.Name)
 	for _, ns := range []*NS{a, b} {
 		run(t, "-n", ns.Name, "link", "set", "lo", "up")
