@@ -169,6 +169,7 @@ func (t *Torrent) run() {
 	}
 	s.maybeLookup(time.Now())
 	s.joinLocal()
+	s.startWebSeeds()
 
 	tick := time.NewTicker(tickInterval)
 	defer tick.Stop()

@@ -101,6 +101,8 @@ type Config struct {
 	// Finder finds peers for the info-hash outside trackers (the DHT);
 	// nil means none. Never used for private torrents.
 	Finder PeerFinder
+	// NoWebSeeds leaves the torrent's webseeds (BEP 19 url-list) unused.
+	NoWebSeeds bool
 	// Local finds peers on the local network (BEP 14); nil means none.
 	// Never used for private torrents.
 	Local LocalFinder
