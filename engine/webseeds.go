@@ -19,7 +19,6 @@ func webSeedAddr(i int) netip.AddrPort {
 	return netip.AddrPortFrom(netip.AddrFrom16(a), uint16(i+1))
 }
 
-
 // startWebSeeds connects every webseed of the torrent (BEP 19 url-list) as
 // a peer: webseed.Serve answers on one end of a pipe, the engine holds the
 // other, and from then on a webseed is scheduled, measured, blamed and
