@@ -11,11 +11,6 @@ import (
 	"time"
 )
 
-// maxSkip is how far into a file we read a 200 answer (a server that
-// ignores Range sends the whole file) to reach the bytes asked for: past
-// that, the server is no use to a streaming client and is dropped.
-const maxSkip = 1 << 20
-
 // TempError is a failure worth trying again later: a 5xx or 429 answer,
 // a timeout, a connection cut. After is the server's Retry-After (0 when
 // it gave none).
@@ -27,15 +22,16 @@ type TempError struct {
 func (e *TempError) Error() string { return e.Err.Error() }
 func (e *TempError) Unwrap() error { return e.Err }
 
-// ErrNoRanges: the server ignores Range and the bytes asked for are too far
-// into the file to read from its start.
+// ErrNoRanges: the server ignores Range (it answered 200, the whole file,
+// to a request for part of it). Such a server is no use to a streaming
+// client: its answer is closed unread and the webseed dropped.
 var ErrNoRanges = errors.New("webseed: the server ignores Range requests")
 
 // fetchSpan gets sp's bytes and hands them to out in order, in pieces of
-// any size; it reads no more of the body than sp.Len (plus what a server
-// that ignores Range sends before sp.Off, at most maxSkip). An error is a
-// *TempError when trying again may help.
-func fetchSpan(ctx context.Context, client *http.Client, sp Span, buf []byte, out func([]byte) error) error {
+// any size; it reads no more of the body than sp.Len. An error is a
+// *TempError when trying again may help. fileLen is the file's length: a
+// 200 answer is good only when the whole file was asked for.
+func fetchSpan(ctx context.Context, client *http.Client, sp Span, fileLen int64, buf []byte, out func([]byte) error) error {
 	if sp.Padding {
 		clear(buf)
 		for left := sp.Len; left > 0; {
@@ -67,11 +63,8 @@ func fetchSpan(ctx context.Context, client *http.Client, sp Span, buf []byte, ou
 			return fmt.Errorf("webseed: %s: Content-Range %q for bytes from %d", sp.URL, resp.Header.Get("Content-Range"), sp.Off)
 		}
 	case resp.StatusCode == http.StatusOK:
-		if sp.Off > maxSkip {
-			return fmt.Errorf("%w (%s answered 200 to a range at %d)", ErrNoRanges, sp.URL, sp.Off)
-		}
-		if _, err := io.CopyN(io.Discard, body, sp.Off); err != nil {
-			return &TempError{Err: fmt.Errorf("webseed: %s: %w", sp.URL, err)}
+		if sp.Off != 0 || sp.Len != fileLen {
+			return fmt.Errorf("%w (%s answered 200 to bytes %d-%d)", ErrNoRanges, sp.URL, sp.Off, sp.Off+sp.Len-1)
 		}
 	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout:
 		return &TempError{Err: fmt.Errorf("webseed: %s: %s", sp.URL, resp.Status), After: retryAfter(resp.Header.Get("Retry-After"), time.Now())}

@@ -14,6 +14,7 @@ type Span struct {
 	URL     string
 	Off     int64
 	Len     int64
+	FileLen int64 // the whole file's length
 	Padding bool
 }
 
@@ -56,7 +57,7 @@ func Spans(base string, info *metainfo.Info, off, n int64) []Span {
 		}
 		s := max(off, f.Offset)
 		e := min(end, f.Offset+f.Length)
-		sp := Span{Off: s - f.Offset, Len: e - s, Padding: f.Padding}
+		sp := Span{Off: s - f.Offset, Len: e - s, FileLen: f.Length, Padding: f.Padding}
 		if !f.Padding {
 			sp.URL = FileURL(base, info, i)
 		}

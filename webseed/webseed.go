@@ -11,7 +11,7 @@
 // soon as its bytes have arrived. A server error or timeout rejects the
 // requests in hand and chokes the engine for a backoff (the server's
 // Retry-After when it gave one); a server that cannot serve the files
-// (404, no Range support beyond the first MiB) ends the connection.
+// (404, no Range support) ends the connection.
 package webseed
 
 import (
@@ -399,7 +399,7 @@ func (s *server) fetch(ctx context.Context, batch []block, buf []byte) (int, err
 		return nil
 	}
 	for _, sp := range Spans(s.base, s.info, start, total) {
-		if err := fetchSpan(ctx, s.cfg.Client, sp, buf, out); err != nil {
+		if err := fetchSpan(ctx, s.cfg.Client, sp, sp.FileLen, buf, out); err != nil {
 			return done, err
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -16,6 +18,7 @@ import (
 type Nginx struct {
 	proc *process
 	url  string
+	log  string // the access log: "STATUS BYTES URI" a line
 }
 
 // StartNginx serves root at http://IP:PORT/ (ip in 127/8, a free port),
@@ -56,7 +59,8 @@ pid %[1]s/nginx.pid;
 error_log %[1]s/error.log warn;
 events { worker_connections 64; }
 http {
-	access_log %[1]s/access.log;
+	log_format btfs '$status $body_bytes_sent $request_uri';
+	access_log %[1]s/access.log btfs;
 	client_body_temp_path %[1]s/body;
 	proxy_temp_path %[1]s/proxy;
 	fastcgi_temp_path %[1]s/fastcgi;
@@ -81,7 +85,7 @@ http {
 	if err != nil {
 		return nil, err
 	}
-	n := &Nginx{proc: p, url: "http://" + addr.String() + "/"}
+	n := &Nginx{proc: p, url: "http://" + addr.String() + "/", log: filepath.Join(dir, "access.log")}
 	err = poll(20*time.Millisecond, func() bool {
 		resp, err := http.Head(n.url)
 		if err != nil {
@@ -102,3 +106,25 @@ func (n *Nginx) URL() string { return n.url }
 
 // PID is nginx's master process.
 func (n *Nginx) PID() int { return n.proc.cmd.Process.Pid }
+
+// BytesSent is the body bytes nginx has sent for the requests logged so far
+// with a status in 200-299 (each is logged when it ends).
+func (n *Nginx) BytesSent() (int64, error) {
+	b, err := os.ReadFile(n.log)
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || !strings.HasPrefix(f[0], "2") {
+			continue
+		}
+		v, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("nginx access log line %q: %w", line, err)
+		}
+		total += v
+	}
+	return total, nil
+}
