@@ -41,6 +41,8 @@ type swarmFlags struct {
 	dhtBootstrap multiFlag
 	// noLSD: -no-lsd.
 	noLSD bool
+	// noWebSeeds: -no-webseeds.
+	noWebSeeds bool
 }
 
 func (f *swarmFlags) register(fl *flag.FlagSet) {
@@ -56,6 +58,7 @@ func (f *swarmFlags) register(fl *flag.FlagSet) {
 	fl.BoolVar(&f.quiet, "quiet", false, "no status line; log warnings and errors only")
 	fl.BoolVar(&f.noDHT, "no-dht", false, "do not use the DHT: trackers and -peer only (private torrents never use it)")
 	fl.BoolVar(&f.noLSD, "no-lsd", false, "do not use local service discovery (BEP 14 multicast on the LAN; private torrents never use it)")
+	fl.BoolVar(&f.noWebSeeds, "no-webseeds", false, "do not fetch from the torrent's web seeds (BEP 19 url-list)")
 	fl.Var(&f.dhtBootstrap, "dht-bootstrap", "join the DHT through this `host:port` (repeatable; default: "+strings.Join(dht.DefaultBootstrap, ", ")+")")
 }
 
@@ -156,7 +159,7 @@ func (f *swarmFlags) logger(stderr io.Writer) (*slog.Logger, func(), error) {
 
 // engineConfig turns the flags into an engine.Config.
 func (f *swarmFlags) engineConfig(log *slog.Logger, mode picker.Mode) (engine.Config, error) {
-	cfg := engine.Config{Logger: log, Listen: f.listen, MaxPeers: f.maxPeers, Mode: mode}
+	cfg := engine.Config{Logger: log, Listen: f.listen, MaxPeers: f.maxPeers, Mode: mode, NoWebSeeds: f.noWebSeeds}
 	var err error
 	if cfg.MaxDownloadRate, err = parseRate("-max-download-rate", f.maxDown); err != nil {
 		return cfg, err
