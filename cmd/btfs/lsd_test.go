@@ -22,14 +22,14 @@ func TestLSDMountFindsSeeder(t *testing.T) {
 	torrentPath, mi := swarmtest.MakeTorrent(t, dir, swarmtest.TorrentOptions{Files: swarmtest.MultiFile, PieceLength: 64 << 10, Seed: 14})
 	s := testSwarm{dir: dir, torrentPath: torrentPath, mi: mi}
 
-	seedArgs := noPublicDHT([]string{"seed", "-no-trackers", "-listen", a.Addr.String() + ":6881", "-log-level", "debug", torrentPath, dir})
+	seedArgs := noPublicDHT([]string{"seed", lsdTestLAN, "-no-trackers", "-listen", a.Addr.String() + ":6881", "-log-level", "debug", torrentPath, dir})
 	seeder := startProc(t, a.Command(btfsBin, seedArgs...), seedArgs)
 	poll.Until(t, 30*time.Second, "the seeder to join LSD", func() bool {
 		return strings.Contains(seeder.out.String(), "local service discovery started")
 	})
 
 	mp := mountpoint(t)
-	mountArgs := noPublicDHT([]string{"mount", "-no-trackers", "-listen", b.Addr.String() + ":0", "-cache-dir", t.TempDir(),
+	mountArgs := noPublicDHT([]string{"mount", lsdTestLAN, "-no-trackers", "-listen", b.Addr.String() + ":0", "-cache-dir", t.TempDir(),
 		"-log-level", "debug", "-read-timeout", "60s", torrentPath, mp})
 	m := startProc(t, b.Command(btfsBin, mountArgs...), mountArgs)
 	waitMounted(t, m, mp)
