@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"net"
 	"net/netip"
 
@@ -29,6 +30,7 @@ func (s *state) startWebSeeds() {
 		return
 	}
 	client := webseed.NewClient() // one per torrent: its connection cap per host is shared by the torrent's webseeds
+	context.AfterFunc(s.t.ctx, client.CloseIdleConnections)
 	for i, u := range s.t.mi.URLList {
 		if i >= maxWebSeeds {
 			break

@@ -11,7 +11,8 @@
 // earlier (at most once per MinGap) when one Needs peers, batching every
 // torrent due into as few messages as fit. Each message received teaches
 // one address for at most MaxInfoHashes torrents, and only for torrents
-// joined here. Private torrents (BEP 27) must never Join: that is the
+// joined here; at most acceptRate messages a second (all senders together)
+// are acted on. Private torrents (BEP 27) must never Join: that is the
 // caller's check (the engine's).
 package lsd
 
@@ -26,6 +27,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // The BEP 14 multicast groups.
@@ -44,6 +47,11 @@ const (
 	// coalesce is how long the sender waits after being woken, so that
 	// torrents joining together share one message.
 	coalesce = 100 * time.Millisecond
+	// acceptRate and acceptBurst bound the announces we act on, from all
+	// senders together: a LAN of btfs machines sends a few a minute, and
+	// a flood must not turn into a flood of dials.
+	acceptRate  = 10 // per second
+	acceptBurst = 50
 )
 
 // Config tunes a Service. The zero value is usable.
@@ -64,6 +72,7 @@ type Service struct {
 	log    *slog.Logger
 	cookie string
 	groups []*group
+	accept *rate.Limiter // announces acted on
 	wake   chan struct{} // capacity 1: the sender should look at the joins
 	done   chan struct{} // closed by Close
 	wg     sync.WaitGroup
@@ -114,6 +123,7 @@ func Start(ctx context.Context, cfg Config) (*Service, error) {
 		cfg:    cfg,
 		log:    cfg.Logger,
 		cookie: hex.EncodeToString(c[:]),
+		accept: rate.NewLimiter(acceptRate, acceptBurst),
 		wake:   make(chan struct{}, 1),
 		done:   make(chan struct{}),
 		joins:  make(map[*join]struct{}),
@@ -298,7 +308,7 @@ func (s *Service) receive(g *group) {
 			continue
 		}
 		a, err := Parse(buf[:n])
-		if err != nil || a.Cookie == s.cookie {
+		if err != nil || a.Cookie == s.cookie || !s.accept.Allow() {
 			continue
 		}
 		s.deliver(netip.AddrPortFrom(from.Addr().Unmap(), a.Port), a.InfoHashes)
