@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -216,5 +218,40 @@ func TestWebSeedAndAria2(t *testing.T) {
 	t.Logf("from the webseed %d bytes, from aria2c %d bytes", fromWeb, fromAria2)
 	if fromWeb == 0 {
 		t.Error("nothing came from the webseed")
+	}
+}
+
+// TestWebSeedRedirect: a webseed URL that redirects to the real server
+// (nginx) is followed; one that redirects forever is dropped after a
+// bounded number of hops.
+func TestWebSeedRedirect(t *testing.T) {
+	dir := t.TempDir()
+	ng := swarmtest.StartNginx(t, dir, "127.0.0.1")
+	var loops atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("loop") != "" {
+			loops.Add(1)
+			http.Redirect(w, r, r.URL.Path+"?loop="+strconv.Itoa(int(loops.Load())), http.StatusFound)
+			return
+		}
+		http.Redirect(w, r, strings.TrimSuffix(ng.URL(), "/")+r.URL.Path, http.StatusFound)
+	}))
+	defer srv.Close()
+	_, mi := swarmtest.MakeTorrent(t, dir, swarmtest.TorrentOptions{Size: 2<<20 + 1, PieceLength: 64 << 10, Seed: 26, WebSeeds: []string{srv.URL + "/"}})
+	leecher, _ := leechEngine(t, mi, Config{Logger: testLogger(t)})
+	waitComplete(t, leecher, 60*time.Second)
+
+	mi2 := *mi
+	mi2.URLList = []string{srv.URL + "/data.bin?loop=1"}
+	loopy, _ := leechEngine(t, &mi2, Config{Logger: testLogger(t)})
+	poll.Until(t, 60*time.Second, "the looping webseed to be dropped", func() bool {
+		var n int
+		if err := loopy.do(context.Background(), func() { n = len(loopy.s.peers) }); err != nil {
+			t.Fatal(err)
+		}
+		return loops.Load() > 0 && n == 0
+	})
+	if n := loops.Load(); n > 2*5 { // two connections, five hops each
+		t.Errorf("followed %d redirects", n)
 	}
 }

@@ -53,6 +53,9 @@ func fetchSpan(ctx context.Context, client *http.Client, sp Span, fileLen int64,
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if errors.Is(err, errTooManyRedirects) {
+			return err
+		}
 		return &TempError{Err: fmt.Errorf("webseed: %w", err)}
 	}
 	defer resp.Body.Close() // unread bytes are not drained: the connection is dropped instead

@@ -57,6 +57,12 @@ type Config struct {
 	Conns int
 }
 
+// maxRedirects bounds the redirects followed for one request.
+const maxRedirects = 5
+
+// errTooManyRedirects: a redirect loop, or a chain too long to be one.
+var errTooManyRedirects = fmt.Errorf("webseed: more than %d redirects", maxRedirects)
+
 // NewClient is an HTTP client for webseeds: keep-alive, at most 4
 // connections per host, at most 5 redirects, TLS with the system roots, a
 // bound on waiting for response headers.
@@ -68,8 +74,8 @@ func NewClient() *http.Client {
 	return &http.Client{
 		Transport: tr,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) >= 5 {
-				return errors.New("webseed: more than 5 redirects")
+			if len(via) >= maxRedirects {
+				return errTooManyRedirects
 			}
 			return nil
 		},
