@@ -43,15 +43,31 @@ func fetchSpan(ctx context.Context, client *http.Client, sp Span, fileLen int64,
 		}
 		return nil
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, sp.URL, nil)
+	// A server that stops sending mid-answer is cut after bodyIdle
+	// without a byte: the request's context is cancelled by a timer that
+	// every read pushes back.
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	idle := time.AfterFunc(bodyIdle, cancel)
+	defer idle.Stop()
+	stalled := func(err error) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if rctx.Err() != nil {
+			return &TempError{Err: fmt.Errorf("webseed: %s: nothing for %v: %w", sp.URL, bodyIdle, err)}
+		}
+		return nil
+	}
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, sp.URL, nil)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Range", fmt.Sprintf("bytes=%d-%d", sp.Off, sp.Off+sp.Len-1))
 	resp, err := client.Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
+		if serr := stalled(err); serr != nil {
+			return serr
 		}
 		if errors.Is(err, errTooManyRedirects) {
 			return err
@@ -75,16 +91,18 @@ func fetchSpan(ctx context.Context, client *http.Client, sp Span, fileLen int64,
 		return fmt.Errorf("webseed: %s: %s", sp.URL, resp.Status)
 	}
 	for left := sp.Len; left > 0; {
-		n, err := io.ReadFull(body, buf[:min(left, int64(len(buf)))])
+		n, err := body.Read(buf[:min(left, int64(len(buf)))])
 		if n > 0 {
+			idle.Stop() // the engine may take its time (a rate cap): not the server's fault
 			if err := out(buf[:n]); err != nil {
 				return err
 			}
 			left -= int64(n)
+			idle.Reset(bodyIdle)
 		}
 		if err != nil && left > 0 {
-			if ctx.Err() != nil {
-				return ctx.Err()
+			if serr := stalled(err); serr != nil {
+				return serr
 			}
 			return &TempError{Err: fmt.Errorf("webseed: %s: %d bytes short: %w", sp.URL, left, err)}
 		}
@@ -105,6 +123,11 @@ func contentRangeStart(v string) (int64, bool) {
 	n, err := strconv.ParseInt(strings.TrimSpace(a), 10, 64)
 	return n, err == nil && n >= 0
 }
+
+// bodyIdle is how long a server may send nothing before the request is
+// given up (a var for the tests). Waiting for the response's headers
+// has its own bound (NewClient's ResponseHeaderTimeout).
+var bodyIdle = 30 * time.Second
 
 // maxRetryAfter bounds what a server may make us wait.
 const maxRetryAfter = 10 * time.Minute

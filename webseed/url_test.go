@@ -1,7 +1,10 @@
 package webseed
 
 import (
+	"context"
+	"errors"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"testing"
 	"time"
@@ -96,5 +99,35 @@ func TestContentRangeStart(t *testing.T) {
 		if got, ok := contentRangeStart(tt.v); got != tt.want || ok != tt.ok {
 			t.Errorf("contentRangeStart(%q) = %d, %v; want %d, %v", tt.v, got, ok, tt.want, tt.ok)
 		}
+	}
+}
+
+// TestStalledBody: a server that sends part of its answer and then nothing
+// is given up after bodyIdle with a TempError; the bytes it did send were
+// handed on.
+func TestStalledBody(t *testing.T) {
+	defer func(d time.Duration) { bodyIdle = d }(bodyIdle)
+	bodyIdle = 200 * time.Millisecond
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Range", "bytes 0-99/100")
+		w.WriteHeader(http.StatusPartialContent)
+		w.Write(make([]byte, 40))
+		w.(http.Flusher).Flush()
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	var got int
+	err := fetchSpan(context.Background(), srv.Client(), Span{URL: srv.URL, Len: 100, FileLen: 100}, 100, make([]byte, 64), func(p []byte) error {
+		got += len(p)
+		return nil
+	})
+	var te *TempError
+	if !errors.As(err, &te) || got != 40 {
+		t.Fatalf("fetchSpan = %v after %d bytes; want a TempError after 40", err, got)
 	}
 }
