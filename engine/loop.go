@@ -120,6 +120,7 @@ type state struct {
 	pexIn     *pex.Intake                  // filters what peers tell us by PEX; nil for a private torrent
 	learned   map[string]int               // new addresses by source ("tracker", "pex", "dht", ...)
 	lookup    lookupState                  // the Finder's lookups (finder.go)
+	localNeed func()                       // asks the local finder for an early announce; nil without one (local.go)
 	store     storeView                    // the store's health as last seen (health.go)
 }
 
@@ -170,6 +171,8 @@ func (t *Torrent) run() {
 		s.pexIn.AddSelf(ap)
 	}
 	s.maybeLookup(time.Now())
+	s.joinLocal()
+	s.startWebSeeds()
 
 	tick := time.NewTicker(tickInterval)
 	defer tick.Stop()
@@ -274,6 +277,7 @@ func (s *state) tick(now time.Time) {
 	s.maybeDial(now)
 	s.maybeNeedPeers(now)
 	s.maybeLookup(now)
+	s.maybeNeedLocal(now)
 	s.pexTick(now)
 	s.refreshStats()
 	s.fillAll()

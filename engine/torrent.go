@@ -103,6 +103,11 @@ type Config struct {
 	// Finder finds peers for the info-hash outside trackers (the DHT);
 	// nil means none. Never used for private torrents.
 	Finder PeerFinder
+	// NoWebSeeds leaves the torrent's webseeds (BEP 19 url-list) unused.
+	NoWebSeeds bool
+	// Local finds peers on the local network (BEP 14); nil means none.
+	// Never used for private torrents.
+	Local LocalFinder
 	// DHTPort is the UDP port of our DHT node, sent in BEP 5 port
 	// messages to peers that speak DHT; 0 sends none. It is used only
 	// when Finder also implements NodeAdder (so peers' port messages have

@@ -77,6 +77,8 @@ func runCreate(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	out := fl.String("o", "", "write the torrent to this `file` (required)")
 	var trackers multiFlag
 	fl.Var(&trackers, "t", "tracker announce `URL` (repeat for more; each is its own tier)")
+	var webSeeds multiFlag
+	fl.Var(&webSeeds, "w", "web seed `URL` (BEP 19 url-list; repeatable)")
 	pieceLen := fl.String("piece-length", "", "piece `size` such as 256KiB or 1MiB (default: chosen for ~1500 pieces)")
 	private := fl.Bool("private", false, "set the private flag (BEP 27)")
 	comment := fl.String("comment", "", "comment `text`")
@@ -112,6 +114,7 @@ func runCreate(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		CreatedBy:    "btfs",
 		CreationDate: time.Now(),
 		Name:         *name,
+		WebSeeds:     webSeeds,
 	}
 	for _, t := range trackers {
 		opt.AnnounceList = append(opt.AnnounceList, []string{t})

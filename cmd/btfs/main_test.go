@@ -52,7 +52,14 @@ type proc struct {
 func startBtfs(t *testing.T, args ...string) *proc {
 	t.Helper()
 	args = noPublicDHT(args)
-	p := &proc{cmd: exec.Command(btfsBin, args...), out: &syncBuffer{mu: make(chan struct{}, 1)}, waited: make(chan struct{})}
+	return startProc(t, exec.Command(btfsBin, args...), args)
+}
+
+// startProc starts cmd, btfs run with args (perhaps through a wrapper
+// such as nsenter that execs it), and stops it in t's cleanup.
+func startProc(t *testing.T, cmd *exec.Cmd, args []string) *proc {
+	t.Helper()
+	p := &proc{cmd: cmd, out: &syncBuffer{mu: make(chan struct{}, 1)}, waited: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
@@ -80,13 +87,28 @@ func startBtfs(t *testing.T, args ...string) *proc {
 
 // noPublicDHT adds -no-dht to a command that joins a swarm unless the test
 // points it at its own DHT with -dht-bootstrap: the DHT's default bootstrap
-// nodes are the public routers, which no test may contact.
+// nodes are the public routers, which no test may contact. It also adds
+// -no-lsd (multicast on whatever LAN the test runs on) unless the test
+// asks for LSD with -lsd-test-lan, which it removes: only tests on a LAN
+// of their own (netnstest) do.
 func noPublicDHT(args []string) []string {
-	if len(args) == 0 || !slices.Contains([]string{"mount", "get", "seed"}, args[0]) || slices.Contains(args, "-dht-bootstrap") {
+	if len(args) == 0 || !slices.Contains([]string{"mount", "get", "seed"}, args[0]) {
 		return args
 	}
-	return append([]string{args[0], "-no-dht"}, args[1:]...)
+	extra := []string{}
+	if i := slices.Index(args, lsdTestLAN); i >= 0 {
+		args = slices.Delete(slices.Clone(args), i, i+1)
+	} else {
+		extra = append(extra, "-no-lsd")
+	}
+	if !slices.Contains(args, "-dht-bootstrap") {
+		extra = append(extra, "-no-dht")
+	}
+	return append(append([]string{args[0]}, extra...), args[1:]...)
 }
+
+// lsdTestLAN marks the arguments of a btfs that may use LSD (noPublicDHT).
+const lsdTestLAN = "-lsd-test-lan"
 
 // wait waits for the process to exit and returns its error.
 func (p *proc) wait(t *testing.T, d time.Duration) error {
@@ -230,7 +252,7 @@ func TestCreateAndInfo(t *testing.T) {
 	_, mi := swarmtest.MakeTorrent(t, dir, swarmtest.TorrentOptions{Files: swarmtest.MultiFile, PieceLength: 64 << 10})
 	out := filepath.Join(t.TempDir(), "x.torrent")
 	var so, se bytes.Buffer
-	if code := run([]string{"create", filepath.Join(dir, mi.Info.Name), "-o", out, "-piece-length", "64KiB", "-t", "http://127.0.0.1:1/announce"}, &so, &se); code != 0 {
+	if code := run([]string{"create", filepath.Join(dir, mi.Info.Name), "-o", out, "-piece-length", "64KiB", "-t", "http://127.0.0.1:1/announce", "-w", "http://127.0.0.1:2/mirror/"}, &so, &se); code != 0 {
 		t.Fatalf("create: exit %d: %s", code, se.String())
 	}
 	so.Reset()
@@ -239,7 +261,7 @@ func TestCreateAndInfo(t *testing.T) {
 	}
 	// Same content, same piece length: the same info-hash as the fixture's
 	// own torrent (the creation date and tracker are outside the info dict).
-	for _, want := range []string{mi.InfoHash.String(), "sub/deeper/c.txt", "http://127.0.0.1:1/announce", "64 KiB"} {
+	for _, want := range []string{mi.InfoHash.String(), "sub/deeper/c.txt", "http://127.0.0.1:1/announce", "web seed:     http://127.0.0.1:2/mirror/", "64 KiB"} {
 		if !strings.Contains(so.String(), want) {
 			t.Errorf("info output lacks %q:\n%s", want, so.String())
 		}

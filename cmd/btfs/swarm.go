@@ -20,6 +20,7 @@ import (
 	"btfs/engine"
 	"btfs/engine/transport"
 	"btfs/engine/utp"
+	"btfs/lsd"
 	"btfs/metainfo"
 	"btfs/picker"
 	"btfs/storagewrapper"
@@ -45,6 +46,10 @@ type swarmFlags struct {
 	// utp: -utp, uTP on the listen port (shared with the DHT) and tried
 	// first when dialling.
 	utp bool
+	// noLSD: -no-lsd.
+	noLSD bool
+	// noWebSeeds: -no-webseeds.
+	noWebSeeds bool
 }
 
 func (f *swarmFlags) register(fl *flag.FlagSet) {
@@ -61,14 +66,18 @@ func (f *swarmFlags) register(fl *flag.FlagSet) {
 	fl.BoolVar(&f.noDHT, "no-dht", false, "do not use the DHT: trackers and -peer only (private torrents never use it)")
 	fl.StringVar(&f.encryption, "encryption", "prefer", "MSE/PE `policy`: prefer (accept both; dial encrypted, fall back to plain), require (encrypted only), off (plain only)")
 	fl.BoolVar(&f.utp, "utp", true, "speak uTP (BEP 29) too: accept it on the listen port's number in UDP (shared with the DHT) and try it before TCP when dialling")
+	fl.BoolVar(&f.noLSD, "no-lsd", false, "do not use local service discovery (BEP 14 multicast on the LAN; private torrents never use it)")
+	fl.BoolVar(&f.noWebSeeds, "no-webseeds", false, "do not fetch from the torrent's web seeds (BEP 19 url-list)")
 	fl.Var(&f.dhtBootstrap, "dht-bootstrap", "join the DHT through this `host:port` (repeatable; default: "+strings.Join(dht.DefaultBootstrap, ", ")+")")
 }
 
 // join opens what a swarm needs besides the engine's config: the listener
 // (now, so that fetching a magnet's metadata can announce its port; the
-// engine takes it over) and the DHT node, on the same port in UDP, kept
-// in stateFile between runs. A private torrent (BEP 27) never uses the
-// DHT. closeFn stops the DHT and closes the listener if no engine took it.
+// engine takes it over), local service discovery (BEP 14) and the DHT
+// node, on the same port in UDP, kept in stateFile between runs. A
+// private torrent (BEP 27) uses neither (the engine checks again once a
+// magnet's metadata says). closeFn stops them and closes the listener if
+// no engine took it.
 func (f *swarmFlags) join(ctx context.Context, cfg *engine.Config, private bool, stateFile string, log *slog.Logger) (closeFn func(), err error) {
 	var closers []func()
 	closeFn = func() {
@@ -105,6 +114,17 @@ func (f *swarmFlags) join(ctx context.Context, cfg *engine.Config, private bool,
 				Dialers: []transport.Dialer{transport.UTPDialer{Socket: sock}, transport.TCPDialer{}},
 				Logger:  log,
 			})
+		}
+	}
+	if !f.noLSD && !private {
+		// No multicast route (a host without a LAN, a test's namespace
+		// with only loopback) is not an error: there is nobody to find.
+		if svc, err := lsd.Start(ctx, lsd.Config{Logger: log.With("part", "lsd")}); err != nil {
+			log.Info("local service discovery off", "err", err)
+		} else {
+			log.Info("local service discovery started")
+			cfg.Local = svc
+			closers = append(closers, func() { svc.Close() })
 		}
 	}
 	if f.noDHT || private {
@@ -174,7 +194,7 @@ func (f *swarmFlags) logger(stderr io.Writer) (*slog.Logger, func(), error) {
 
 // engineConfig turns the flags into an engine.Config.
 func (f *swarmFlags) engineConfig(log *slog.Logger, mode picker.Mode) (engine.Config, error) {
-	cfg := engine.Config{Logger: log, Listen: f.listen, MaxPeers: f.maxPeers, Mode: mode}
+	cfg := engine.Config{Logger: log, Listen: f.listen, MaxPeers: f.maxPeers, Mode: mode, NoWebSeeds: f.noWebSeeds}
 	policy := transport.Prefer // flags not registered (the demo): the default
 	var err error
 	if f.encryption != "" {

@@ -41,6 +41,8 @@ type TorrentOptions struct {
 	// AnnounceList holds the tracker tiers (BEP 12), e.g.
 	// [][]string{{tr.HTTPURL()}}.
 	AnnounceList [][]string
+	// WebSeeds are BEP 19 url-list URLs.
+	WebSeeds []string
 }
 
 const (
@@ -99,6 +101,7 @@ func MakeTorrent(t testing.TB, dir string, opts TorrentOptions) (torrentPath str
 		Name:         opts.Name,
 		PieceLength:  opts.PieceLength,
 		AnnounceList: opts.AnnounceList,
+		WebSeeds:     opts.WebSeeds,
 		CreatedBy:    "btfs swarmtest",
 	})
 	if err != nil {
