@@ -105,6 +105,10 @@ type Config struct {
 	// when Finder also implements NodeAdder (so peers' port messages have
 	// somewhere to go) and the torrent is not private.
 	DHTPort int
+	// ExternalPort, when set, is the port a NAT gateway forwards to our
+	// listener (package portmap), 0 while there is none: trackers are told
+	// it instead of the listen port.
+	ExternalPort func() int
 }
 
 // Torrent is one swarm: the peers of one info-hash.

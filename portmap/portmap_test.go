@@ -14,8 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"btfs/internal/leakcheck"
+	"btfs/internal/nattest"
 	"btfs/internal/poll"
 )
+
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -28,7 +32,7 @@ func testLogger(t *testing.T) *slog.Logger {
 // mapping outlives its first lease (renewed; miniupnpd removes expired
 // ones); Close removes it.
 func TestMiniupnpd(t *testing.T) {
-	if inOwnNetns(t) {
+	if nattest.InOwnNetns(t) {
 		return
 	}
 	for _, tc := range []struct {
@@ -45,14 +49,14 @@ func TestMiniupnpd(t *testing.T) {
 		{"UPnP-only router", false, true, nil, UPnP, time.Hour, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := startRouter(t, tc.natpmp, tc.upnp)
-			ln, err := net.Listen("tcp4", lanClient+":0")
+			r := nattest.StartRouter(t, nil, tc.natpmp, tc.upnp)
+			ln, err := net.Listen("tcp4", nattest.LANClient+":0")
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer ln.Close()
 			port := ln.Addr().(*net.TCPAddr).Port
-			pc, err := net.ListenPacket("udp4", lanClient+":"+strconv.Itoa(port))
+			pc, err := net.ListenPacket("udp4", nattest.LANClient+":"+strconv.Itoa(port))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -67,7 +71,7 @@ func TestMiniupnpd(t *testing.T) {
 			if err := m.Err(); err != nil {
 				t.Fatal(err)
 			}
-			want := netip.AddrPortFrom(netip.MustParseAddr(externalIP), uint16(port))
+			want := netip.AddrPortFrom(netip.MustParseAddr(nattest.ExternalIP), uint16(port))
 			ms := m.Mappings()
 			if len(ms) != 2 || ms[0].Protocol != TCP || ms[1].Protocol != UDP {
 				t.Fatalf("mappings %+v, want TCP and UDP", ms)
@@ -80,8 +84,8 @@ func TestMiniupnpd(t *testing.T) {
 			if got := m.ExternalPort(); got != port {
 				t.Errorf("ExternalPort() = %d, want %d", got, port)
 			}
-			dnat := "dnat ip to " + lanClient + ":" + strconv.Itoa(port)
-			if rules := r.rules(t); strings.Count(rules, dnat) != 2 {
+			dnat := nattest.DNAT(port)
+			if rules := r.Rules(t); strings.Count(rules, dnat) != 2 {
 				t.Fatalf("the router's rules lack the two %q:\n%s", dnat, rules)
 			}
 			checkReachable(t, r, ln, pc, port, "first")
@@ -96,7 +100,7 @@ func TestMiniupnpd(t *testing.T) {
 			}
 
 			m.Close()
-			if rules := r.rules(t); strings.Contains(rules, dnat) {
+			if rules := r.Rules(t); strings.Contains(rules, dnat) {
 				t.Errorf("after Close the router still has %q:\n%s", dnat, rules)
 			}
 			if len(m.Mappings()) != 0 || m.ExternalPort() != 0 {
@@ -110,12 +114,12 @@ func TestMiniupnpd(t *testing.T) {
 // check: a mapping asked for with a short lease and never renewed is gone
 // from miniupnpd's rules once the lease ends.
 func TestMiniupnpdLeaseExpires(t *testing.T) {
-	if inOwnNetns(t) {
+	if nattest.InOwnNetns(t) {
 		return
 	}
 	for _, method := range []Method{NATPMP, UPnP} {
 		t.Run(string(method), func(t *testing.T) {
-			r := startRouter(t, true, true)
+			r := nattest.StartRouter(t, nil, true, true)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			var gw gateway
@@ -131,11 +135,11 @@ func TestMiniupnpdLeaseExpires(t *testing.T) {
 			if _, _, err := gw.add(ctx, TCP, 40000, 40000, 3*time.Second); err != nil {
 				t.Fatal(err)
 			}
-			dnat := "dnat ip to " + lanClient + ":40000"
-			if !strings.Contains(r.rules(t), dnat) {
+			dnat := nattest.DNAT(40000)
+			if !strings.Contains(r.Rules(t), dnat) {
 				t.Fatalf("no %q in the router's rules", dnat)
 			}
-			poll.Until(t, 30*time.Second, "miniupnpd to drop the expired mapping", func() bool { return !strings.Contains(r.rules(t), dnat) })
+			poll.Until(t, 30*time.Second, "miniupnpd to drop the expired mapping", func() bool { return !strings.Contains(r.Rules(t), dnat) })
 		})
 	}
 }
@@ -143,11 +147,11 @@ func TestMiniupnpdLeaseExpires(t *testing.T) {
 // checkReachable sends a line over TCP and a datagram over UDP from the
 // internet's namespace to the external address, and wants both at the
 // listeners.
-func checkReachable(t *testing.T, r *router, ln net.Listener, pc net.PacketConn, port int, when string) {
+func checkReachable(t *testing.T, r *nattest.Router, ln net.Listener, pc net.PacketConn, port int, when string) {
 	t.Helper()
 	msg := "hello " + strings.ReplaceAll(when, " ", "-")
-	dst := externalIP + "/" + strconv.Itoa(port)
-	r.inInternet(t, "timeout", "10", "bash", "-c", "echo "+msg+" >/dev/tcp/"+dst+" && echo "+msg+" >/dev/udp/"+dst)
+	dst := nattest.ExternalIP + "/" + strconv.Itoa(port)
+	r.Internet.Run(t, "timeout", "10", "bash", "-c", "echo "+msg+" >/dev/tcp/"+dst+" && echo "+msg+" >/dev/udp/"+dst)
 	ln.(*net.TCPListener).SetDeadline(time.Now().Add(10 * time.Second))
 	conn, err := ln.Accept()
 	if err != nil {
@@ -159,8 +163,8 @@ func checkReachable(t *testing.T, r *router, ln net.Listener, pc net.PacketConn,
 	if err != nil || line != msg+"\n" {
 		t.Fatalf("%s: TCP read %q, %v", when, line, err)
 	}
-	if from := conn.RemoteAddr().(*net.TCPAddr).IP.String(); from != internetHost {
-		t.Errorf("%s: the connection comes from %s, want the internet host %s", when, from, internetHost)
+	if from := conn.RemoteAddr().(*net.TCPAddr).IP.String(); from != nattest.InternetHost {
+		t.Errorf("%s: the connection comes from %s, want the internet host %s", when, from, nattest.InternetHost)
 	}
 	pc.SetDeadline(time.Now().Add(10 * time.Second))
 	buf := make([]byte, 100)
@@ -187,7 +191,7 @@ func waitReady(t *testing.T, m *Mapper) {
 // attempt ends within the discovery bound with ErrNoGateway, nothing is
 // mapped, and Close returns.
 func TestNoGateway(t *testing.T) {
-	if inOwnNetns(t) {
+	if nattest.InOwnNetns(t) {
 		return
 	}
 	for _, tc := range []struct {
@@ -200,9 +204,9 @@ func TestNoGateway(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.router {
-				r := startRouter(t, false, false)
+				r := nattest.StartRouter(t, nil, false, false)
 				if tc.drops {
-					r.in(t, "nft", "add table inet blackhole { chain input { type filter hook input priority 0; policy drop; }; }")
+					r.NS.Run(t, "nft", "add table inet blackhole { chain input { type filter hook input priority 0; policy drop; }; }")
 				}
 			}
 			m, err := Start(context.Background(), Config{Port: 6881, DiscoveryTimeout: 2 * time.Second, Logger: testLogger(t)})

@@ -20,6 +20,7 @@ import (
 	"btfs/engine"
 	"btfs/metainfo"
 	"btfs/picker"
+	"btfs/portmap"
 	"btfs/storagewrapper"
 )
 
@@ -38,6 +39,8 @@ type swarmFlags struct {
 	// noDHT and dhtBootstrap: -no-dht, -dht-bootstrap.
 	noDHT        bool
 	dhtBootstrap multiFlag
+	// noPortMap: -no-port-map.
+	noPortMap bool
 }
 
 func (f *swarmFlags) register(fl *flag.FlagSet) {
@@ -52,6 +55,7 @@ func (f *swarmFlags) register(fl *flag.FlagSet) {
 	fl.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fl.BoolVar(&f.quiet, "quiet", false, "no status line; log warnings and errors only")
 	fl.BoolVar(&f.noDHT, "no-dht", false, "do not use the DHT: trackers and -peer only (private torrents never use it)")
+	fl.BoolVar(&f.noPortMap, "no-port-map", false, "do not ask the router to forward the listen port (UPnP IGD, NAT-PMP)")
 	fl.Var(&f.dhtBootstrap, "dht-bootstrap", "join the DHT through this `host:port` (repeatable; default: "+strings.Join(dht.DefaultBootstrap, ", ")+")")
 }
 
@@ -74,6 +78,12 @@ func (f *swarmFlags) join(ctx context.Context, cfg *engine.Config, private bool,
 		}
 		cfg.Listener, cfg.Listen = ln, ""
 		closers = append(closers, func() { ln.Close() })
+	}
+	if cfg.Listener != nil && !f.noPortMap {
+		if m := startPortMap(ctx, cfg.Listener, log); m != nil {
+			cfg.ExternalPort = m.ExternalPort
+			closers = append(closers, func() { m.Close() })
+		}
 	}
 	if f.noDHT || private {
 		return closeFn, nil
@@ -115,6 +125,22 @@ func (f *swarmFlags) join(ctx context.Context, cfg *engine.Config, private bool,
 		}
 	})
 	return closeFn, nil
+}
+
+// startPortMap asks the router, in the background, to forward the
+// listener's port in TCP and UDP (the DHT's, and uTP's) until Close; nil
+// for a listener on loopback, which no router forwards to.
+func startPortMap(ctx context.Context, ln net.Listener, log *slog.Logger) *portmap.Mapper {
+	ap, err := netip.ParseAddrPort(ln.Addr().String())
+	if err != nil || ap.Addr().IsLoopback() {
+		return nil
+	}
+	m, err := portmap.Start(ctx, portmap.Config{Port: int(ap.Port()), Logger: log})
+	if err != nil {
+		log.Warn("no port mapping", "err", err)
+		return nil
+	}
+	return m
 }
 
 // logger opens the log as the flags say; close it when done.
