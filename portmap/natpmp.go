@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -94,14 +95,21 @@ func withContext[T any](ctx context.Context, call func() (T, error)) (T, error) 
 }
 
 // defaultGateway reads the IPv4 default route's gateway from the kernel's
-// routing table (Linux /proc/net/route: hex, host byte order).
+// routing table (Linux /proc/net/route).
 func defaultGateway(routeFile string) (netip.Addr, error) {
 	f, err := os.Open(routeFile)
 	if err != nil {
 		return netip.Addr{}, err
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
+	return parseRoutes(f)
+}
+
+// parseRoutes finds the default route's gateway in a /proc/net/route
+// table: addresses in hex, in the host's byte order (little-endian on the
+// machines btfs runs on).
+func parseRoutes(r io.Reader) (netip.Addr, error) {
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		// Iface Destination Gateway Flags ...

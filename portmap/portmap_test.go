@@ -3,6 +3,7 @@ package portmap
 import (
 	"bufio"
 	"context"
+	"encoding/hex"
 	"errors"
 	"log/slog"
 	"net"
@@ -267,4 +268,23 @@ func TestDefaultGateway(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzParseRoutes: any routing table (seeds in testdata/fuzz) yields
+// an error or a gateway that is a specified IPv4 address the table names.
+func FuzzParseRoutes(f *testing.F) {
+	f.Fuzz(func(t *testing.T, table string) {
+		gw, err := parseRoutes(strings.NewReader(table))
+		if err != nil {
+			return
+		}
+		if !gw.Is4() || gw.IsUnspecified() {
+			t.Fatalf("gateway %v", gw)
+		}
+		b := gw.As4()
+		hexed := strings.ToUpper(hex.EncodeToString([]byte{b[3], b[2], b[1], b[0]}))
+		if !strings.Contains(strings.ToUpper(table), hexed) {
+			t.Fatalf("gateway %v (%s) is not in the table", gw, hexed)
+		}
+	})
 }

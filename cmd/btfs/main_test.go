@@ -49,7 +49,14 @@ type proc struct {
 func startBtfs(t *testing.T, args ...string) *proc {
 	t.Helper()
 	args = noPublicDHT(args)
-	p := &proc{cmd: exec.Command(btfsBin, args...), out: &syncBuffer{mu: make(chan struct{}, 1)}, waited: make(chan struct{})}
+	return startBtfsCmd(t, exec.Command(btfsBin, args...), args)
+}
+
+// startBtfsCmd starts cmd, a run of btfsBin with args (in a network
+// namespace of the test, for one).
+func startBtfsCmd(t *testing.T, cmd *exec.Cmd, args []string) *proc {
+	t.Helper()
+	p := &proc{cmd: cmd, out: &syncBuffer{mu: make(chan struct{}, 1)}, waited: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {

@@ -311,3 +311,6 @@ func (r *Router) Rules(t testing.TB) string {
 
 // DNAT is the rule miniupnpd adds for a mapping to the LAN host's port.
 func DNAT(port int) string { return "dnat ip to " + LANClient + ":" + strconv.Itoa(port) }
+
+// Log is miniupnpd's output so far (it runs with -d: every request).
+func (r *Router) Log() string { return r.log.String() }
