@@ -77,6 +77,9 @@ func TestSeedBehindNAT(t *testing.T) {
 	// -no-port-map: not a word to the router. The log is read after btfs
 	// has exited, when nothing more can come.
 	before := strings.Count(r.Log(), nattest.LANClient)
+	if before == 0 {
+		t.Fatalf("miniupnpd's log never names the LAN host, so it cannot tell whether btfs talked to it:\n%s", r.Log())
+	}
 	p = seed("-no-port-map")
 	handshake(r.NS, nattest.LANClient)
 	stop(p)
