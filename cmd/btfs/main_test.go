@@ -34,8 +34,9 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	defer os.RemoveAll(dir)
-	leakcheck.Main(m)
+	code := leakcheck.Run(m)
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
 // proc is a btfs process started by a test.

@@ -24,7 +24,13 @@ var Grace = 5 * time.Second
 
 // Main runs the tests, then exits non-zero if goroutines started by them are
 // still alive after Grace. Use it as: func TestMain(m *testing.M) { leakcheck.Main(m) }
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main without the exit: it returns the exit code, so that a
+// TestMain with something to clean up after the tests (a binary it built,
+// a temporary directory) can do it before it calls os.Exit, which runs no
+// deferred call.
+func Run(m *testing.M) int {
 	before := snapshot()
 	code := m.Run()
 	if code == 0 {
@@ -34,7 +40,7 @@ func Main(m *testing.M) {
 			code = 1
 		}
 	}
-	os.Exit(code)
+	return code
 }
 
 // Wait polls until no goroutine outside before (and outside the ignore list)
@@ -97,7 +103,7 @@ func goroutineID(stack string) string {
 // stack names btfs code, or a standard-library worker that only our code
 // starts (HTTP transports, exec pipes, network I/O).
 func ignored(stack string) bool {
-	for _, harness := range []string{"btfs/internal/leakcheck.Wait(", "btfs/internal/leakcheck.Main(", "testing.(*M).", "\nmain.main("} {
+	for _, harness := range []string{"btfs/internal/leakcheck.Wait(", "btfs/internal/leakcheck.Main(", "btfs/internal/leakcheck.Run(", "testing.(*M).", "\nmain.main("} {
 		if strings.Contains(stack, harness) {
 			return true
 		}
