@@ -9,7 +9,9 @@ require (
 	github.com/anacrolix/torrent v1.48.1-0.20230103142631-c20f73d53e9f
 	github.com/dustin/go-humanize v1.1.0
 	github.com/hanwen/go-fuse/v2 v2.12.1
+	github.com/huin/goupnp v1.3.1
 	github.com/jackpal/bencode-go v1.0.2
+	github.com/jackpal/go-nat-pmp v1.1.0
 	golang.org/x/sys v0.50.0
 	golang.org/x/time v0.16.0
 )

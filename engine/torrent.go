@@ -125,6 +125,10 @@ type Config struct {
 	// the magnet fetcher and the engine so that what it learned about
 	// peers carries over.
 	Transport *transport.Transport
+	// ExternalPort, when set, is the port a NAT gateway forwards to our
+	// listener (package portmap), 0 while there is none: trackers are told
+	// it instead of the listen port.
+	ExternalPort func() int
 }
 
 // Torrent is one swarm: the peers of one info-hash.

@@ -45,6 +45,7 @@ func (t *Torrent) startTrackers() (stop func()) {
 		},
 		Logger:           t.log,
 		MinIntervalFloor: t.cfg.MinAnnounceInterval,
+		ExternalPort:     t.cfg.ExternalPort,
 	})
 	if err != nil {
 		t.log.Error("trackers disabled", "err", err)

@@ -6,7 +6,8 @@ import (
 )
 
 // ErrUnsupported is wrapped by errors about valid input that btfs does not
-// handle: v2-only torrents (BEP 52) and magnet links without a v1 info-hash.
+// handle: v2-only torrents (BEP 52) and magnet links without a v1
+// info-hash (both ErrV2Only), meta versions other than 1 and 2.
 var ErrUnsupported = errors.New("unsupported")
 
 // FieldError is a problem with one field of a torrent or magnet link; its

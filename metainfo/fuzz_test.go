@@ -18,6 +18,7 @@ import (
 func FuzzParse(f *testing.F) {
 	f.Add(torrent(singleInfo()))
 	f.Add(torrent(multiInfo(10, file(3, "a", "x.bin"), file(0, "empty"), file(7, "b"))))
+	f.Add(torrent(hybridInfo(hybridFiles(), hybridTree())))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		mi, err := Parse(data)
 		if err != nil {

@@ -91,3 +91,26 @@ func allocated(fn func()) uint64 {
 	runtime.ReadMemStats(&after)
 	return after.TotalAlloc - before.TotalAlloc
 }
+
+// replace returns d with key's value set to v (appended when absent).
+func replace(d dict, key string, v any) dict {
+	out := append(dict(nil), d...)
+	for i := range out {
+		if out[i].k == key {
+			out[i].v = v
+			return out
+		}
+	}
+	return append(out, kv{key, v})
+}
+
+// without returns d without key.
+func without(d dict, key string) dict {
+	var out dict
+	for _, e := range d {
+		if e.k != key {
+			out = append(out, e)
+		}
+	}
+	return out
+}

@@ -61,6 +61,20 @@ type Info struct {
 	Files []File
 	// TotalLength is the sum of all file lengths.
 	TotalLength int64
+	// Hybrid is set for a BEP 52 hybrid torrent ("meta version" 2 with both
+	// a v2 "file tree" and v1 "pieces"): btfs swarms it through its v1
+	// info-hash and pieces; Parse has checked that the v2 half describes
+	// the same files.
+	Hybrid bool
+}
+
+// Version names the torrent's BitTorrent version for people: "v1" or
+// "hybrid v1+v2" (v2-only torrents do not parse).
+func (i *Info) Version() string {
+	if i.Hybrid {
+		return "hybrid v1+v2"
+	}
+	return "v1"
 }
 
 // File is one file of the torrent.

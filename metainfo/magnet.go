@@ -32,7 +32,7 @@ const btihPrefix, btmhPrefix = "urn:btih:", "urn:btmh:"
 // ParseMagnet parses a magnet URI. It needs exactly one v1 info-hash
 // (xt=urn:btih: as 40 hex or 32 base32 characters; the same hash given
 // twice is fine, two different ones are an error); a link with only a v2
-// hash (urn:btmh:) is ErrUnsupported. Tracker URLs must have a scheme and
+// hash (urn:btmh:) is ErrV2Only. Tracker URLs must have a scheme and
 // a host; x.pe peers must be host:port with a port in 1..65535. Unknown
 // parameters are ignored.
 func ParseMagnet(uri string) (*Magnet, error) {
@@ -101,7 +101,7 @@ func ParseMagnet(uri string) (*Magnet, error) {
 	}
 	if !haveV1 {
 		if haveV2 {
-			return nil, fieldErr("magnet xt", "only a v2 info-hash (urn:btmh): %w", ErrUnsupported)
+			return nil, &FieldError{Field: "magnet xt", Err: fmt.Errorf("%w (only a v2 info-hash, urn:btmh:, and no v1 urn:btih:)", ErrV2Only)}
 		}
 		return nil, fieldErr("magnet xt", "missing (want xt=urn:btih:...)")
 	}

@@ -71,18 +71,24 @@ func Parse(data []byte) (*MetaInfo, error) {
 	if k := root.Kind(); k != KindDict {
 		return nil, fmt.Errorf("metainfo: the torrent is %s, want a dictionary", k.article())
 	}
-	var f [7]Value
-	err := fields(root, f[:], "announce", "announce-list", "url-list", "creation date", "comment", "created by", "info")
+	var f [8]Value
+	err := fields(root, f[:], "announce", "announce-list", "url-list", "creation date", "comment", "created by", "info", "piece layers")
 	if err != nil {
 		return nil, err
 	}
-	announce, announceList, urlList, created, comment, createdBy, info := f[0], f[1], f[2], f[3], f[4], f[5], f[6]
+	announce, announceList, urlList, created, comment, createdBy, info, pieceLayers := f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]
 	mi := &MetaInfo{}
 	if !info.Exists() {
 		return nil, fieldErr("info", "missing")
 	}
-	if mi.Info, err = parseInfo(info); err != nil {
+	var v2 []v2File
+	if mi.Info, v2, err = parseInfo(info); err != nil {
 		return nil, err
+	}
+	if mi.Info.Hybrid {
+		if err := checkPieceLayers(pieceLayers, v2, mi.Info.PieceLength); err != nil {
+			return nil, err
+		}
 	}
 	mi.InfoBytes = append([]byte(nil), info.Raw()...)
 	mi.InfoHash = sha1.Sum(mi.InfoBytes)
@@ -129,7 +135,8 @@ func ParseInfo(infoBytes []byte) (*Info, error) {
 	if err := CheckBencode(infoBytes, TorrentLimits); err != nil {
 		return nil, fmt.Errorf("metainfo: info: %w", err)
 	}
-	return parseInfo(valueOf(infoBytes, "info"))
+	info, _, err := parseInfo(valueOf(infoBytes, "info"))
+	return info, err
 }
 
 // parseAnnounceList reads BEP 12 tiers, dropping empty URLs and tiers.
@@ -176,94 +183,107 @@ func parseURLList(n Value) ([]string, error) {
 //
 // A torrent whose total length is 0 (only empty files) is rejected: it has
 // no pieces to share, and the rest of btfs may count on NumPieces() ≥ 1.
-func parseInfo(n Value) (*Info, error) {
-	var f [8]Value
-	err := fields(n, f[:], "name", "name.utf-8", "piece length", "pieces", "private", "length", "files", "meta version")
+func parseInfo(n Value) (*Info, []v2File, error) {
+	var f [9]Value
+	err := fields(n, f[:], "name", "name.utf-8", "piece length", "pieces", "private", "length", "files", "meta version", "file tree")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	name, nameUTF8, pieceLength, pieces, private, length, files, metaVersion := f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7]
+	name, nameUTF8, pieceLength, pieces, private, length, files, metaVersion, fileTree := f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]
 	info := &Info{}
 
+	hybrid := false
 	if metaVersion.Exists() {
 		v, err := integer(metaVersion)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		switch {
 		case v == 2 && !pieces.Exists():
-			return nil, &FieldError{Field: metaVersion.Name(), Err: fmt.Errorf("v2-only torrent (BEP 52) without v1 pieces: %w", ErrUnsupported)}
-		case v != 1 && v != 2:
-			return nil, &FieldError{Field: metaVersion.Name(), Err: fmt.Errorf("meta version %d: %w", v, ErrUnsupported)}
+			return nil, nil, &FieldError{Field: n.Name(), Err: fmt.Errorf(`%w (BEP 52 "meta version" 2 without v1 "pieces")`, ErrV2Only)}
+		case v == 2:
+			hybrid = true
+		case v != 1:
+			return nil, nil, &FieldError{Field: metaVersion.Name(), Err: fmt.Errorf("meta version %d: %w", v, ErrUnsupported)}
 		}
 	}
 
 	if info.Name, err = pickName(n, name, nameUTF8); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 
 	if !pieceLength.Exists() {
-		return nil, fieldErr(n.Name()+".piece length", "missing")
+		return nil, nil, fieldErr(n.Name()+".piece length", "missing")
 	}
 	if info.PieceLength, err = integer(pieceLength); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if info.PieceLength <= 0 || info.PieceLength > MaxPieceLength {
-		return nil, fieldErr(pieceLength.Name(), "%d is not in [1, %d]", info.PieceLength, MaxPieceLength)
+		return nil, nil, fieldErr(pieceLength.Name(), "%d is not in [1, %d]", info.PieceLength, MaxPieceLength)
 	}
 
 	if private.Exists() {
 		p, err := integer(private)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		info.Private = p != 0 // anything but 0 errs on the side of privacy
 	}
 
 	switch {
 	case length.Exists() && files.Exists():
-		return nil, fieldErr(n.Name(), `has both "length" and "files"`)
+		return nil, nil, fieldErr(n.Name(), `has both "length" and "files"`)
 	case length.Exists():
 		l, err := integer(length)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if l < 0 {
-			return nil, fieldErr(length.Name(), "negative (%d)", l)
+			return nil, nil, fieldErr(length.Name(), "negative (%d)", l)
 		}
 		info.Files = []File{{Path: []string{info.Name}, Length: l}}
 		info.TotalLength = l
 	case files.Exists():
 		info.MultiFile = true
 		if info.Files, info.TotalLength, err = parseFiles(files); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	default:
-		return nil, fieldErr(n.Name(), `has neither "length" nor "files"`)
+		return nil, nil, fieldErr(n.Name(), `has neither "length" nor "files"`)
 	}
 	if info.TotalLength == 0 {
-		return nil, fieldErr(n.Name(), "total length is 0: nothing to share")
+		return nil, nil, fieldErr(n.Name(), "total length is 0: nothing to share")
 	}
 
 	if !pieces.Exists() {
-		return nil, fieldErr(n.Name()+".pieces", "missing")
+		return nil, nil, fieldErr(n.Name()+".pieces", "missing")
 	}
 	raw, err := byteString(pieces)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if len(raw)%len(Hash{}) != 0 {
-		return nil, fieldErr(pieces.Name(), "length %d is not a multiple of 20", len(raw))
+		return nil, nil, fieldErr(pieces.Name(), "length %d is not a multiple of 20", len(raw))
 	}
 	want := pieceCount(info.TotalLength, info.PieceLength)
 	if got := int64(len(raw) / len(Hash{})); got != want {
-		return nil, fieldErr(pieces.Name(), "has %d hashes, but %d bytes in pieces of %d need %d", got, info.TotalLength, info.PieceLength, want)
+		return nil, nil, fieldErr(pieces.Name(), "has %d hashes, but %d bytes in pieces of %d need %d", got, info.TotalLength, info.PieceLength, want)
 	}
 	info.Pieces = make([]Hash, want)
 	for i := range info.Pieces {
 		copy(info.Pieces[i][:], raw[i*len(Hash{}):])
 	}
-	return info, nil
+	var v2 []v2File
+	if hybrid {
+		if v2, err = checkHybrid(info, info.Files, n, pieceLength, fileTree); err != nil {
+			return nil, nil, err
+		}
+		info.Hybrid = true
+	}
+	if info.MultiFile {
+		dedupePaths(info.Files)
+	}
+	return info, v2, nil
 }
 
 // pickName prefers name.utf-8 when it is valid UTF-8 and falls back to
@@ -295,7 +315,7 @@ func pickName(info, name, nameUTF8 Value) (string, error) {
 }
 
 // parseFiles reads a multi-file list: lengths, offsets, safe and distinct
-// paths, padding marks.
+// paths (not yet deduplicated), padding marks.
 func parseFiles(n Value) ([]File, int64, error) {
 	var files []File
 	var total int64
@@ -344,8 +364,7 @@ func parseFiles(n Value) ([]File, int64, error) {
 	if len(files) == 0 {
 		return nil, 0, fieldErr(n.Name(), "empty")
 	}
-	dedupePaths(files)
-	return files, total, nil
+	return files, total, nil // parseInfo dedupes, after the hybrid check
 }
 
 // pickPath prefers path.utf-8 when all its components are valid UTF-8 and

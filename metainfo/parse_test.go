@@ -162,11 +162,6 @@ func TestParseValid(t *testing.T) {
 				t.Errorf("Name = %q", mi.Info.Name)
 			}
 		}},
-		{"hybrid v1+v2 parses as v1", torrent(singleInfo(kv{"meta version", 2}, kv{"file tree", dict{{"hello.txt", dict{{"", dict{{"length", 12}}}}}}})), func(t *testing.T, mi *MetaInfo) {
-			if mi.Info.NumPieces() != 3 {
-				t.Errorf("NumPieces = %d", mi.Info.NumPieces())
-			}
-		}},
 		{"piece length larger than the data", torrent(dict{{"length", 3}, {"name", "x"}, {"piece length", 1 << 20}, {"pieces", hashes([]byte("abc"), 3)}}), func(t *testing.T, mi *MetaInfo) {
 			if mi.Info.NumPieces() != 1 || mi.Info.PieceLen(0) != 3 {
 				t.Errorf("NumPieces = %d, PieceLen(0) = %d", mi.Info.NumPieces(), mi.Info.PieceLen(0))
@@ -231,25 +226,6 @@ func TestInfoHashOfRawBytes(t *testing.T) {
 
 func TestParseErrors(t *testing.T) {
 	valid := singleInfo()
-	replace := func(d dict, key string, v any) dict {
-		out := append(dict(nil), d...)
-		for i := range out {
-			if out[i].k == key {
-				out[i].v = v
-				return out
-			}
-		}
-		return append(out, kv{key, v})
-	}
-	without := func(d dict, key string) dict {
-		var out dict
-		for _, e := range d {
-			if e.k != key {
-				out = append(out, e)
-			}
-		}
-		return out
-	}
 	for _, tc := range []struct {
 		name string
 		in   []byte
@@ -285,7 +261,7 @@ func TestParseErrors(t *testing.T) {
 		{"zero total", torrent(replace(replace(valid, "length", 0), "pieces", "")), "metainfo: info: total length is 0", nil},
 		{"both length and files", torrent(append(singleInfo(), kv{"files", []any{file(1, "a")}})), `metainfo: info: has both "length" and "files"`, nil},
 		{"neither length nor files", torrent(without(valid, "length")), `metainfo: info: has neither "length" nor "files"`, nil},
-		{"v2 only", torrent(dict{{"file tree", dict{}}, {"meta version", 2}, {"name", "x"}, {"piece length", 16384}}), "metainfo: info.meta version: v2-only torrent (BEP 52)", ErrUnsupported},
+		{"v2 only", torrent(dict{{"file tree", dict{}}, {"meta version", 2}, {"name", "x"}, {"piece length", 16384}}), "metainfo: info: BitTorrent v2-only torrents are not supported yet", ErrV2Only},
 		{"meta version 3", torrent(singleInfo(kv{"meta version", 3})), "meta version 3", ErrUnsupported},
 		{"empty files", torrent(multiInfo(0)), "metainfo: info.files: empty", nil},
 		{"files not a list", torrent(replace(multiInfo(4), "files", dict{})), "metainfo: info.files: want a list, got a dictionary", nil},

@@ -33,6 +33,7 @@ func printInfo(w io.Writer, mi *metainfo.MetaInfo) {
 	info := mi.Info
 	fmt.Fprintf(w, "name:         %s\n", info.Name)
 	fmt.Fprintf(w, "info-hash:    %s\n", mi.InfoHash)
+	fmt.Fprintf(w, "version:      %s\n", info.Version())
 	fmt.Fprintf(w, "size:         %s (%d bytes)\n", humanize.IBytes(uint64(info.TotalLength)), info.TotalLength)
 	fmt.Fprintf(w, "pieces:       %d × %s\n", info.NumPieces(), humanize.IBytes(uint64(info.PieceLength)))
 	if info.Private {

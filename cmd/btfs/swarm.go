@@ -23,6 +23,7 @@ import (
 	"btfs/lsd"
 	"btfs/metainfo"
 	"btfs/picker"
+	"btfs/portmap"
 	"btfs/storagewrapper"
 )
 
@@ -50,6 +51,8 @@ type swarmFlags struct {
 	noLSD bool
 	// noWebSeeds: -no-webseeds.
 	noWebSeeds bool
+	// noPortMap: -no-port-map.
+	noPortMap bool
 }
 
 func (f *swarmFlags) register(fl *flag.FlagSet) {
@@ -68,6 +71,7 @@ func (f *swarmFlags) register(fl *flag.FlagSet) {
 	fl.BoolVar(&f.utp, "utp", true, "speak uTP (BEP 29) too: accept it on the listen port's number in UDP (shared with the DHT) and try it before TCP when dialling")
 	fl.BoolVar(&f.noLSD, "no-lsd", false, "do not use local service discovery (BEP 14 multicast on the LAN; private torrents never use it)")
 	fl.BoolVar(&f.noWebSeeds, "no-webseeds", false, "do not fetch from the torrent's web seeds (BEP 19 url-list)")
+	fl.BoolVar(&f.noPortMap, "no-port-map", false, "do not ask the router to forward the listen port (UPnP IGD, NAT-PMP)")
 	fl.Var(&f.dhtBootstrap, "dht-bootstrap", "join the DHT through this `host:port` (repeatable; default: "+strings.Join(dht.DefaultBootstrap, ", ")+")")
 }
 
@@ -127,6 +131,12 @@ func (f *swarmFlags) join(ctx context.Context, cfg *engine.Config, private bool,
 			closers = append(closers, func() { svc.Close() })
 		}
 	}
+	if cfg.Listener != nil && !f.noPortMap {
+		if m := startPortMap(ctx, cfg.Listener, log); m != nil {
+			cfg.ExternalPort = m.ExternalPort
+			closers = append(closers, func() { m.Close() })
+		}
+	}
 	if f.noDHT || private {
 		return closeFn, nil
 	}
@@ -170,6 +180,22 @@ func (f *swarmFlags) join(ctx context.Context, cfg *engine.Config, private bool,
 		}
 	})
 	return closeFn, nil
+}
+
+// startPortMap asks the router, in the background, to forward the
+// listener's port in TCP and UDP (the DHT's, and uTP's) until Close; nil
+// for a listener on loopback, which no router forwards to.
+func startPortMap(ctx context.Context, ln net.Listener, log *slog.Logger) *portmap.Mapper {
+	ap, err := netip.ParseAddrPort(ln.Addr().String())
+	if err != nil || ap.Addr().IsLoopback() {
+		return nil
+	}
+	m, err := portmap.Start(ctx, portmap.Config{Port: int(ap.Port()), Logger: log})
+	if err != nil {
+		log.Warn("no port mapping", "err", err)
+		return nil
+	}
+	return m
 }
 
 // logger opens the log as the flags say; close it when done.

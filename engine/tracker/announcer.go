@@ -53,6 +53,11 @@ type AnnouncerConfig struct {
 	PeerID [20]byte
 	// Port is where this client accepts peer connections.
 	Port int
+	// ExternalPort, when set and returning 1..65535, is announced instead
+	// of Port: the port a NAT gateway forwards to Port (package portmap),
+	// which peers outside must dial. It is asked before each announce, so
+	// a mapping made after the first one is announced with the next.
+	ExternalPort func() int
 	// Key is the session's announce key.
 	Key uint32
 	// NumWant is how many peers to ask for; 0 leaves it to the tracker.
@@ -291,6 +296,16 @@ func (a *Announcer) round(ctx context.Context, st *announceState, completed bool
 	return wait
 }
 
+// port is the port to announce: the external one when mapped.
+func (a *Announcer) port() int {
+	if a.cfg.ExternalPort != nil {
+		if p := a.cfg.ExternalPort(); p > 0 && p <= 65535 {
+			return p
+		}
+	}
+	return a.cfg.Port
+}
+
 // announce sends one announce to url, bounded by TrackerTimeout, and
 // remembers the tracker id it returns.
 func (a *Announcer) announce(ctx context.Context, url string, ev Event, stats Stats, st *announceState) (*AnnounceResponse, error) {
@@ -299,7 +314,7 @@ func (a *Announcer) announce(ctx context.Context, url string, ev Event, stats St
 	resp, err := a.cfg.Client.Announce(ctx, url, AnnounceRequest{
 		InfoHash:   a.cfg.InfoHash,
 		PeerID:     a.cfg.PeerID,
-		Port:       a.cfg.Port,
+		Port:       a.port(),
 		Uploaded:   stats.Uploaded,
 		Downloaded: stats.Downloaded,
 		Left:       stats.Left,

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -198,6 +199,35 @@ func TestAnnouncerLifecycle(t *testing.T) {
 	// Shutdown sends "stopped".
 	r.stop()
 	expectAnnounce(t, at, "stopped")
+}
+
+// TestAnnouncerExternalPort: the port a NAT gateway maps for us is
+// announced once known, the listen port before it and after it is gone.
+func TestAnnouncerExternalPort(t *testing.T) {
+	at := startAnnounceTracker(t, func(url.Values) string { return standardReply })
+	var ext atomic.Int64
+	r := startAnnouncer(t, NewTiers(at.url, nil, nil), 1000, func(c *AnnouncerConfig) {
+		c.ExternalPort = func() int { return int(ext.Load()) }
+	})
+	for _, tc := range []struct {
+		ext         int64
+		event, want string
+	}{
+		{0, "started", "6881"},
+		{40000, "", "40000"},
+		{70000, "", "6881"}, // out of range: ignored
+		{0, "", "6881"},
+	} {
+		ext.Store(tc.ext)
+		if tc.event == "" {
+			w := expectWait(t, r.clock, 1800*time.Second)
+			w.c <- r.clock.now
+		}
+		if q := expectAnnounce(t, at, tc.event); q.Get("port") != tc.want {
+			t.Errorf("external port %d: announced port %s, want %s", tc.ext, q.Get("port"), tc.want)
+		}
+		<-r.peers
+	}
 }
 
 func TestAnnouncerNoticesCompletionFromStats(t *testing.T) {

@@ -69,6 +69,32 @@ var MultiFile = []FileSpec{
 // directory to give a seeder: aria2c finds the content at dir/NAME.
 func MakeTorrent(t testing.TB, dir string, opts TorrentOptions) (torrentPath string, mi *metainfo.MetaInfo) {
 	t.Helper()
+	root := writeContent(t, dir, &opts)
+	data, err := metainfo.Build(context.Background(), root, metainfo.BuildOptions{
+		Name:         opts.Name,
+		PieceLength:  opts.PieceLength,
+		AnnounceList: opts.AnnounceList,
+		WebSeeds:     opts.WebSeeds,
+		CreatedBy:    "btfs swarmtest",
+	})
+	if err != nil {
+		t.Fatalf("swarmtest: build torrent: %v", err)
+	}
+	mi, err = metainfo.Parse(data)
+	if err != nil {
+		t.Fatalf("swarmtest: parse the torrent just built: %v", err)
+	}
+	torrentPath = root + ".torrent"
+	if err := os.WriteFile(torrentPath, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return torrentPath, mi
+}
+
+// writeContent writes MakeTorrent's content for opts into dir, filling in
+// opts' defaults, and returns the path of the file or directory.
+func writeContent(t testing.TB, dir string, opts *TorrentOptions) string {
+	t.Helper()
 	if opts.PieceLength == 0 {
 		opts.PieceLength = DefaultPieceLength
 	}
@@ -97,25 +123,7 @@ func MakeTorrent(t testing.TB, dir string, opts TorrentOptions) (torrentPath str
 			}
 		}
 	}
-	data, err := metainfo.Build(context.Background(), root, metainfo.BuildOptions{
-		Name:         opts.Name,
-		PieceLength:  opts.PieceLength,
-		AnnounceList: opts.AnnounceList,
-		WebSeeds:     opts.WebSeeds,
-		CreatedBy:    "btfs swarmtest",
-	})
-	if err != nil {
-		t.Fatalf("swarmtest: build torrent: %v", err)
-	}
-	mi, err = metainfo.Parse(data)
-	if err != nil {
-		t.Fatalf("swarmtest: parse the torrent just built: %v", err)
-	}
-	torrentPath = root + ".torrent"
-	if err := os.WriteFile(torrentPath, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return torrentPath, mi
+	return root
 }
 
 // writeRandom writes size deterministic pseudo-random bytes, a function of
