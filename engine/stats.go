@@ -60,7 +60,10 @@ func (t *Torrent) Stats(ctx context.Context) (Stats, error) {
 		st.PerPeer = slices.Clone(st.PerPeer)
 		st.Learned = maps.Clone(st.Learned)
 	})
-	return st, err
+	if err != nil {
+		return Stats{}, err
+	}
+	return st, nil
 }
 
 func (s *state) refreshStats() {

@@ -332,13 +332,14 @@ func (t *Torrent) do(ctx context.Context, fn func()) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	// The loop has fn now: wait for it to finish even if ctx ends, or the
+	// caller would read what fn is still writing. fn is short, and the
+	// loop closes done only after it returned.
 	select {
 	case <-finished:
 		return nil
 	case <-t.done:
 		return ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 
