@@ -390,7 +390,7 @@ func (s *Shaper) handle(a *net.TCPConn) {
 	// The peer's outgoing direction is the one from its side.
 	peerIsDst := addr == dst.Addr()
 	var wg sync.WaitGroup
-	wg.Go(func() { s.pipe(c, c.b, c.a, p, peerIsDst) }) // dst -> src
+	wg.Go(func() { s.pipe(c, c.b, c.a, p, peerIsDst) })  // dst -> src
 	wg.Go(func() { s.pipe(c, c.a, c.b, p, !peerIsDst) }) // src -> dst
 	wg.Wait()
 	c.close(false)
