@@ -28,7 +28,7 @@ func ciProfile() shaper.Profile {
 		if i == 7 {
 			rtt, rate = 300*time.Millisecond, 100_000
 		}
-		p.Seeders = append(p.Seeders, shaper.Seeder{Kind: kind, Addr: netip.AddrFrom4([4]byte{127, 0, 0, byte(10 + i)}),
+		p.Seeders = append(p.Seeders, shaper.Seeder{Kind: kind, Addr: netip.AddrFrom4([4]byte{127, 0, 13, byte(10 + i)}),
 			Link: shaper.Link{RTT: rtt, Jitter: rtt / 20, RateOut: rate, RateIn: rate}})
 	}
 	p.Slow = p.Seeders[7].Addr

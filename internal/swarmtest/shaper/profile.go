@@ -113,10 +113,10 @@ func rateString(r float64) string {
 	}
 }
 
-// seederAddr is the address of the i-th seeder of a profile: 127.0.0.10
-// on, clear of the addresses tests and the bench use for themselves
-// (127.0.0.1-127.0.0.9).
-func seederAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{127, 0, 0, byte(10 + i)}) }
+// seederAddr is the address of the i-th seeder of a profile: 127.0.13.10
+// on, clear of the addresses other tests and the bench use for themselves
+// (127.0.0.0/24): the shaper proxies every connection of its addresses.
+func seederAddr(i int) netip.Addr { return netip.AddrFrom4([4]byte{127, 0, 13, byte(10 + i)}) }
 
 // build makes the seeders of rtts (ms) and rates (bytes/s): libtorrent and
 // aria2c alternating, each with 5 % of its RTT as jitter.

@@ -11,7 +11,12 @@
 // with its own sockets marked (SO_MARK) so that nftables lets them through,
 // and copies both ways through a shaped pipe. Close removes the table.
 // Run it only inside a private network namespace (Start refuses a
-// namespace that has an interface other than lo).
+// namespace that has an interface other than lo). Every connection to or
+// from a shaped address in the namespace is proxied, including other
+// tests' (go test runs packages in parallel in one namespace): shaped
+// addresses must be nobody else's. By convention 127.0.13.0/24 holds the
+// profiles' seeders and 127.0.14.0/24 this package's tests; other tests use
+// 127.0.0.0/24.
 //
 // What it models, per shaped peer:
 //   - latency: each chunk read from one side is written to the other RTT/2

@@ -122,7 +122,7 @@ func pingPong(t *testing.T, c net.Conn) {
 	}
 }
 
-var peer2 = netip.MustParseAddr("127.0.0.2")
+var peer2 = netip.MustParseAddr("127.0.14.2")
 
 // TestDelay: a ping-pong over the proxy takes at least the RTT (a lower
 // bound: the proxy adds it; nothing bounds it from above on a loaded
@@ -130,7 +130,7 @@ var peer2 = netip.MustParseAddr("127.0.0.2")
 func TestDelay(t *testing.T) {
 	const rtt = 80 * time.Millisecond
 	s := start(t, map[netip.Addr]shaper.Link{peer2: {RTT: rtt, Jitter: 5 * time.Millisecond}})
-	c := dial(t, server(t, "127.0.0.2", echo))
+	c := dial(t, server(t, "127.0.14.2", echo))
 	pingPong(t, c) // the connection set up
 	const n = 5
 	t0 := time.Now()
@@ -155,7 +155,7 @@ func TestDelay(t *testing.T) {
 // IP), and a connection the peer makes is shaped too; an unshaped address
 // is not proxied.
 func TestOriginalDestination(t *testing.T) {
-	peer3 := netip.MustParseAddr("127.0.0.3")
+	peer3 := netip.MustParseAddr("127.0.14.3")
 	s := start(t, map[netip.Addr]shaper.Link{peer2: {}, peer3: {}})
 	// Each server tells the client its own port and the client's address.
 	tell := func(port uint16) func(net.Conn) {
@@ -165,7 +165,7 @@ func TestOriginalDestination(t *testing.T) {
 		}
 	}
 	var addrs []netip.AddrPort
-	for _, ip := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4"} {
+	for _, ip := range []string{"127.0.14.2", "127.0.14.3", "127.0.14.4"} {
 		ln := reserve(t, ip)
 		addrs = append(addrs, ln)
 	}
@@ -173,8 +173,8 @@ func TestOriginalDestination(t *testing.T) {
 		server2(t, a, tell(a.Port()))
 	}
 	for i, a := range addrs {
-		// From 127.0.0.5 (unshaped): the server must see 127.0.0.5.
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 5)}, Timeout: 10 * time.Second}
+		// From 127.0.14.5 (unshaped): the server must see 127.0.14.5.
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 14, 5)}, Timeout: 10 * time.Second}
 		c, err := d.Dial("tcp4", a.String())
 		if err != nil {
 			t.Fatal(err)
@@ -184,7 +184,7 @@ func TestOriginalDestination(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := netip.AddrPortFrom(netip.Addr{}, a.Port()).String() + " 127.0.0.5\n"
+		want := netip.AddrPortFrom(netip.Addr{}, a.Port()).String() + " 127.0.14.5\n"
 		if string(got) != want {
 			t.Fatalf("server %d answered %q, want %q", i, got, want)
 		}
@@ -193,16 +193,16 @@ func TestOriginalDestination(t *testing.T) {
 	if st[peer2].Total != 1 || st[peer3].Total != 1 {
 		t.Fatalf("stats %+v: want one proxied connection per shaped peer", st)
 	}
-	// A connection the peer makes (from 127.0.0.2 to the unshaped
-	// 127.0.0.4) is the peer's too.
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 10 * time.Second}
+	// A connection the peer makes (from 127.0.14.2 to the unshaped
+	// 127.0.14.4) is the peer's too.
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 14, 2)}, Timeout: 10 * time.Second}
 	c, err := d.Dial("tcp4", addrs[2].String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	got, _ := io.ReadAll(c)
 	c.Close()
-	if want := netip.AddrPortFrom(netip.Addr{}, addrs[2].Port()).String() + " 127.0.0.2\n"; string(got) != want {
+	if want := netip.AddrPortFrom(netip.Addr{}, addrs[2].Port()).String() + " 127.0.14.2\n"; string(got) != want {
 		t.Fatalf("got %q, want %q", got, want)
 	}
 	if st := s.Stats()[peer2]; st.Total != 2 || st.In == 0 {
@@ -247,7 +247,7 @@ func server2(t *testing.T, a netip.AddrPort, serve func(net.Conn)) {
 func TestRateCap(t *testing.T) {
 	const capBps, total = 256 << 10, 384 << 10
 	s := start(t, map[netip.Addr]shaper.Link{peer2: {RateOut: capBps}})
-	a := server(t, "127.0.0.2", func(c net.Conn) {
+	a := server(t, "127.0.14.2", func(c net.Conn) {
 		defer c.Close()
 		_, _ = c.Write(make([]byte, total))
 	})
@@ -272,7 +272,7 @@ func TestRateCap(t *testing.T) {
 // the stall ends.
 func TestDownAndStall(t *testing.T) {
 	s := start(t, map[netip.Addr]shaper.Link{peer2: {RTT: 10 * time.Millisecond}})
-	a := server(t, "127.0.0.2", echo)
+	a := server(t, "127.0.14.2", echo)
 	c := dial(t, a)
 	pingPong(t, c)
 
@@ -310,7 +310,7 @@ func TestDownAndStall(t *testing.T) {
 	}
 	pingPong(t, dial(t, a))
 	poll.Until(t, 10*time.Second, "the closed connections forgotten", func() bool { return s.Stats()[peer2].Conns == 1 })
-	if err := s.SetDown(ctx, netip.MustParseAddr("127.0.0.9"), true); err == nil {
+	if err := s.SetDown(ctx, netip.MustParseAddr("127.0.14.9"), true); err == nil {
 		t.Fatal("SetDown of an unshaped address: no error")
 	}
 }
