@@ -36,9 +36,11 @@
 //     connections stay open and nothing is forwarded either way).
 //
 // What it does not model: TCP's own window and congestion dynamics at that
-// latency (each side talks to the proxy over loopback, whose windows open at
-// once; the proxy holds up to pipeBytes per direction in flight, about what
-// a long fat pipe holds), packet loss and retransmission, reordering, and
+// latency (each side talks to the proxy over loopback; the proxy holds at
+// most rate × RTT/2 per direction in its delay line, and its sockets' small
+// buffers (sockBuf) keep a seeder from running far ahead of its link, but
+// no slow start, no window that shrinks after a loss), packet loss and
+// retransmission, reordering, and
 // UDP: uTP, UDP trackers and the DHT pass unshaped. The swarms of
 // internal/swarmtest and bench/run speak TCP only (aria2c has no uTP, the
 // libtorrent seeders have it off), so every peer byte is shaped there.
@@ -100,6 +102,15 @@ type Config struct {
 // chunkMax is the most the proxy reads at once, and so the unit of delay
 // and of the token bucket's burst.
 const chunkMax = 16 << 10
+
+// sockBuf is SO_RCVBUF and SO_SNDBUF of the proxy's sockets (the kernel
+// doubles it). Loopback's 64 KiB segments would otherwise let a seeder
+// push megabytes into the kernel buffers between it and the proxy: bytes
+// it counts as sent that its shaped link has not carried, queued where a
+// CANCEL cannot reach them (minutes at 50 KB/s). On a real path the
+// sender's window follows the link; here a seeder can be ahead of its link
+// by about 2 × sockBuf plus its own socket's send buffer.
+const sockBuf = 16 << 10
 
 // pipeBytes bounds the bytes in flight in one direction of one connection
 // (read from one side, not yet written to the other): what the delay line
@@ -173,10 +184,12 @@ func Start(ctx context.Context, cfg Config) (*Shaper, error) {
 			return nil, fmt.Errorf("shaper: peer %v: want a 127/8 address other than 127.0.0.1", a)
 		}
 	}
-	ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error { return smallBuffers(rc, 0) }}
+	l, err := lc.Listen(ctx, "tcp4", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("shaper: listen: %w", err)
 	}
+	ln := l.(*net.TCPListener)
 	port := ln.Addr().(*net.TCPAddr).Port
 	s := &Shaper{cfg: cfg, ln: ln, log: log, peers: map[netip.Addr]*peer{},
 		table: fmt.Sprintf("btfs_shaper_%d", port)}
@@ -320,6 +333,24 @@ func (s *Shaper) serve() {
 	}
 }
 
+// smallBuffers sets sockBuf as the socket's buffers (before connect or
+// listen, so that the window scale follows) and, when mark is nonzero, its
+// SO_MARK.
+func smallBuffers(rc syscall.RawConn, mark uint32) error {
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = errors.Join(
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF, sockBuf),
+			unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF, sockBuf))
+		if mark != 0 && serr == nil {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(mark))
+		}
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
 // OriginalDst is where a redirected connection was headed (SO_ORIGINAL_DST).
 func OriginalDst(c *net.TCPConn) (netip.AddrPort, error) {
 	rc, err := c.SyscallConn()
@@ -364,15 +395,7 @@ func (s *Shaper) handle(a *net.TCPConn) {
 	}
 	d := net.Dialer{
 		LocalAddr: &net.TCPAddr{IP: src.Addr().AsSlice()},
-		Control: func(_, _ string, rc syscall.RawConn) error {
-			var serr error
-			if err := rc.Control(func(fd uintptr) {
-				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_MARK, int(s.cfg.Mark))
-			}); err != nil {
-				return err
-			}
-			return serr
-		},
+		Control:   func(_, _ string, rc syscall.RawConn) error { return smallBuffers(rc, s.cfg.Mark) },
 	}
 	bc, err := d.DialContext(s.ctx, "tcp4", dst.String())
 	if err != nil {
