@@ -444,8 +444,8 @@ def cmd_play(a):
     With --shaper, the bytes the shaped seeders sent from --out0 (taken
     before the client started) or from now, to the end of playback, and
     the bytes ffmpeg read (its rchar): their difference is the over-fetch.
-    --events starts the profile's hostile events (POST /events) when ffmpeg
-    starts."""
+    --events starts the profile's hostile events (POST /events) at the
+    first frame: they happen during playback, whatever the start-up took."""
     ss, secs, stall_min, url, out0, events, fps = None, 25.0, 0.3, None, None, False, 30.0
     while a and a[0].startswith("--"):
         if a[0] == "--ss":
@@ -476,9 +476,6 @@ def cmd_play(a):
     frame = 16 * 16
     t = time.time()
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    if events and url:
-        import urllib.request
-        urllib.request.urlopen(urllib.request.Request(url + "/events", method="POST"), timeout=5).read()
     arrivals = []
     buf = b""
     last_rchar = 0
@@ -498,6 +495,9 @@ def cmd_play(a):
         while len(buf) >= frame:
             arrivals.append(now)
             buf = buf[frame:]
+            if events and url and len(arrivals) == 1:
+                import urllib.request
+                urllib.request.urlopen(urllib.request.Request(url + "/events", method="POST"), timeout=5).read()
     err = p.stderr.read().decode(errors="replace")
     if p.wait() != 0:
         raise RuntimeError(f"ffmpeg exited {p.returncode}: {err[-500:]}")
