@@ -90,6 +90,16 @@ wan_client_round() {
   fi
   client_stop
   shaper_post /reset
+  # W4f. ours only: the same playback with -fetch reads (nothing but what
+  # readers ask for and their readahead): its over-fetch.
+  if [ "$c" = ours ]; then
+    out0=$(shaper_out)
+    client_start ours "$run/torrents/video.torrent" - -fetch reads
+    measure wan_play_fr ours "$((wan_to + play_secs))" play --secs "$play_secs" --shaper "$shaper_url" --out0 "$out0" "${ev[@]}" \
+      "$CMNT" f.mp4 "$CT0" "$CMNT/f.mp4" || true
+    client_stop
+    shaper_post /reset
+  fi
   # W5. sequential read of the whole file, against the sum of the caps
   # (when the swarm can give the file in under a minute).
   if [ "$wan_seq" = 1 ]; then
