@@ -37,11 +37,12 @@
 //
 // What it does not model: TCP's own window and congestion dynamics at that
 // latency (each side talks to the proxy over loopback; the proxy holds at
-// most rate × RTT/2 per direction in its delay line, and its sockets' small
-// buffers (sockBuf) keep a seeder from running far ahead of its link, but
-// no slow start, no window that shrinks after a loss), packet loss and
-// retransmission, reordering, and
-// UDP: uTP, UDP trackers and the DHT pass unshaped. The swarms of
+// most rate × RTT/2 per direction in its delay line (pipeBytes when
+// uncapped), and its sockets' small buffers (sockBuf) keep a seeder from
+// running far ahead of its link, but there is no slow start and no window
+// that shrinks after a loss), packet loss and retransmission, reordering,
+// and UDP: it shapes TCP only; uTP, UDP trackers and the DHT pass
+// unshaped. The swarms of
 // internal/swarmtest and bench/run speak TCP only (aria2c has no uTP, the
 // libtorrent seeders have it off), so every peer byte is shaped there.
 package shaper
