@@ -22,11 +22,22 @@ import (
 // PEX intake would go untested. btfs caps its download rate so that the
 // download outlasts L1's first PEX message (about a second after the
 // extension handshake) and L2's unchoke.
-func TestLibtorrentPex(t *testing.T) {
+func TestLibtorrentPex(t *testing.T) { libtorrentPex(t, "127.0.0.2", "127.0.0.3", false) }
+
+// TestLibtorrentPexIPv6 is TestLibtorrentPex over IPv6: both seeders on
+// ::1, so that one can only tell of the other in "added6". btfs is told
+// of the seeder that dialled (L2 of the pair): over IPv6 the one dialled
+// left the other out of its PEX messages (libtorrent 2.0, both on ::1).
+func TestLibtorrentPexIPv6(t *testing.T) { libtorrentPex(t, "::1", "::1", true) }
+
+func libtorrentPex(t *testing.T, ip1, ip2 string, swap bool) {
 	swarmtest.RequireLibtorrent(t)
 	srcDir := t.TempDir()
 	torrentPath, mi := swarmtest.MakeTorrent(t, srcDir, swarmtest.TorrentOptions{Size: 4 << 20, PieceLength: 32 << 10, Seed: 71})
-	l1, l2 := swarmtest.StartLibtorrentPair(t, torrentPath, srcDir)
+	l1, l2 := swarmtest.StartLibtorrentPairOn(t, torrentPath, srcDir, ip1, ip2)
+	if swap {
+		l1, l2 = l2, l1
+	}
 
 	sw, err := storagewrapper.New(mi.Info, storagewrapper.NewMemStore(mi.Info), storagewrapper.Config{})
 	if err != nil {

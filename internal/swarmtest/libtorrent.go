@@ -213,8 +213,16 @@ func StartLibtorrent(t testing.TB, torrentPath, dataDir, ip string, opts Libtorr
 // seed-to-seed connections here, see the script).
 func StartLibtorrentPair(t testing.TB, torrentPath, dataDir string) (l1, l2 *LibtorrentSeeder) {
 	t.Helper()
-	l1 = StartLibtorrentSeeder(t, torrentPath, dataDir, "127.0.0.2")
-	l2 = StartLibtorrentSeeder(t, torrentPath, dataDir, "127.0.0.3", l1.Addr())
+	return StartLibtorrentPairOn(t, torrentPath, dataDir, "127.0.0.2", "127.0.0.3")
+}
+
+// StartLibtorrentPairOn is StartLibtorrentPair on ip1 and ip2, which may
+// be one address (two ports): ::1 twice makes a pair that tells of each
+// other in PEX's added6.
+func StartLibtorrentPairOn(t testing.TB, torrentPath, dataDir, ip1, ip2 string) (l1, l2 *LibtorrentSeeder) {
+	t.Helper()
+	l1 = StartLibtorrentSeeder(t, torrentPath, dataDir, ip1)
+	l2 = StartLibtorrentSeeder(t, torrentPath, dataDir, ip2, l1.Addr())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := l1.WaitConnected(ctx, l2.Addr().Addr()); err != nil {
