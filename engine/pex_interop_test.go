@@ -98,22 +98,36 @@ func libtorrentPex(t *testing.T, ip1, ip2 string, swap bool) {
 // never dials anyone; a libtorrent seeder L (127.0.0.2) knows only A.
 // A's PEX message tells L about R, and L connects to R.
 func TestLibtorrentLearnsFromBtfsPex(t *testing.T) {
+	learnsFromBtfsPex(t, "127.0.0.4", "127.0.0.2", "")
+}
+
+// TestLibtorrentLearnsFromBtfsPexIPv6 is TestLibtorrentLearnsFromBtfsPex
+// on ::1: R reaches L in our "added6".
+func TestLibtorrentLearnsFromBtfsPexIPv6(t *testing.T) {
+	learnsFromBtfsPex(t, "::1", "::1", "[::1]:0")
+}
+
+func learnsFromBtfsPex(t *testing.T, rIP, lIP, aListen string) {
 	swarmtest.RequireLibtorrent(t)
 	srcDir := t.TempDir()
 	torrentPath, mi := swarmtest.MakeTorrent(t, srcDir, swarmtest.TorrentOptions{Size: 256 << 10, PieceLength: 32 << 10, Seed: 72})
-	from := make(chan netip.AddrPort, 8)
-	r := listenRawPeer(t, mi, "127.0.0.4", true, func(c *rawConn) error {
-		from <- addrOf(c.conn.RemoteAddr())
+	type dialer struct {
+		addr netip.AddrPort
+		id   [20]byte
+	}
+	from := make(chan dialer, 8)
+	r := listenRawPeer(t, mi, rIP, true, func(c *rawConn) error {
+		from <- dialer{addrOf(c.conn.RemoteAddr()), c.hs.PeerID}
 		return c.readUntil(func(wire.Message) error { return nil })
 	})
-	a := seedEngine(t, mi, srcDir, Config{Logger: testLogger(t), Peers: []netip.AddrPort{r.addr}})
+	a := seedEngine(t, mi, srcDir, Config{Logger: testLogger(t), Listen: aListen, Peers: []netip.AddrPort{r.addr}})
 	waitStats(t, a, 20*time.Second, "A connected to R", func(st Stats) bool { return st.Peers == 1 })
-	l := swarmtest.StartLibtorrentSeeder(t, torrentPath, srcDir, "127.0.0.2", a.ListenAddr())
+	l := swarmtest.StartLibtorrentSeeder(t, torrentPath, srcDir, lIP, a.ListenAddr())
 	guard := time.After(30 * time.Second)
 	for {
 		select {
-		case ap := <-from:
-			if ap.Addr() == l.Addr().Addr() {
+		case d := <-from:
+			if d.addr.Addr() == l.Addr().Addr() && d.id != a.PeerID() {
 				return // L dialled R: it read R's address in A's PEX message
 			}
 		case <-guard:
