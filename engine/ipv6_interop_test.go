@@ -55,6 +55,25 @@ func TestIPv6LibtorrentSeedsBtfs(t *testing.T) {
 	}
 }
 
+// TestIPv6Aria2SeedsBtfs: an aria2c seeder listening on ::1 (a second
+// implementation's IPv6 socket) is dialled at [::1]:port.
+func TestIPv6Aria2SeedsBtfs(t *testing.T) {
+	srcDir := t.TempDir()
+	torrentPath, mi := swarmtest.MakeTorrent(t, srcDir, swarmtest.TorrentOptions{Files: swarmtest.MultiFile, PieceLength: 64 << 10, Seed: 64})
+	seeder := swarmtest.StartAria2Seeder(t, torrentPath, srcDir, "::1")
+	dst := t.TempDir()
+	tor, _ := fileStoreEngine(t, mi, dst, false, Config{Logger: testLogger(t), Listen: "[::1]:0", Peers: []netip.AddrPort{seeder.Addr()}})
+	waitComplete(t, tor, 90*time.Second)
+	sameFiles(t, mi, srcDir, dst)
+	st, err := tor.Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.PerPeer) != 1 || st.PerPeer[0].Addr != seeder.Addr() || st.PerPeer[0].Downloaded == 0 {
+		t.Fatalf("want one connection to %v that delivered; peers: %+v", seeder.Addr(), st.PerPeer)
+	}
+}
+
 // TestDualStackBtfsSeeds: btfs seeds from one dual-stack listener (TCP
 // and uTP on "[::]:port"); a libtorrent leecher on ::1 and one on
 // 127.0.0.2 both download everything, and btfs sees the IPv4 one as
