@@ -17,8 +17,8 @@ import (
 // a btfs listening dual-stack ("[::]:0", what "-listen :6881" binds) that
 // IPv4 and IPv6 peers reach alike.
 
-// ip6Transports are the two ways to reach a libtorrent on ::1: TCP (its
-// default here) and uTP with TCP off on its side.
+// ip6Transports are the two ways to reach a libtorrent: TCP (its default
+// here) and uTP with TCP off on its side.
 var ip6Transports = []struct {
 	name     string
 	settings map[string]any
@@ -29,16 +29,23 @@ var ip6Transports = []struct {
 }
 
 // TestIPv6LibtorrentSeedsBtfs: a libtorrent seeder listening only on ::1
-// is dialled at [::1]:port, over TCP and over a dual-stack uTP socket.
+// is dialled at [::1]:port, over TCP and over a dual-stack uTP socket
+// (":0", as "-listen :6881" opens it); the same socket dials an IPv4
+// uTP-only seeder too.
 func TestIPv6LibtorrentSeedsBtfs(t *testing.T) {
-	for i, tc := range ip6Transports {
+	for i, tc := range []struct {
+		name, ip string
+		settings map[string]any
+		network  string
+	}{
+		{"tcp", "::1", nil, "tcp"},
+		{"utp", "::1", swarmtest.LibtorrentUTPOnly, "utp"},
+		{"utp to ipv4", "127.0.0.2", swarmtest.LibtorrentUTPOnly, "utp"},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srcDir := t.TempDir()
 			torrentPath, mi := swarmtest.MakeTorrent(t, srcDir, swarmtest.TorrentOptions{Files: swarmtest.MultiFile, PieceLength: 64 << 10, Seed: uint64(60 + i)})
-			seeder := swarmtest.StartLibtorrent(t, torrentPath, srcDir, "::1", swarmtest.LibtorrentOptions{Settings: tc.settings})
-			if !seeder.Addr().Addr().Is6() {
-				t.Fatalf("seeder at %v, want ::1", seeder.Addr())
-			}
+			seeder := swarmtest.StartLibtorrent(t, torrentPath, srcDir, tc.ip, swarmtest.LibtorrentOptions{Settings: tc.settings})
 			sock := utpSocket(t, "") // ":0": dual-stack
 			dst := t.TempDir()
 			tor, _ := fileStoreEngine(t, mi, dst, false, Config{Logger: testLogger(t), UTP: sock, Listen: "[::]:0", Peers: []netip.AddrPort{seeder.Addr()}})
