@@ -70,9 +70,15 @@ func startNode(t *testing.T, cfg Config) *Node {
 // bootstraps from the first.
 func privateDHT(t *testing.T, count int) []*Node {
 	t.Helper()
-	nodes := []*Node{startNode(t, Config{})}
+	return privateDHTOn(t, count, "127.0.0.1:0")
+}
+
+// privateDHTOn is privateDHT with every node on addr ("[::1]:0").
+func privateDHTOn(t *testing.T, count int, addr string) []*Node {
+	t.Helper()
+	nodes := []*Node{startNode(t, Config{Addr: addr})}
 	for range count - 1 {
-		nodes = append(nodes, startNode(t, Config{Bootstrap: []string{nodes[0].Addr().String()}}))
+		nodes = append(nodes, startNode(t, Config{Addr: addr, Bootstrap: []string{nodes[0].Addr().String()}}))
 	}
 	// The first node learns the others from their queries, but hands them
 	// out only once they answered its own (BEP 5's "good" nodes): wait for

@@ -57,12 +57,18 @@ func (t *Torrent) dial(addr netip.AddrPort) {
 	}
 }
 
+// addrOf is a connection's remote address, an IPv4 one unmapped: a
+// dual-stack listener ("-listen :6881" binds [::]) reports IPv4 peers as
+// ::ffff:a.b.c.d, and one peer must have one address for bans, per-IP
+// caps and the known-peer table whichever socket it came through.
 func addrOf(a net.Addr) netip.AddrPort {
+	var ap netip.AddrPort
 	if tcp, ok := a.(*net.TCPAddr); ok {
-		return tcp.AddrPort()
+		ap = tcp.AddrPort()
+	} else {
+		ap, _ = netip.ParseAddrPort(a.String())
 	}
-	ap, _ := netip.ParseAddrPort(a.String())
-	return ap
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // addPeers remembers addresses and dials what the slots allow.

@@ -22,11 +22,22 @@ import (
 // PEX intake would go untested. btfs caps its download rate so that the
 // download outlasts L1's first PEX message (about a second after the
 // extension handshake) and L2's unchoke.
-func TestLibtorrentPex(t *testing.T) {
+func TestLibtorrentPex(t *testing.T) { libtorrentPex(t, "127.0.0.2", "127.0.0.3", false) }
+
+// TestLibtorrentPexIPv6 is TestLibtorrentPex over IPv6: both seeders on
+// ::1, so that one can only tell of the other in "added6". btfs is told
+// of the seeder that dialled (L2 of the pair): over IPv6 the one dialled
+// left the other out of its PEX messages (libtorrent 2.0, both on ::1).
+func TestLibtorrentPexIPv6(t *testing.T) { libtorrentPex(t, "::1", "::1", true) }
+
+func libtorrentPex(t *testing.T, ip1, ip2 string, swap bool) {
 	swarmtest.RequireLibtorrent(t)
 	srcDir := t.TempDir()
 	torrentPath, mi := swarmtest.MakeTorrent(t, srcDir, swarmtest.TorrentOptions{Size: 4 << 20, PieceLength: 32 << 10, Seed: 71})
-	l1, l2 := swarmtest.StartLibtorrentPair(t, torrentPath, srcDir)
+	l1, l2 := swarmtest.StartLibtorrentPairOn(t, torrentPath, srcDir, ip1, ip2)
+	if swap {
+		l1, l2 = l2, l1
+	}
 
 	sw, err := storagewrapper.New(mi.Info, storagewrapper.NewMemStore(mi.Info), storagewrapper.Config{})
 	if err != nil {
@@ -87,22 +98,36 @@ func TestLibtorrentPex(t *testing.T) {
 // never dials anyone; a libtorrent seeder L (127.0.0.2) knows only A.
 // A's PEX message tells L about R, and L connects to R.
 func TestLibtorrentLearnsFromBtfsPex(t *testing.T) {
+	learnsFromBtfsPex(t, "127.0.0.4", "127.0.0.2", "")
+}
+
+// TestLibtorrentLearnsFromBtfsPexIPv6 is TestLibtorrentLearnsFromBtfsPex
+// on ::1: R reaches L in our "added6".
+func TestLibtorrentLearnsFromBtfsPexIPv6(t *testing.T) {
+	learnsFromBtfsPex(t, "::1", "::1", "[::1]:0")
+}
+
+func learnsFromBtfsPex(t *testing.T, rIP, lIP, aListen string) {
 	swarmtest.RequireLibtorrent(t)
 	srcDir := t.TempDir()
 	torrentPath, mi := swarmtest.MakeTorrent(t, srcDir, swarmtest.TorrentOptions{Size: 256 << 10, PieceLength: 32 << 10, Seed: 72})
-	from := make(chan netip.AddrPort, 8)
-	r := listenRawPeer(t, mi, "127.0.0.4", true, func(c *rawConn) error {
-		from <- addrOf(c.conn.RemoteAddr())
+	type dialer struct {
+		addr netip.AddrPort
+		id   [20]byte
+	}
+	from := make(chan dialer, 8)
+	r := listenRawPeer(t, mi, rIP, true, func(c *rawConn) error {
+		from <- dialer{addrOf(c.conn.RemoteAddr()), c.hs.PeerID}
 		return c.readUntil(func(wire.Message) error { return nil })
 	})
-	a := seedEngine(t, mi, srcDir, Config{Logger: testLogger(t), Peers: []netip.AddrPort{r.addr}})
+	a := seedEngine(t, mi, srcDir, Config{Logger: testLogger(t), Listen: aListen, Peers: []netip.AddrPort{r.addr}})
 	waitStats(t, a, 20*time.Second, "A connected to R", func(st Stats) bool { return st.Peers == 1 })
-	l := swarmtest.StartLibtorrentSeeder(t, torrentPath, srcDir, "127.0.0.2", a.ListenAddr())
+	l := swarmtest.StartLibtorrentSeeder(t, torrentPath, srcDir, lIP, a.ListenAddr())
 	guard := time.After(30 * time.Second)
 	for {
 		select {
-		case ap := <-from:
-			if ap.Addr() == l.Addr().Addr() {
+		case d := <-from:
+			if d.addr.Addr() == l.Addr().Addr() && d.id != a.PeerID() {
 				return // L dialled R: it read R's address in A's PEX message
 			}
 		case <-guard:

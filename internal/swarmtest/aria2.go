@@ -47,7 +47,7 @@ type Leecher struct {
 	a *aria2
 }
 
-// StartAria2Seeder runs aria2c on ip (a 127/8 address) seeding the torrent
+// StartAria2Seeder runs aria2c on ip (a 127/8 address or ::1) seeding the torrent
 // at torrentPath from dataDir, which holds the content under the torrent's
 // name (MakeTorrent's dir). It trusts the data without hashing it
 // (--bt-seed-unverified) and seeds until stopped. Start it only after the
@@ -100,7 +100,7 @@ func StartAria2SeederDHT(t testing.TB, torrentPath, dataDir, ip string, entry ne
 // value when its DHT is off.
 func (s *Seeder) DHTAddr() netip.AddrPort { return s.dhtAddr }
 
-// StartAria2Leecher runs aria2c on ip (a 127/8 address) downloading the
+// StartAria2Leecher runs aria2c on ip (a 127/8 address or ::1) downloading the
 // torrent at torrentPath into dir; it stops seeding as soon as it has
 // everything (--seed-time=0). It re-announces every 2 s whatever the
 // tracker says, so that it finds a peer that registers after it started.
@@ -162,7 +162,7 @@ func tryAria2(t testing.TB, torrentPath, dir string, ip netip.Addr, extra []stri
 	args := []string{
 		"--no-conf=true", // a user's ~/.aria2/aria2.conf must not change the test
 		"--enable-dht=false", "--enable-dht6=false", "--bt-enable-lpd=false",
-		"--enable-peer-exchange=false", "--disable-ipv6=true",
+		"--enable-peer-exchange=false", "--disable-ipv6=" + strconv.FormatBool(ip.Is4()),
 		"--interface=" + ip.String(), "--listen-port=" + strconv.Itoa(port),
 		"--enable-rpc=true", "--rpc-listen-port=" + strconv.Itoa(rpcPort),
 		"--rpc-listen-all=false", "--rpc-secret=" + a.secret,

@@ -20,9 +20,9 @@ const LibtorrentPython = "/usr/bin/python3"
 
 // libtorrentScript seeds (or downloads) one torrent with libtorrent
 // (rasterbar) and prints a JSON status line every 200 ms. argv: torrent,
-// save path, listen IP, port, a JSON object of settings that override the
+// save path, listen IP (IPv4 or IPv6), port, a JSON object of settings that override the
 // defaults below, "seed" or "leech", then the peers to connect to
-// (IP:PORT). Its default settings:
+// (IP:PORT, an IPv6 IP in brackets). Its default settings:
 // nothing but TCP on the given address (no DHT, LSD, UPnP, NAT-PMP, uTP,
 // no encryption, outgoing connections from that address too);
 // seed-to-seed connections kept (close_redundant_connections off, or two
@@ -37,7 +37,7 @@ extra, mode = json.loads(sys.argv[5]), sys.argv[6]
 peers = sys.argv[7:]
 UTP_SOCKET = 1 << 17  # peer_info::utp_socket, which the Python binding does not name
 settings = {
-    'listen_interfaces': '%s:%d' % (ip, port),
+    'listen_interfaces': ('[%s]:%d' if ':' in ip else '%s:%d') % (ip, port),
     'outgoing_interfaces': ip,
     'enable_dht': False,
     'enable_lsd': False,
@@ -63,7 +63,7 @@ if mode == 'seed':
 h = ses.add_torrent(atp)
 for p in peers:
     host, _, pport = p.rpartition(':')
-    h.connect_peer((host, int(pport)))
+    h.connect_peer((host.strip('[]'), int(pport)))
 while True:
     s = h.status()
     ps = [{'ip': pi.ip[0], 'port': pi.ip[1], 'up': pi.total_upload, 'down': pi.total_download, 'seed': bool(pi.flags & lt.peer_info.seed),
@@ -135,8 +135,8 @@ func RequireLibtorrent(t testing.TB) {
 	t.Skipf("swarmtest: python3-libtorrent not installed: %v (run scripts/deps)", err)
 }
 
-// StartLibtorrentSeeder runs a libtorrent seeder on ip (a 127/8 address;
-// give each libtorrent its own, as it takes one connection per IP)
+// StartLibtorrentSeeder runs a libtorrent seeder on ip (a 127/8 address
+// or ::1; give each libtorrent its own, as it takes one connection per IP)
 // seeding the torrent at torrentPath from dataDir (MakeTorrent's dir), in
 // seed mode (pieces are checked when first sent, not up front). It
 // connects to peers at start. It returns once it seeds and listens; it is
@@ -213,8 +213,16 @@ func StartLibtorrent(t testing.TB, torrentPath, dataDir, ip string, opts Libtorr
 // seed-to-seed connections here, see the script).
 func StartLibtorrentPair(t testing.TB, torrentPath, dataDir string) (l1, l2 *LibtorrentSeeder) {
 	t.Helper()
-	l1 = StartLibtorrentSeeder(t, torrentPath, dataDir, "127.0.0.2")
-	l2 = StartLibtorrentSeeder(t, torrentPath, dataDir, "127.0.0.3", l1.Addr())
+	return StartLibtorrentPairOn(t, torrentPath, dataDir, "127.0.0.2", "127.0.0.3")
+}
+
+// StartLibtorrentPairOn is StartLibtorrentPair on ip1 and ip2, which may
+// be one address (two ports): ::1 twice makes a pair that tells of each
+// other in PEX's added6.
+func StartLibtorrentPairOn(t testing.TB, torrentPath, dataDir, ip1, ip2 string) (l1, l2 *LibtorrentSeeder) {
+	t.Helper()
+	l1 = StartLibtorrentSeeder(t, torrentPath, dataDir, ip1)
+	l2 = StartLibtorrentSeeder(t, torrentPath, dataDir, ip2, l1.Addr())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := l1.WaitConnected(ctx, l2.Addr().Addr()); err != nil {

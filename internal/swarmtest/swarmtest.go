@@ -2,7 +2,8 @@
 // end-to-end tests: an opentracker, aria2c seeders and leechers, a
 // Transmission seeder, and deterministic torrents for them to share.
 //
-// Every helper binds only 127.0.0.1 or another 127/8 address, picks free
+// Every helper binds only 127.0.0.1, another 127/8 address or (for the
+// IPv6 tests, where the helper supports it) ::1, picks free
 // ports itself, waits until the program really answers (a tracker that
 // accepts the torrent, an aria2c whose RPC replies), and stops what it
 // started by PID in t.Cleanup, logging the program's output when the test
@@ -52,13 +53,13 @@ func Require(t testing.TB, binaries ...string) {
 	t.Skipf("swarmtest: %v not installed (run scripts/deps; %s=1 makes this a failure)", missing, RequireEnv)
 }
 
-// checkLoopback fails t unless ip is an IPv4 loopback address: these
-// helpers never bind anything else.
+// checkLoopback fails t unless ip is a loopback address (127.0.0.0/8 or
+// ::1): these helpers never bind anything else.
 func checkLoopback(t testing.TB, ip string) netip.Addr {
 	t.Helper()
 	a, err := netip.ParseAddr(ip)
-	if err != nil || !a.Is4() || !a.IsLoopback() {
-		t.Fatalf("swarmtest: address %q is not an IPv4 loopback address (127.0.0.0/8)", ip)
+	if err != nil || a.Zone() != "" || a.Is4In6() || !a.IsLoopback() {
+		t.Fatalf("swarmtest: address %q is not a loopback address (127.0.0.0/8 or ::1)", ip)
 	}
 	return a
 }

@@ -74,6 +74,9 @@ func StartTransmissionSeederArgs(t testing.TB, torrentPath, dataDir, ip string, 
 	t.Helper()
 	Require(t, "transmission-cli")
 	addr := checkLoopback(t, ip)
+	if !addr.Is4() {
+		t.Fatalf("swarmtest: the Transmission seeder binds IPv4 only, not %v", addr)
+	}
 	torrentPath, err := filepath.Abs(torrentPath)
 	if err != nil {
 		t.Fatal(err)
