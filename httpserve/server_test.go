@@ -352,3 +352,38 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("btfs_read_wait_seconds: %v", h)
 	}
 }
+
+// TestRangeReadsOnlyWhatIsAsked serves ranges of which only the pieces
+// under them are verified: the response completes, so the server read
+// nothing past the range (a read past it would wait for a missing piece
+// until the deadline).
+func TestRangeReadsOnlyWhatIsAsked(t *testing.T) {
+	tr := newTorrent(t, 16<<10, testFiles, testOrder)
+	tr.deliver(t, 0)
+	tr.deliver(t, 6) // movie.mp4's last 1696 bytes and b.txt
+	s := httpserve.New(httpserve.Config{Torrents: httpserve.Static{tr.served()}})
+	movie := tr.file("a/movie.mp4")
+	for _, tc := range []struct {
+		rg         string
+		start, end int
+	}{
+		{"bytes=0-16383", 0, 16384},
+		{"bytes=100-199", 100, 200},
+		{"bytes=-1000", 99000, 100000},
+		{"bytes=98304-", 98304, 100000},
+	} {
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+		req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/t/"+tr.ih.String()+"/a/movie.mp4", nil)
+		req.Host = "127.0.0.1"
+		req.Header.Set("Range", tc.rg)
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		cancel()
+		if rec.Code != http.StatusPartialContent || !bytes.Equal(rec.Body.Bytes(), movie[tc.start:tc.end]) {
+			t.Errorf("%s: status %d, %d bytes, want 206 with [%d, %d)", tc.rg, rec.Code, rec.Body.Len(), tc.start, tc.end)
+		}
+	}
+	if ws := tr.w.Wants(); len(ws) != 0 {
+		t.Errorf("wants left after the responses: %v", ws)
+	}
+}
