@@ -8,7 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"html/template"
+	"html"
 	"io"
 	"log/slog"
 	"mime"
@@ -362,44 +362,33 @@ func (s *Server) playlist(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, b.String())
 }
 
-var indexTmpl = template.Must(template.New("index").Parse(`<!doctype html>
-<meta charset="utf-8"><title>btfs</title>
-{{range .}}<h2>{{.Name}}</h2>
-<p><a href="{{.Playlist}}">playlist (m3u)</a></p>
-<ul>{{range .Files}}<li><a href="{{.URL}}">{{.Path}}</a> ({{.Length}} bytes)</li>
-{{end}}</ul>
-{{else}}<p>no torrent</p>{{end}}
-`))
-
-type indexTorrent struct {
-	Name, Playlist string
-	Files          []indexFile
-}
-
-type indexFile struct {
-	Path, URL string
-	Length    int64
-}
-
-// index lists every torrent's files with their links.
+// index lists every torrent's files with their links: a page built with
+// html.EscapeString, not html/template, whose reflection would keep every
+// exported method of the binary alive in the linker.
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {
-	var ts []indexTorrent
-	for _, t := range s.cfg.Torrents.Torrents() {
-		it := indexTorrent{Name: t.Info.Name, Playlist: "/playlist/" + t.InfoHash.String() + ".m3u"}
+	var b strings.Builder
+	b.WriteString("<!doctype html>\n<meta charset=\"utf-8\"><title>btfs</title>\n")
+	ts := s.cfg.Torrents.Torrents()
+	if len(ts) == 0 {
+		b.WriteString("<p>no torrent</p>\n")
+	}
+	for _, t := range ts {
+		pl := "/playlist/" + t.InfoHash.String() + ".m3u"
 		if s.cfg.Token != "" {
-			it.Playlist += "?token=" + url.QueryEscape(s.cfg.Token)
+			pl += "?token=" + url.QueryEscape(s.cfg.Token)
 		}
+		fmt.Fprintf(&b, "<h2>%s</h2>\n<p><a href=\"%s\">playlist (m3u)</a></p>\n<ul>\n",
+			html.EscapeString(t.Info.Name), html.EscapeString(pl))
 		for _, f := range t.Info.Files {
 			if !f.Padding {
-				it.Files = append(it.Files, indexFile{Path: filePath(f), URL: s.fileURL(r.Host, t, f), Length: f.Length})
+				fmt.Fprintf(&b, "<li><a href=\"%s\">%s</a> (%d bytes)</li>\n",
+					html.EscapeString(s.fileURL(r.Host, t, f)), html.EscapeString(filePath(f)), f.Length)
 			}
 		}
-		ts = append(ts, it)
+		b.WriteString("</ul>\n")
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	if err := indexTmpl.Execute(w, ts); err != nil {
-		s.log.Debug("http: index", "err", err)
-	}
+	_, _ = io.WriteString(w, b.String())
 }
 
 // NewToken returns a random token of 128 bits in hex.

@@ -305,6 +305,12 @@ func TestPlaylist(t *testing.T) {
 	if len(urls) != 2 || !strings.Contains(urls[0], "/a/movie.mp4") || !strings.Contains(urls[1], "/c%20d%25.mkv") {
 		t.Fatalf("playlist:\n%s", rec.Body.String())
 	}
+	idx := get("/?token=tok").Body.String()
+	for _, u := range append(urls, "/playlist/"+tr.ih.String()+".m3u?token=tok") {
+		if !strings.Contains(idx, `href="`+u+`"`) {
+			t.Errorf("the index has no link to %s:\n%s", u, idx)
+		}
+	}
 	for i, u := range urls {
 		got := get(strings.TrimPrefix(u, "http://127.0.0.1:1234"))
 		if want := tr.file(testOrder[[]int{0, 2}[i]]); got.Code != 200 || !bytes.Equal(got.Body.Bytes(), want) {
