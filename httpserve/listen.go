@@ -15,11 +15,29 @@ import (
 // wants are released (a graceful Shutdown would wait for a film to end).
 // It returns once every handler has returned: no Reader outlives it.
 func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
-	var handlers sync.WaitGroup
-	defer handlers.Wait()
+	// handlers counts the handlers running; once stopped is set, no new
+	// one starts (a WaitGroup must not grow while Wait waits).
+	var (
+		mu       sync.Mutex
+		stopped  bool
+		handlers sync.WaitGroup
+	)
+	defer func() {
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
+		handlers.Wait()
+	}()
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			if stopped {
+				mu.Unlock()
+				http.Error(w, "stopping", http.StatusServiceUnavailable)
+				return
+			}
 			handlers.Add(1)
+			mu.Unlock()
 			defer handlers.Done()
 			h.ServeHTTP(w, r)
 		}),

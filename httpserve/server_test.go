@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -391,5 +392,46 @@ func TestRangeReadsOnlyWhatIsAsked(t *testing.T) {
 	}
 	if ws := tr.w.Wants(); len(ws) != 0 {
 		t.Errorf("wants left after the responses: %v", ws)
+	}
+}
+
+// TestServeStopsStreams stops Serve while a response waits for a piece
+// nobody has: Serve returns, and the response's wants are released.
+func TestServeStopsStreams(t *testing.T) {
+	tr := newTorrent(t, 16<<10, testFiles, testOrder)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	served := make(chan error, 1)
+	go func() {
+		served <- httpserve.Serve(ctx, ln, httpserve.New(httpserve.Config{Torrents: httpserve.Static{tr.served()}}))
+	}()
+	got := make(chan error, 1)
+	go func() {
+		resp, err := http.Get("http://" + ln.Addr().String() + "/t/" + tr.ih.String() + "/b.txt")
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		got <- err
+	}()
+	poll.Until(t, 10*time.Second, "the response waiting with wants", func() bool { return len(tr.w.Wants()) > 0 })
+	cancel()
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Serve did not return after its context ended")
+	}
+	if ws := tr.w.Wants(); len(ws) != 0 {
+		t.Errorf("wants left after Serve returned: %v", ws)
+	}
+	if err := <-got; err == nil {
+		t.Error("the client got a whole body of a file whose pieces are missing")
 	}
 }
