@@ -31,6 +31,7 @@ type mountFlags struct {
 	keep        string
 	browseOnly  bool
 	nonEmpty    bool
+	http        httpFlags
 }
 
 func (f *mountFlags) register(fl *flag.FlagSet) {
@@ -41,6 +42,7 @@ func (f *mountFlags) register(fl *flag.FlagSet) {
 	fl.BoolVar(&f.allowOther, "allow-other", false, "let other users (a media server) read the mount (needs user_allow_other in /etc/fuse.conf unless root)")
 	fl.StringVar(&f.keep, "keep", "", "on exit, write the complete files into this `dir`")
 	fl.BoolVar(&f.nonEmpty, "nonempty", false, "mount over a directory that is not empty (its files are hidden until the unmount)")
+	f.http.register(fl)
 	fl.BoolVar(&f.browseOnly, "browse-only", false, "show the files and fetch nothing: only the metadata of a magnet link; reads fail at once")
 }
 
@@ -295,6 +297,11 @@ func mountAndServe(ctx context.Context, src source, mountpoint string, sf swarmF
 	}
 	defer t.Close()
 	defer stopStatus()
+	stopHTTP, err := startHTTP(ctx, mf.http, mi, sw, t, log, stderr)
+	if err != nil {
+		return err
+	}
+	defer stopHTTP()
 
 	select {
 	case <-ctx.Done():
@@ -306,6 +313,7 @@ func mountAndServe(ctx context.Context, src source, mountpoint string, sf swarmF
 	}
 	// Unmount fails the reads still waiting, so no reader hangs on a piece
 	// nobody has; then the swarm hears "stopped".
+	stopHTTP()
 	unmount()
 	stopStatus()
 	t.Close()

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"btfs/internal/poll"
+	"btfs/internal/swarmtest"
+)
+
+// servingRE finds the address btfs mount -http prints.
+var servingRE = regexp.MustCompile(`serving HTTP at (http://[^ /]+/)`)
+
+// TestMountHTTPStreamsMP4 mounts a fresh torrent of an MP4 whose moov atom
+// is at the end, seeded by aria2c, with -http on an ephemeral loopback
+// port: ffprobe and a seeking ffmpeg read the file's URL, the playlist
+// names it, and /metrics shows the HTTP reads.
+func TestMountHTTPStreamsMP4(t *testing.T) {
+	swarmtest.Require(t, "ffmpeg", "ffprobe")
+	data := t.TempDir()
+	video := filepath.Join(data, "f.mp4")
+	out, err := exec.Command("ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30",
+		"-f", "lavfi", "-i", "sine", "-t", "10", "-c:v", "libx264", "-preset", "ultrafast", "-b:v", "1M", "-c:a", "aac", video).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ffmpeg: %v\n%s", err, out)
+	}
+	s := startSwarmFromFile(t, video)
+	mp := mountpoint(t)
+	p := startBtfs(t, mountArgs(t, "-http", "127.0.0.1:0", s.torrentPath, mp)...)
+	waitMounted(t, p, mp)
+	var base string
+	poll.Until(t, 30*time.Second, "btfs prints the HTTP address", func() bool {
+		m := servingRE.FindStringSubmatch(p.out.String())
+		if m != nil {
+			base = m[1]
+		}
+		return m != nil
+	})
+	url := base + "t/" + s.mi.InfoHash.String() + "/f.mp4"
+	if out, err := exec.Command("ffprobe", "-v", "error", "-show_format", url).CombinedOutput(); err != nil {
+		t.Fatalf("ffprobe %s: %v\n%s", url, err, out)
+	}
+	if out, err := exec.Command("ffmpeg", "-nostdin", "-v", "error", "-ss", "5", "-i", url, "-frames:v", "1", "-f", "null", "-").CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg -ss 5 %s: %v\n%s", url, err, out)
+	}
+
+	resp, err := http.Get(base + "playlist/" + s.mi.InfoHash.String() + ".m3u")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || !strings.Contains(string(pl), url) {
+		t.Errorf("playlist without %s (%v):\n%s", url, err, pl)
+	}
+
+	resp, err = http.Get(base + "metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("/metrics: %v", err)
+	}
+	if h := mfs["btfs_read_wait_seconds"]; h == nil || h.Metric[0].GetHistogram().GetSampleCount() == 0 {
+		t.Errorf("no HTTP read in btfs_read_wait_seconds: %v", h)
+	}
+	if v := mfs["btfs_pieces"]; v == nil || int(v.Metric[0].GetGauge().GetValue()) != s.mi.Info.NumPieces() {
+		t.Errorf("btfs_pieces %v, want %d", v, s.mi.Info.NumPieces())
+	}
+	if v := mfs["btfs_downloaded_bytes_total"]; v == nil || v.Metric[0].GetCounter().GetValue() <= 0 {
+		t.Errorf("btfs_downloaded_bytes_total %v after streaming", v)
+	}
+}
