@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -371,12 +372,13 @@ func rawPeer(t *testing.T, ip string) *net.UDPConn {
 func TestSYNFlood(t *testing.T) {
 	const maxIn, perIP = 20, 4
 	s := listen(t, "127.0.0.1:0", Config{MaxIncoming: maxIn, MaxIncomingPerIP: perIP, FirstDataTimeout: 500 * time.Millisecond})
-	rssBefore := rss(t)
-	for round := 0; round < 5; round++ {
-		for i := 0; i < 40; i++ {
-			p := rawPeer(t, "127.0.1."+strconv.Itoa(i+1))
-			for id := 0; id < 50; id++ {
-				p.WriteTo(header(stSyn, uint16(round*1000+id), uint16(id), 0), s.Addr())
+	flood := func(from, to int) {
+		for round := from; round < to; round++ {
+			for i := 0; i < 40; i++ {
+				p := rawPeer(t, "127.0.1."+strconv.Itoa(i+1))
+				for id := 0; id < 50; id++ {
+					p.WriteTo(header(stSyn, uint16(round*1000+id), uint16(id), 0), s.Addr())
+				}
 			}
 		}
 	}
@@ -396,19 +398,37 @@ func TestSYNFlood(t *testing.T) {
 		}
 		return s.incoming == 0
 	}
+	// A first round warms up what is allocated once (the race detector's
+	// shadow memory, libutp's tables, threads): only what the rest of the
+	// flood adds is the flood's.
+	flood(0, 1)
+	poll.Until(t, wait, "the warm-up flood's connections to be closed", check)
+	rssBefore := rss(t)
+	flood(1, 5)
 	poll.Until(t, wait, "the flood's silent connections to be closed", check)
+	// Measured before the good connection below, whose 1 MiB echo under
+	// the race detector would count as the flood's. RSS is coarse: a
+	// fresh process grows 20-45 MiB here whether the flood is 8000 or
+	// 32000 SYNs (allocator arenas, the race detector), so the bound only
+	// catches memory that scales with the flood; the caps above are the
+	// exact check.
+	if grown := rss(t) - rssBefore; grown > 96<<20 {
+		t.Fatalf("resident memory grew by %d MiB during a flood of 8000 SYNs (after a warm-up of 2000)", grown>>20)
+	} else {
+		t.Logf("resident memory grew by %d KiB during the flood", grown>>10)
+	}
 	good := listen(t, "127.0.0.2:0", Config{})
 	out, in := pair(t, good, s)
 	echo(t, out, in, 1<<20)
-	if grown := rss(t) - rssBefore; grown > 64<<20 {
-		t.Fatalf("resident memory grew by %d MiB during a flood of 10000 SYNs", grown>>20)
-	}
 }
 
 // rss is the process's resident set size (C allocations included, which
 // the Go heap statistics miss).
 func rss(t *testing.T) int64 {
 	t.Helper()
+	// Garbage the flood's own sends left (the race detector multiplies
+	// it) is not memory the flood holds: return it to the OS first.
+	debug.FreeOSMemory()
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		t.Skip("no /proc/self/status")
