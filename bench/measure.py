@@ -313,7 +313,10 @@ def cmd_lt_seed(a):
     attempt and change what its rows measure. No DHT, LSD, UPnP or NAT-PMP.
     Every 50 ms it rewrites STATS (atomically): {infohash: payload bytes
     uploaded}. Unchoke as soon as a peer is interested: libtorrent's
-    fixed-slot choker has free slots for the bench's few peers."""
+    fixed-slot choker has free slots for the bench's few peers.
+    LT_SEED_UTP_ONLY=1 makes it uTP only (TCP off both ways: bench/run's
+    row T); LT_SEED_ENC=forced makes it speak RC4-encrypted MSE/PE only,
+    both ways (pe_forced, pe_rc4: bench/run's row E)."""
     import libtorrent as lt
     ip, port, stats = a[0], a[1], a[2]
     settings = {
@@ -325,9 +328,11 @@ def cmd_lt_seed(a):
         "unchoke_slots_limit": -1, "choking_algorithm": 0,
         "alert_mask": 0,
     }
-    if os.environ.get("LT_SEED_UTP_ONLY") == "1":  # bench/utp.sh: uTP only, TCP off both ways
+    if os.environ.get("LT_SEED_UTP_ONLY") == "1":
         settings.update({"enable_outgoing_utp": True, "enable_incoming_utp": True,
                          "enable_outgoing_tcp": False, "enable_incoming_tcp": False})
+    if os.environ.get("LT_SEED_ENC") == "forced":  # pe_forced both ways, RC4 only (pe_rc4)
+        settings.update({"in_enc_policy": 0, "out_enc_policy": 0, "allowed_enc_level": 2, "prefer_rc4": True})
     s = lt.session(settings)
     hs = []
     for spec in a[3:]:
