@@ -316,7 +316,10 @@ def cmd_lt_seed(a):
     fixed-slot choker has free slots for the bench's few peers.
     LT_SEED_UTP_ONLY=1 makes it uTP only (TCP off both ways: bench/run's
     row T); LT_SEED_ENC=forced makes it speak RC4-encrypted MSE/PE only,
-    both ways (pe_forced, pe_rc4: bench/run's row E)."""
+    both ways (pe_forced, pe_rc4: bench/run's row E), =obfuscated MSE/PE
+    only with libtorrent's default levels (both offered, plaintext method
+    preferred: only the handshake is obfuscated), =off plain only
+    (pe_disabled); bench/encryption.sh compares the three."""
     import libtorrent as lt
     ip, port, stats = a[0], a[1], a[2]
     settings = {
@@ -331,8 +334,10 @@ def cmd_lt_seed(a):
     if os.environ.get("LT_SEED_UTP_ONLY") == "1":
         settings.update({"enable_outgoing_utp": True, "enable_incoming_utp": True,
                          "enable_outgoing_tcp": False, "enable_incoming_tcp": False})
-    if os.environ.get("LT_SEED_ENC") == "forced":  # pe_forced both ways, RC4 only (pe_rc4)
-        settings.update({"in_enc_policy": 0, "out_enc_policy": 0, "allowed_enc_level": 2, "prefer_rc4": True})
+    enc = os.environ.get("LT_SEED_ENC", "")
+    if enc:  # policies: pe_forced 0, pe_disabled 2; levels: pe_rc4 2, pe_both 3
+        pol, level, rc4 = {"forced": (0, 2, True), "obfuscated": (0, 3, False), "off": (2, 3, False)}[enc]
+        settings.update({"in_enc_policy": pol, "out_enc_policy": pol, "allowed_enc_level": level, "prefer_rc4": rc4})
     s = lt.session(settings)
     hs = []
     for spec in a[3:]:
