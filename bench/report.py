@@ -239,6 +239,14 @@ def verdict(e, recs):
     e["target"], e["pass"] = text, ok
 
 
+def measured(e):
+    """Whether the run measured the metric at all (its row was among
+    --rows): a value or a failure of a client, or a no-client reference."""
+    if any(e[c] is not None or e[c + "_failed"] or e[c + "_hung"] for c in ("ours", "johang")):
+        return True
+    return e["metric"] in REF_ONLY and (e["ref"] is not None or e["ref_failed"] > 0)
+
+
 def print_table(meta, rows):
     print()
     print(f"btfs bench: {meta.get('machine', '')}")
@@ -247,6 +255,8 @@ def print_table(meta, rows):
     hdr = ("row", "measure", "unit", "btfs (ours)", "johang/btfs", "ours/johang", "reference", "target", "")
     lines = [hdr]
     for e in rows:
+        if not measured(e):
+            continue  # not among --rows
         ref = ""
         if e.get("ref"):
             ref = f"{fmt(e['ref']['median'])} ({e['ref_label']})"
