@@ -41,8 +41,11 @@ func (d UTPDialer) Dial(ctx context.Context, addr netip.AddrPort) (net.Conn, err
 // HintUTP records that addr is said to speak uTP (a PEX "utp" flag, BEP
 // 11's 0x04). Without a uTP dialler, a failed dial to such a peer is
 // counted (Stats.NoUTP) and logged: it may speak only uTP. A hint from a
-// stranger changes nothing else.
+// stranger changes nothing else; with a uTP dialler it is not kept.
 func (t *Transport) HintUTP(addr netip.AddrPort) {
+	if t.hasUTP() {
+		return
+	}
 	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
 	t.mu.Lock()
 	defer t.mu.Unlock()

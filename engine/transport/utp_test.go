@@ -199,7 +199,7 @@ func TestUTPCounts(t *testing.T) {
 			Stats{NoUTP: 2}, "1 peers may speak only uTP; -utp is off"},
 		{"utp off, no hints", false, nil, []netip.AddrPort{nobody, tcpPeer}, Stats{}, ""},
 		{"utp on, TCP makes up", true, nil, []netip.AddrPort{tcpPeer}, Stats{UTPFellBack: 1}, "uTP dials failed"},
-		{"utp on, both fail", true, nil, []netip.AddrPort{nobody, nobody2}, Stats{UTPAndTCPFailed: 2}, "uTP dials failed"},
+		{"utp on, both fail", true, []netip.AddrPort{nobody}, []netip.AddrPort{nobody, nobody2}, Stats{UTPAndTCPFailed: 2}, "uTP dials failed"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			lines := &lineLog{}
@@ -218,6 +218,9 @@ func TestUTPCounts(t *testing.T) {
 			tr := New(cfg)
 			for _, a := range tc.hint {
 				tr.HintUTP(a)
+			}
+			if n := len(tr.saysUTP); tc.utp && n != 0 {
+				t.Fatalf("%d hints kept with a uTP dialler", n)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), wait)
 			defer cancel()
