@@ -13,8 +13,10 @@
 #
 # Everything runs inside `unshare -n` with only loopback up: the plain
 # seeder on 127.0.0.2, the RC4 one on 127.0.0.3, the obfuscating one on
-# 127.0.0.4 (python3-libtorrent, TCP only, seed mode), btfs dialling them
-# with -peer and no tracker.
+# 127.0.0.4 (python3-libtorrent through measure.py lt-seed, TCP only, seed
+# mode), btfs dialling them with -peer and no tracker. bench/run's row E
+# compares ours with johang/btfs on an RC4-only seeder; this compares our
+# plain and encrypted reads with each other, and `btfs get` too.
 set -euo pipefail
 
 size_mib=${1:-256}
@@ -45,36 +47,16 @@ head -c "$((size_mib << 20))" /dev/urandom > "$work/seed/data.bin"
 "$work/btfs" create -piece-length 256KiB -o "$work/data.torrent" "$work/seed/data.bin" >/dev/null
 want=$(sha256sum < "$work/seed/data.bin" | cut -d' ' -f1)
 
-# seed IP ENC: a libtorrent seeder on IP:6881; ENC=forced speaks RC4 MSE
-# only, ENC=obfuscated MSE only with libtorrent's default levels (both;
-# plaintext preferred), ENC=off plain only. Unchokes at once (no choker
-# slots).
-seed() {
-  "$py" - "$work/data.torrent" "$work/seed" "$1" "$2" <<'PY' >"$work/seed-$1.log" 2>&1 &
-import sys, time, libtorrent as lt
-torrent, save, ip, enc = sys.argv[1:5]
-pol = 2 if enc == "off" else 0  # pe_disabled, pe_forced
-level, rc4 = (2, True) if enc == "forced" else (3, False)  # pe_rc4 / pe_both
-s = lt.session({"listen_interfaces": f"{ip}:6881", "outgoing_interfaces": ip,
-    "enable_dht": False, "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
-    "enable_outgoing_utp": False, "enable_incoming_utp": False,
-    "in_enc_policy": pol, "out_enc_policy": pol, "allowed_enc_level": level, "prefer_rc4": rc4,
-    "unchoke_slots_limit": -1, "choking_algorithm": 0, "alert_mask": 0})
-s.add_torrent({"ti": lt.torrent_info(torrent), "save_path": save, "flags": lt.torrent_flags.seed_mode})
-print("seeding", flush=True)
-while True:
-    time.sleep(1)
-PY
-  bench_track $!
-  SEED_PID[$1]=$!
-  local i
-  for ((i = 0; i < 500; i++)); do
-    grep -q seeding "$work/seed-$1.log" 2>/dev/null && (exec 3<>"/dev/tcp/$1/6881") 2>/dev/null && return 0
-    sleep 0.02
-  done
-  bench_die "libtorrent on $1 did not start: $(cat "$work/seed-$1.log")"
-}
+# seed IP ENC: a libtorrent seeder (measure.py lt-seed, TCP only, seed
+# mode) on IP:6881; ENC=forced speaks RC4 MSE only, ENC=obfuscated MSE
+# only with libtorrent's default levels (both; plaintext preferred),
+# ENC=off plain only (LT_SEED_ENC).
 declare -A SEED_PID
+seed() {
+  LT_SEED_ENC=$2 lt_seed_start "$py" "$here/measure.py" "$1" 6881 "$work/seed-$1.stats" "$work/seed-$1.log" \
+    "$work/data.torrent:$work/seed"
+  SEED_PID[$1]=$LT_SEED_PID
+}
 # ticks PID: utime+stime of PID, in clock ticks.
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 seed 127.0.0.2 off

@@ -313,7 +313,13 @@ def cmd_lt_seed(a):
     attempt and change what its rows measure. No DHT, LSD, UPnP or NAT-PMP.
     Every 50 ms it rewrites STATS (atomically): {infohash: payload bytes
     uploaded}. Unchoke as soon as a peer is interested: libtorrent's
-    fixed-slot choker has free slots for the bench's few peers."""
+    fixed-slot choker has free slots for the bench's few peers.
+    LT_SEED_UTP_ONLY=1 makes it uTP only (TCP off both ways: bench/run's
+    row T); LT_SEED_ENC=forced makes it speak RC4-encrypted MSE/PE only,
+    both ways (pe_forced, pe_rc4: bench/run's row E), =obfuscated MSE/PE
+    only with libtorrent's default levels (both offered, plaintext method
+    preferred: only the handshake is obfuscated), =off plain only
+    (pe_disabled); bench/encryption.sh compares the three."""
     import libtorrent as lt
     ip, port, stats = a[0], a[1], a[2]
     settings = {
@@ -325,9 +331,13 @@ def cmd_lt_seed(a):
         "unchoke_slots_limit": -1, "choking_algorithm": 0,
         "alert_mask": 0,
     }
-    if os.environ.get("LT_SEED_UTP_ONLY") == "1":  # bench/utp.sh: uTP only, TCP off both ways
+    if os.environ.get("LT_SEED_UTP_ONLY") == "1":
         settings.update({"enable_outgoing_utp": True, "enable_incoming_utp": True,
                          "enable_outgoing_tcp": False, "enable_incoming_tcp": False})
+    enc = os.environ.get("LT_SEED_ENC", "")
+    if enc:  # policies: pe_forced 0, pe_disabled 2; levels: pe_rc4 2, pe_both 3
+        pol, level, rc4 = {"forced": (0, 2, True), "obfuscated": (0, 3, False), "off": (2, 3, False)}[enc]
+        settings.update({"in_enc_policy": pol, "out_enc_policy": pol, "allowed_enc_level": level, "prefer_rc4": rc4})
     s = lt.session(settings)
     hs = []
     for spec in a[3:]:

@@ -54,6 +54,18 @@ METRICS = [
      ("shared", lambda d, r, a: shared_wall(d, r, a))),
     ("F", "fetch_reads_mib", "two 64 KiB reads, stored after 5 s (ours -fetch reads)", "MiB", "low",
      ("fetch_stored", lambda d, r, a: d["bytes"] / 2**20)),
+    ("E", "enc_ttfb_s", "first 64 KiB at 1/2 (fresh mount), libtorrent seeder pe_forced (RC4)", "s", "low",
+     ("enc_ttfb", lambda d, r, a: d["reads"][0])),
+    ("E", "enc_seq_mbps", "sequential read, fresh mount, libtorrent seeder pe_forced (RC4)", "MB/s", "high",
+     ("enc_seq", lambda d, r, a: d["mbps"])),
+    ("E", "enc_seq_cpu_s", "client CPU seconds for that read (RC4)", "s", "low",
+     ("enc_seq", lambda d, r, a: d["cpu"])),
+    ("T", "utp_ttfb_s", "first 64 KiB (fresh mount), uTP-only libtorrent seeder", "s", "low",
+     ("utp_ttfb", lambda d, r, a: d["reads"][0])),
+    ("T", "utp_seq_mbps", "sequential read, fresh mount, uTP-only libtorrent seeder", "MB/s", "high",
+     ("utp_seq", lambda d, r, a: d["mbps"])),
+    ("T", "utp_seq_cpu_s", "client CPU seconds for that read (uTP)", "s", "low",
+     ("utp_seq", lambda d, r, a: d["cpu"])),
     ("U", "unmount_exit_s", "SIGTERM while a read waits: exit time", "s", "low",
      ("unmount", lambda d, r, a: d["s"])),
     ("U", "unmount_reader_err", "... the waiting reader got an error (1 yes)", "", "high",
@@ -73,6 +85,8 @@ REFS = {
     "ffprobe_s": ("local_ffprobe", "s", "ffprobe of the local file"),
     "ffmpeg_seek_s": ("local_ffmpeg_seek", "s", "ffmpeg seek in the local file"),
     "fetch_reads_mib": ("fetch_bound", "mib", "bound: pieces under the reads + readahead"),
+    # Row E against ours' plain read of the same bytes (row 4, when run).
+    "enc_seq_mbps": ("seq", "mbps", "ours' plain sequential read, row 4"),
 }
 
 
@@ -101,6 +115,7 @@ TARGETS = {
     "shared_wall_x": ("ours_le", 1.3, "<= 1.3"),
     "fetch_reads_mib": ("ref_le", 1.0, "<= bound"),
     "unmount_exit_s": ("ours_le", 1.0, "<= 1 s"),
+    "enc_seq_mbps": ("ref_ge", 0.8, ">= 0.8x ours plain"),
     "unmount_reader_err": ("ours_ge", 1.0, "error"),
 }
 # seq_mbps has a second target: >= 0.7x the plain leecher (row 8).
@@ -224,6 +239,14 @@ def verdict(e, recs):
     e["target"], e["pass"] = text, ok
 
 
+def measured(e):
+    """Whether the run measured the metric at all (its row was among
+    --rows): a value or a failure of a client, or a no-client reference."""
+    if any(e[c] is not None or e[c + "_failed"] or e[c + "_hung"] for c in ("ours", "johang")):
+        return True
+    return e["metric"] in REF_ONLY and (e["ref"] is not None or e["ref_failed"] > 0)
+
+
 def print_table(meta, rows):
     print()
     print(f"btfs bench: {meta.get('machine', '')}")
@@ -232,6 +255,8 @@ def print_table(meta, rows):
     hdr = ("row", "measure", "unit", "btfs (ours)", "johang/btfs", "ours/johang", "reference", "target", "")
     lines = [hdr]
     for e in rows:
+        if not measured(e):
+            continue  # not among --rows
         ref = ""
         if e.get("ref"):
             ref = f"{fmt(e['ref']['median'])} ({e['ref_label']})"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # utp.sh — `btfs get` from a uTP-only libtorrent seeder next to the same
-# download from a TCP-only one: MB/s and btfs's CPU seconds (user+sys); then
-# a sequential read through a fresh mount of ours and of johang/btfs from
-# the uTP-only seeder alone (found through opentracker), start to last byte.
+# download from a TCP-only one: MB/s and btfs's CPU seconds (user+sys),
+# what uTP costs us. The read through a fresh mount of ours and of
+# johang/btfs from a uTP-only seeder is bench/run's row T
+# (`bench/run --rows T`).
 #
 # Usage (as root: it needs a private network namespace):
 #   bench/utp.sh [SIZE_MiB [PIECE_LENGTH [ROUNDS]]]
@@ -13,10 +14,7 @@
 # disabled both ways (LT_SEED_UTP_ONLY=1) and from 127.0.0.3 with uTP
 # disabled; btfs is told the seeder with -peer (no tracker, no DHT). Each
 # download is timed from btfs's start to its exit and checked by SHA-256.
-# The mount rows use a second torrent of the same bytes (another name, so
-# another info-hash) that only the uTP-only seeder seeds, announced to
-# opentracker on 127.0.0.1:6969 (johang/btfs takes no -peer); johang/btfs
-# (libtorrent) tries uTP first like ours. 1 MB = 10^6 bytes.
+# 1 MB = 10^6 bytes.
 set -euo pipefail
 
 size_mib=${1:-256}
@@ -30,13 +28,10 @@ py=/usr/bin/python3 # Debian's: it has libtorrent
 
 if [ "${BENCH_INSIDE:-}" != 1 ]; then
   [ "$(id -u)" = 0 ] || bench_die "utp: run as root (unshare -n)"
-  bench_need go unshare ip sha256sum opentracker curl fusermount3 mountpoint
-  johang=/usr/bin/btfs
-  [ -x "$johang" ] || bench_die "johang/btfs missing (apt-get install btfs)"
+  bench_need go unshare ip sha256sum
   "$py" -c 'import libtorrent' 2>/dev/null || bench_die "python3-libtorrent missing (apt-get install python3-libtorrent)"
   cd "$here/.."
   work=$(mktemp -d /tmp/btfs-bench.XXXXXX)
-  chmod 755 "$work" # opentracker, as nobody, reads its whitelist below it
   trap 'rm -rf "$work"' EXIT
   go build -o "$work/btfs" ./cmd/btfs # outside the namespace: the module cache may need the network
   rc=0
@@ -49,15 +44,11 @@ trap bench_cleanup EXIT
 
 mkdir -p "$work/seed"
 head -c "$((size_mib << 20))" /dev/urandom > "$work/seed/data.bin"
-ln "$work/seed/data.bin" "$work/seed/mount.bin"
 "$work/btfs" create -piece-length "$piece" -o "$work/data.torrent" "$work/seed/data.bin" >/dev/null
-"$work/btfs" create -piece-length "$piece" -t http://127.0.0.1:6969/announce -o "$work/mount.torrent" "$work/seed/mount.bin" >/dev/null
 want=$(sha256sum < "$work/seed/data.bin" | cut -d' ' -f1)
-mih=$("$work/btfs" info "$work/mount.torrent" | awk '/^info-hash:/ {print $2}')
-tracker_start "$work/tracker" 6969 "$mih"
 
 LT_SEED_UTP_ONLY=1 lt_seed_start "$py" "$here/measure.py" 127.0.0.2 51413 "$work/utp.stats" "$work/utp-seeder.log" \
-  "$work/data.torrent:$work/seed" "$work/mount.torrent:$work/seed"
+  "$work/data.torrent:$work/seed"
 lt_seed_start "$py" "$here/measure.py" 127.0.0.3 51413 "$work/tcp.stats" "$work/tcp-seeder.log" "$work/data.torrent:$work/seed"
 
 # run NAME SEEDER: one download; prints MB/s and btfs's CPU seconds.
@@ -73,33 +64,8 @@ run() {
   echo "$name: $(mbps $((size_mib << 20)) "$(elapsed "$t0" "$t1")") MB/s, btfs CPU ${cpu} s (user+sys)"
 }
 
-# mount NAME: a fresh mount of the mount torrent by ours or johang/btfs,
-# timed from the start to the last byte of a sequential read (cat).
-mount_read() {
-  local name=$1 mnt=$work/mnt cache=$work/cache pid t0 t1 i got
-  rm -rf "$cache"; mkdir -p "$mnt" "$cache"
-  bench_track_mount "$mnt"
-  t0=$EPOCHREALTIME
-  if [ "$name" = ours ]; then
-    "$work/btfs" mount -quiet -no-dht -listen 127.0.0.1:0 -cache-dir "$cache" "$work/mount.torrent" "$mnt" >"$work/mount.out" 2>&1 &
-  else
-    /usr/bin/btfs -f --data-directory="$cache" "$work/mount.torrent" "$mnt" >"$work/mount.out" 2>&1 &
-  fi
-  pid=$!
-  bench_track "$pid"
-  for ((i = 0; i < 3000; i++)); do [ -e "$mnt/mount.bin" ] && break; sleep 0.01; done
-  got=$(sha256sum < "$mnt/mount.bin" | cut -d' ' -f1)
-  t1=$EPOCHREALTIME
-  bench_stop "$pid" 5
-  bench_unmount "$mnt"
-  [ "$got" = "$want" ] || { echo "$name mount: read differs" >&2; exit 1; }
-  echo "mount, uTP-only seeder, $name: $(mbps $((size_mib << 20)) "$(elapsed "$t0" "$t1")") MB/s (start to last byte)"
-}
-
 echo "torrent: $size_mib MiB in $piece pieces; seeders: libtorrent $("$py" -c 'import libtorrent; print(libtorrent.__version__)') uTP-only on 127.0.0.2, TCP-only on 127.0.0.3; $(nproc) CPUs"
-tracker_wait_seeders 6969 "$mih" 1
 for r in $(seq "$rounds"); do
   run "uTP" 127.0.0.2:51413
   run "TCP" 127.0.0.3:51413
-  if ((r % 2)); then mount_read ours; mount_read johang; else mount_read johang; mount_read ours; fi
 done

@@ -243,6 +243,9 @@ func (s *state) onPex(p *peer, payload []byte) {
 	addrs := make([]netip.AddrPort, len(l.Added))
 	for i, a := range l.Added {
 		addrs[i] = a.Addr
+		if a.Flags&wire.PexUTP != 0 { // counted if a dial fails without uTP
+			s.t.tr.HintUTP(a.Addr)
+		}
 	}
 	s.addPeers(addrs, "pex")
 }

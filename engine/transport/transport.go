@@ -95,8 +95,8 @@ const (
 	// maxRemembered bounds the addresses known to refuse encryption, and
 	// those whose working dialler is remembered.
 	maxRemembered = 4096
-	// logEvery is the shortest interval between two log lines about
-	// connections lost to the encryption policy.
+	// logEvery is the shortest interval between two log lines of a kind
+	// about lost connections (the encryption policy; uTP, utp.go).
 	logEvery = time.Minute
 	// DefaultMaxAccepting caps the incoming handshakes under way: each
 	// costs a Diffie-Hellman exponentiation and buffers, and a flood of
@@ -119,7 +119,8 @@ type Config struct {
 	// BitTorrent handshakes after it (0: the defaults).
 	DialTimeout, HandshakeTimeout time.Duration
 	// Logger gets one Info line a minute at most when connections failed
-	// for lack of (or because of) encryption; nil discards.
+	// for lack of (or because of) encryption, and one when they failed
+	// for lack of uTP (utp.go); nil discards.
 	Logger *slog.Logger
 	// MaxAccepting caps the incoming handshakes under way (0:
 	// DefaultMaxAccepting); Accept refuses more at once (ErrBusy).
@@ -142,6 +143,13 @@ type Stats struct {
 	// PlainFailed: outgoing plain handshakes that failed after the
 	// connection was made (Off): the peer may want encryption.
 	PlainFailed int
+	// NoUTP: without a uTP dialler (-utp=false), dials that could not
+	// connect to a peer said to speak uTP (HintUTP): it may speak only
+	// uTP.
+	NoUTP int
+	// UTPFellBack: uTP dials that failed where TCP then connected.
+	// UTPAndTCPFailed: dials where both failed (the peer is likely gone).
+	UTPFellBack, UTPAndTCPFailed int
 }
 
 // Conn is a handshaken connection and what the engine may want to know
@@ -184,9 +192,26 @@ type Transport struct {
 	mu        sync.Mutex
 	plainOnly map[netip.AddrPort]bool   // Prefer: peers that refused MSE and took plain
 	works     map[netip.AddrPort]string // the Network of the dialler that connected last (utp.go)
+	saysUTP   map[netip.AddrPort]bool   // peers said to speak uTP (HintUTP, utp.go)
 	stats     Stats
-	lastLog   time.Time // when the policy line was last logged
-	logged    int       // policy failures counted in that line
+	policyLog logLine // connections lost to the encryption policy
+	utpLog    logLine // connections lost for lack of uTP (utp.go)
+}
+
+// logLine spaces the log lines of one kind: a line is due when its count
+// grew and the last one is logEvery old.
+type logLine struct {
+	last   time.Time // when it was last logged
+	logged int       // the count in that line
+}
+
+// due reports whether a line counting n is due now, and if so takes it.
+func (l *logLine) due(n int, now time.Time) bool {
+	if n <= l.logged || now.Sub(l.last) < logEvery {
+		return false
+	}
+	l.last, l.logged = now, n
+	return true
 }
 
 // New returns a Transport; zero fields of cfg take the defaults.
@@ -211,7 +236,7 @@ func New(cfg Config) *Transport {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Transport{cfg: cfg, log: log, plainOnly: map[netip.AddrPort]bool{}, works: map[netip.AddrPort]string{},
-		accepting: make(chan struct{}, cfg.MaxAccepting)}
+		saysUTP: map[netip.AddrPort]bool{}, accepting: make(chan struct{}, cfg.MaxAccepting)}
 }
 
 // Policy is the encryption policy.
@@ -225,18 +250,19 @@ func (t *Transport) Stats() Stats {
 }
 
 // count updates the counters under the lock, then logs the policy
-// failures at most once a minute.
+// failures and the uTP ones (logUTP), each at most once a minute: a user
+// with few peers learns from the log what the flags cost.
 func (t *Transport) count(fn func(s *Stats)) {
 	t.mu.Lock()
 	fn(&t.stats)
-	failures := t.stats.NoEncryption + t.stats.RefusedEncrypted + t.stats.PlainFailed
 	now := time.Now()
-	report := failures > t.logged && now.Sub(t.lastLog) >= logEvery
-	if report {
-		t.lastLog, t.logged = now, failures
-	}
+	report := t.policyLog.due(t.stats.NoEncryption+t.stats.RefusedEncrypted+t.stats.PlainFailed, now)
+	noUTP := t.utpLog.due(t.stats.NoUTP+t.stats.UTPFellBack+t.stats.UTPAndTCPFailed, now)
 	st := t.stats
 	t.mu.Unlock()
+	if noUTP {
+		t.logUTP(st)
+	}
 	if report {
 		t.log.Info("connections lost to the encryption policy", "policy", t.cfg.Policy,
 			"peer_without_encryption", st.NoEncryption, "refused_encrypted", st.RefusedEncrypted,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"btfs/engine/utp"
@@ -37,6 +38,69 @@ func (d UTPDialer) Dial(ctx context.Context, addr netip.AddrPort) (net.Conn, err
 	return d.Socket.Dial(ctx, addr.String())
 }
 
+// HintUTP records that addr is said to speak uTP (a PEX "utp" flag, BEP
+// 11's 0x04). Without a uTP dialler, a failed dial to such a peer is
+// counted (Stats.NoUTP) and logged: it may speak only uTP. A hint from a
+// stranger changes nothing else; with a uTP dialler it is not kept.
+func (t *Transport) HintUTP(addr netip.AddrPort) {
+	if t.hasUTP() {
+		return
+	}
+	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.saysUTP[addr] && len(t.saysUTP) >= maxRemembered {
+		for a := range t.saysUTP { // forget one at random
+			delete(t.saysUTP, a)
+			break
+		}
+	}
+	t.saysUTP[addr] = true
+}
+
+// hasUTP reports whether a dialler speaks uTP.
+func (t *Transport) hasUTP() bool {
+	for _, d := range t.cfg.Dialers {
+		if d.Network() == "utp" {
+			return true
+		}
+	}
+	return false
+}
+
+// countDial counts what a connect taught about uTP: failed is the
+// networks whose dial failed (not those cancelled because another won),
+// network the one that connected ("" if none).
+func (t *Transport) countDial(addr netip.AddrPort, network string, failed []string) {
+	utpFailed := slices.Contains(failed, "utp")
+	switch {
+	case !t.hasUTP():
+		if network != "" {
+			return
+		}
+		t.mu.Lock()
+		hinted := t.saysUTP[addr]
+		t.mu.Unlock()
+		if hinted {
+			t.count(func(s *Stats) { s.NoUTP++ })
+		}
+	case utpFailed && network != "":
+		t.count(func(s *Stats) { s.UTPFellBack++ })
+	case utpFailed && slices.Contains(failed, "tcp"):
+		t.count(func(s *Stats) { s.UTPAndTCPFailed++ })
+	}
+}
+
+// logUTP writes the uTP line of count.
+func (t *Transport) logUTP(st Stats) {
+	if !t.hasUTP() {
+		t.log.Info(fmt.Sprintf("%d peers may speak only uTP; -utp is off", st.NoUTP), "peers", st.NoUTP,
+			"hint", "with few peers, drop -utp=false")
+		return
+	}
+	t.log.Info("uTP dials failed", "fell_back_to_tcp", st.UTPFellBack, "tcp_failed_too", st.UTPAndTCPFailed)
+}
+
 // networkOf names the transport of an accepted connection.
 func networkOf(c net.Conn) string {
 	switch {
@@ -63,7 +127,10 @@ func (t *Transport) connect(ctx context.Context, addr netip.AddrPort) (net.Conn,
 			break
 		}
 	}
-	c, network, err := t.race(ctx, addr, dialers)
+	c, network, failed, err := t.race(ctx, addr, dialers)
+	if ctx.Err() == nil {
+		t.countDial(addr, network, failed)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err != nil {
@@ -82,8 +149,9 @@ func (t *Transport) connect(ctx context.Context, addr netip.AddrPort) (net.Conn,
 
 // race runs the diallers in order of preference, each HeadStart after the
 // one before or as soon as it failed; the first connection wins and the
-// others are cancelled (or closed, if they connected too).
-func (t *Transport) race(ctx context.Context, addr netip.AddrPort, dialers []Dialer) (net.Conn, string, error) {
+// others are cancelled (or closed, if they connected too). failed lists
+// the networks whose dial failed before a winner, in order.
+func (t *Transport) race(ctx context.Context, addr netip.AddrPort, dialers []Dialer) (c net.Conn, network string, failed []string, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
@@ -128,9 +196,10 @@ func (t *Transport) race(ctx context.Context, addr netip.AddrPort, dialers []Dia
 						l.c.Close()
 					}
 				}
-				return r.c, r.network, nil
+				return r.c, r.network, failed, nil
 			}
 			errs = append(errs, r.err)
+			failed = append(failed, r.network)
 			if next < len(dialers) && ctx.Err() == nil {
 				start()
 				pending++
@@ -138,5 +207,5 @@ func (t *Transport) race(ctx context.Context, addr netip.AddrPort, dialers []Dia
 			}
 		}
 	}
-	return nil, "", errors.Join(errs...)
+	return nil, "", failed, errors.Join(errs...)
 }

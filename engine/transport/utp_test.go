@@ -2,8 +2,10 @@ package transport
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -151,5 +153,93 @@ func TestNoAnswer(t *testing.T) {
 	}
 	if n := len(tr.works); n != 0 {
 		t.Fatalf("%d addresses remembered after a failure", n)
+	}
+}
+
+// lineLog collects the messages of the Info lines a Transport logs.
+type lineLog struct {
+	mu   sync.Mutex
+	msgs []string
+}
+
+func (l *lineLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *lineLog) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.msgs = append(l.msgs, r.Message)
+	return nil
+}
+func (l *lineLog) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *lineLog) WithGroup(string) slog.Handler      { return l }
+func (l *lineLog) lines() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.msgs)
+}
+
+// TestUTPCounts: what failed for lack of uTP is counted and logged once
+// (a minute): with no uTP dialler, failed dials to peers said to speak uTP
+// (and only those); with one, uTP failures TCP made up for, and dials
+// where both failed.
+func TestUTPCounts(t *testing.T) {
+	_, port, _ := listenBoth(t, "127.0.0.7", true) // UDP silent, TCP accepts (backlog)
+	tcpPeer := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.7"), port)
+	nobody := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.8"), port) // nothing listens
+	nobody2 := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.9"), port)
+	mapped := netip.AddrPortFrom(netip.AddrFrom16(nobody.Addr().As16()), port)
+	for _, tc := range []struct {
+		name  string
+		utp   bool
+		hint  []netip.AddrPort
+		dials []netip.AddrPort
+		want  Stats
+		line  string
+	}{
+		{"utp off, hinted peers fail", false, []netip.AddrPort{mapped}, []netip.AddrPort{nobody, nobody, nobody2, tcpPeer},
+			Stats{NoUTP: 2}, "1 peers may speak only uTP; -utp is off"},
+		{"utp off, no hints", false, nil, []netip.AddrPort{nobody, tcpPeer}, Stats{}, ""},
+		{"utp on, TCP makes up", true, nil, []netip.AddrPort{tcpPeer}, Stats{UTPFellBack: 1}, "uTP dials failed"},
+		{"utp on, both fail", true, []netip.AddrPort{nobody}, []netip.AddrPort{nobody, nobody2}, Stats{UTPAndTCPFailed: 2}, "uTP dials failed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lines := &lineLog{}
+			// A long head start: TCP joins only once uTP failed (after
+			// DialTimeout, the peer's UDP port being silent), so the uTP
+			// failure is known.
+			cfg := Config{DialTimeout: 300 * time.Millisecond, HeadStart: time.Minute, Logger: slog.New(lines)}
+			if tc.utp {
+				s, err := utp.Listen("127.0.0.1:0", utp.Config{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { s.Close() })
+				cfg.Dialers = []Dialer{UTPDialer{Socket: s}, TCPDialer{}}
+			}
+			tr := New(cfg)
+			for _, a := range tc.hint {
+				tr.HintUTP(a)
+			}
+			if n := len(tr.saysUTP); tc.utp && n != 0 {
+				t.Fatalf("%d hints kept with a uTP dialler", n)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			for _, a := range tc.dials {
+				c, _, err := tr.connect(ctx, a)
+				if (err == nil) != (a == tcpPeer) {
+					t.Fatalf("dial %v: err %v", a, err)
+				}
+				if c != nil {
+					c.Close()
+				}
+			}
+			if got := tr.Stats(); got != tc.want {
+				t.Fatalf("stats %+v, want %+v", got, tc.want)
+			}
+			got := lines.lines()
+			if tc.line == "" && len(got) != 0 || tc.line != "" && !slices.Equal(got, []string{tc.line}) {
+				t.Fatalf("logged %q, want %q once", got, tc.line)
+			}
+		})
 	}
 }
