@@ -330,6 +330,20 @@ func (w *Wrapper) storeFailed(err error) {
 		return
 	}
 	w.hs.fault, w.hs.err, w.hs.since = f, err, time.Now()
+	// Which pieces readers wait for is decided here, before the close
+	// below wakes them: a woken reader fails and releases its want at
+	// once, so asking urgentLocked later (in dropInFlight) would race
+	// with it and drop the very pieces this keeps.
+	var keep func(int) bool
+	if f == FaultFull {
+		urgent := make(map[int]bool)
+		for p := range w.downloads {
+			if w.urgentLocked(p) {
+				urgent[p] = true
+			}
+		}
+		keep = func(p int) bool { return urgent[p] }
+	}
 	close(w.hs.failed)
 	start := !w.hs.probing
 	w.hs.probing = true
@@ -337,10 +351,6 @@ func (w *Wrapper) storeFailed(err error) {
 		w.hs.backoff = probeFirst
 	}
 	w.mu.Unlock()
-	var keep func(int) bool
-	if f == FaultFull {
-		keep = w.urgentLocked
-	}
 	dropped := w.dropInFlight(keep)
 	w.lim.Error(msgFailed, "fault", f.String(), "err", err, "dropped_in_flight", dropped)
 	if start {
