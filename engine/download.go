@@ -16,13 +16,12 @@ import (
 // measured rate outstanding, so a fast peer never idles between round trips
 // and a slow one does not hoard blocks a reader may be waiting on.
 const (
-	queueTime      = 2 * time.Second
-	minPipeline    = 4   // blocks, before a rate is known and for slow peers
-	startPipeline  = 32  // blocks for a new peer, before slow start grows it
-	maxPipeline    = 512 // blocks, whatever the rate
-	urgentExtra    = 16  // blocks beyond the target allowed for Now-priority pieces
-	urgentSlowPeer = time.Second
-	fillBudget     = 4 * maxPipeline // NewRequest calls per fill, a guard against loops
+	queueTime     = 2 * time.Second
+	minPipeline   = 4               // blocks, before a rate is known and for slow peers
+	startPipeline = 32              // blocks for a new peer, before slow start grows it
+	maxPipeline   = 512             // blocks, whatever the rate
+	urgentExtra   = 16              // blocks beyond the target allowed for Now-priority pieces
+	fillBudget    = 4 * maxPipeline // NewRequest calls per fill, a guard against loops
 	// unrequestedSlack is how many blocks beyond those we withdrew a peer
 	// may send unasked before it is dropped: a block that crossed our
 	// cancel is normal, a stream of blocks nobody asked for is not.
@@ -37,8 +36,8 @@ const (
 // block; it was not filed.
 var errNotAsked = fmt.Errorf("%w: not asked of this peer", storagewrapper.ErrUnrequested)
 
-// target is how many requests to keep outstanding at p. A snubbed peer
-// gets one at a time until it delivers again.
+// target is how many requests to keep outstanding at p: pipeline.depth
+// (sched.go) with p's measurements.
 //
 // The measured rate needs a few seconds to catch up with a new peer (the
 // meter ticks once a second and averages from zero), and a whole 256 MiB
@@ -46,21 +45,16 @@ var errNotAsked = fmt.Errorf("%w: not asked of this peer", storagewrapper.ErrUnr
 // slow start (p.slowStart, one more request per block delivered, so it
 // doubles every round trip, as TCP's), and the larger of the two counts.
 func (s *state) target(p *peer) int {
-	if p.snubbed {
-		return 1
-	}
-	n := p.slowStart
-	if r := p.down.Rate(); r > 0 || time.Since(p.started) > rateWindow {
-		n = int(r * queueTime.Seconds() / wire.BlockSize)
-		if time.Since(p.started) < rateWindow {
-			n = max(n, p.slowStart)
-		}
-	}
-	n = max(n, minPipeline)
-	if p.reqq > 0 {
-		n = min(n, p.reqq)
-	}
-	return min(n, maxPipeline)
+	return pipeline{
+		rate:        rateOf(p),
+		srtt:        p.rtt.srtt,
+		rttvar:      p.rtt.rttvar,
+		young:       time.Since(p.started) < rateWindow,
+		slowStart:   p.slowStart,
+		reqq:        p.reqq,
+		snubbed:     p.snubbed,
+		readerWaits: s.waiting,
+	}.depth()
 }
 
 // queueTime estimates how long p needs for what we already asked of it.
@@ -79,6 +73,7 @@ func (s *state) fillAll() {
 		}
 	}
 	slices.SortFunc(ps, func(a, b *peer) int { return int(s.queueTime(a) - s.queueTime(b)) })
+	s.trimForReaders()
 	for _, p := range ps {
 		s.fill(p)
 	}
@@ -100,27 +95,32 @@ func (s *state) fill(p *peer) {
 		s.fillAllowedFast(p, target)
 		return
 	}
-	slow := s.queueTime(p) > urgentSlowPeer && s.fasterPeerExists(p)
 	has := p.pieces()
-	preempted := false
+	limit := s.bgLimit(p)
+pick:
 	for budget := fillBudget; budget > 0; budget-- {
 		piece, ok := s.pk.Next(has)
 		if !ok {
 			break
 		}
-		urgent := s.pk.Priority(piece) == picker.Now
-		limit := target
-		if urgent {
-			if slow {
-				break // leave urgent pieces to faster peers
+		if s.pk.Priority(piece) == picker.Now {
+			// A reader waits on it: its blocks go to whichever peers
+			// should deliver them first, p or others (sched.go).
+			switch st := s.placeUrgent(piece); st {
+			case storagewrapper.RequestGranted:
+				break pick // no peer has room for more of it
+			case storagewrapper.RequestAtCap:
+				s.fillInFlight(p, target)
+				return
+			case storagewrapper.RequestExhausted, storagewrapper.RequestBusy,
+				storagewrapper.RequestClaimedElsewhere, storagewrapper.RequestVerified:
+				continue
+			default:
+				return
 			}
-			limit += urgentExtra
 		}
 		if len(p.outstanding) >= limit {
-			if !urgent || preempted || !s.preempt(p) {
-				break
-			}
-			preempted = true
+			break
 		}
 		if s.pk.EndgameCandidate(piece) {
 			// Nothing is pickable any more: fillEndgame below walks
@@ -155,16 +155,18 @@ func (s *state) fill(p *peer) {
 	}
 }
 
-// preempt makes room near the front of p's queue for a reader: a piece a
-// reader waits on (Now) is not requested yet, and p's pipeline is full of
-// requests for pieces nobody waits on. A peer serves requests in order, so
-// the reader's blocks would wait behind the whole pipeline, tens of
-// milliseconds at a fast peer's full depth, for every seek of a player or
-// random read. The newest of those requests (the last the peer would
-// serve) are cancelled until preemptKeep remain; their blocks go back to
-// the storagewrapper and are asked again after the reader's. It reports
+// preempt makes room near the front of p's queue for a reader: a reader
+// waits (a Now want), and p's pipeline is full of requests for pieces
+// nobody waits on. A peer serves requests in order, so the reader's blocks
+// would wait behind the whole pipeline, up to queueTime at a peer's full
+// depth, for every seek of a player or random read. The newest of those
+// requests (the last the peer would serve) are cancelled until p's
+// target while a reader waits remains (its BDP, see pipeline.depth), or
+// preemptKeep before its round trip is known; their blocks go back to the
+// storagewrapper and are asked again after the reader's. It reports
 // whether it cancelled anything.
 func (s *state) preempt(p *peer) bool {
+	keep := s.bgLimit(p)
 	type sent struct {
 		b  storagewrapper.Block
 		at time.Time
@@ -175,26 +177,14 @@ func (s *state) preempt(p *peer) bool {
 			lazy = append(lazy, sent{b, at})
 		}
 	}
-	if len(lazy) <= preemptKeep {
+	if len(lazy) <= keep {
 		return false
 	}
 	slices.SortFunc(lazy, func(x, y sent) int { return y.at.Compare(x.at) }) // newest first
-	for _, r := range lazy[:len(lazy)-preemptKeep] {
+	for _, r := range lazy[:len(lazy)-keep] {
 		s.releaseRequest(p, r.b, true)
 	}
 	return true
-}
-
-// fasterPeerExists reports whether an unchoked peer with a shorter queue
-// could take urgent blocks instead of p.
-func (s *state) fasterPeerExists(p *peer) bool {
-	qt := s.queueTime(p)
-	for q := range s.peers {
-		if q != p && s.canRequest(q) && !q.peerChoking && s.queueTime(q) < qt/2 {
-			return true
-		}
-	}
-	return false
 }
 
 // fillInFlight requests blocks of pieces already in flight only: the
@@ -266,8 +256,11 @@ func (s *state) requestDuplicates(p *peer, piece, limit int) bool {
 
 // request sends one request and books it.
 func (s *state) request(p *peer, b storagewrapper.Block) {
+	now := time.Now()
 	p.asked.add(b)
-	p.outstanding[b] = time.Now()
+	p.due[b] = now.Add(s.eta(p, b.Length))
+	p.rtt.sent(b, p.outBytes)
+	p.outstanding[b] = now
 	p.outBytes += b.Length
 	s.reqCount[b]++
 	p.send(wire.Message{ID: wire.Request, Index: uint32(b.Piece), Begin: uint32(b.Begin), Length: uint32(b.Length)})
@@ -297,6 +290,8 @@ func (s *state) releaseRequest(p *peer, b storagewrapper.Block, cancel bool) {
 // it still comes, and the loop expects it might.
 func (s *state) withdraw(p *peer, b storagewrapper.Block) {
 	delete(p.outstanding, b)
+	delete(p.due, b)
+	p.rtt.withdrawn(b)
 	p.outBytes -= b.Length
 	p.asked.remove(b)
 	p.released++
@@ -317,8 +312,12 @@ func (s *state) requeued(piece int) {
 
 // onBlock applies what PieceCameIn did with a block p sent.
 func (s *state) onBlock(p *peer, b storagewrapper.Block, res storagewrapper.Result, err error) {
-	if _, ok := p.outstanding[b]; ok {
+	if at, ok := p.outstanding[b]; ok {
+		if err == nil {
+			p.rtt.arrived(b, time.Since(at), p.down.Rate())
+		}
 		delete(p.outstanding, b)
+		delete(p.due, b)
 		p.outBytes -= b.Length
 		if s.reqCount[b]--; s.reqCount[b] <= 0 {
 			delete(s.reqCount, b)
@@ -326,7 +325,7 @@ func (s *state) onBlock(p *peer, b storagewrapper.Block, res storagewrapper.Resu
 	}
 	switch {
 	case err == nil:
-		p.lastBlock, p.snubbed = time.Now(), false
+		p.lastBlock, p.snubbed, p.late = time.Now(), false, false
 		p.slowStart = min(p.slowStart+1, maxPipeline)
 		if s.reqCount[b] > 0 {
 			s.cancelDuplicates(b) // the first copy wins
@@ -462,42 +461,4 @@ func (s *state) checkSnub(p *peer, now time.Time) {
 		s.releaseRequest(p, b, true)
 	}
 	s.fillAll()
-}
-
-// rerequestLate gives a late block of an urgent piece (a reader waits on
-// it) to a second, faster peer: libtorrent's time-critical pieces. The
-// first copy to arrive wins; the other request is cancelled.
-func (s *state) rerequestLate(now time.Time) {
-	if len(s.wants) == 0 || s.store.failed {
-		return
-	}
-	for p := range s.peers {
-		grace := max(3*s.queueTime(p), 500*time.Millisecond)
-		for b, at := range p.outstanding {
-			if now.Sub(at) < grace || s.reqCount[b] > 1 || s.pk.Priority(b.Piece) != picker.Now {
-				continue
-			}
-			if q := s.fastestOther(p, b); q != nil {
-				s.request(q, b)
-			}
-		}
-	}
-}
-
-// fastestOther is the unchoked peer with the shortest queue, other than p,
-// that has b's piece and has not been asked for b.
-func (s *state) fastestOther(p *peer, b storagewrapper.Block) *peer {
-	var best *peer
-	for q := range s.peers {
-		if q == p || q.peerChoking || !q.amInterested || !q.hasPiece(b.Piece) {
-			continue
-		}
-		if _, ok := q.outstanding[b]; ok || len(q.outstanding) >= s.target(q)+urgentExtra {
-			continue
-		}
-		if best == nil || s.queueTime(q) < s.queueTime(best) {
-			best = q
-		}
-	}
-	return best
 }

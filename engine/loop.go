@@ -75,7 +75,7 @@ func (t *Torrent) post(ctx context.Context, ev event) bool {
 // Tunables of the loop.
 const (
 	tickInterval   = time.Second
-	urgentInterval = 200 * time.Millisecond // how often late urgent blocks are re-requested
+	urgentInterval = 100 * time.Millisecond // how often readers' late blocks are hedged (rerequestLate)
 	snubTimeout    = 30 * time.Second       // requests with no block for this long: snubbed
 	maxUploadQueue = 256                    // requests we queue per peer
 	redialBackoff  = 15 * time.Second       // wait before redialling a peer whose connection ended
@@ -109,6 +109,8 @@ type state struct {
 	bans      smartBan                     // who sent which block of pieces in flight and of failed pieces
 	reqCount  map[storagewrapper.Block]int // peers each outstanding block is requested from
 	wants     []picker.Want                // last wants read from the storagewrapper
+	waiting   bool                         // a reader waits: one of wants is Now (sched.go)
+	hedged    int64                        // requests duplicated for a reader's late block (sched.go)
 	wantedAt  time.Time                    // when wants was last seen non-empty (interest lingers after it)
 	stats     Stats                        // refreshed every tick
 	hashFail  int                          // pieces that failed their hash
@@ -241,6 +243,10 @@ func (s *state) readWants() {
 		s.wantedAt = time.Now() // the wants being replaced held until now
 	}
 	s.wants = s.t.sw.Wants()
+	s.waiting = false
+	for _, w := range s.wants {
+		s.waiting = s.waiting || w.Priority == picker.Now
+	}
 	if err := s.pk.SetWants(s.wants); err != nil {
 		s.t.log.Warn("bad wants", "err", err)
 	}

@@ -54,6 +54,9 @@ type peer struct {
 	released       int                                // requests we withdrew (cancel, choke, reject, snub): late blocks it may still send
 	closed         bool                               // removed from the swarm
 	exts           extState                           // BEP 10 extensions: its IDs, PEX, ut_metadata budget (extensions.go)
+	rtt            rttEstimator                       // its round trip, from request to block (sched.go)
+	due            map[storagewrapper.Block]time.Time // when each outstanding block should arrive (sched.go)
+	late           bool                               // a reader's block at it is overdue: readers' blocks go elsewhere until it delivers
 }
 
 // askedSet holds the blocks asked of one peer and neither answered nor
@@ -183,6 +186,7 @@ func newPeer(t *Torrent, conn net.Conn, addr netip.AddrPort, hs wire.Handshake) 
 		amChoking:   true,
 		peerChoking: true,
 		outstanding: make(map[storagewrapper.Block]time.Time),
+		due:         make(map[storagewrapper.Block]time.Time),
 		slowStart:   startPipeline,
 		allowedFast: make(map[int]bool),
 	}

@@ -129,7 +129,7 @@ func TestPreempt(t *testing.T) {
 			release := tor.sw.Want(picker.Want{Start: off, End: off + 1, Priority: tc.priority, Deadline: time.Now()})
 			defer release()
 			s.readWants()
-			s.fill(p)
+			s.fillAll() // what the loop does when the storagewrapper kicks it
 
 			if tc.priority == picker.Now {
 				asked := false

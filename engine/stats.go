@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Stats is a snapshot for the status line and for tests.
@@ -13,6 +14,7 @@ type Stats struct {
 	Downloaded, Uploaded     int64   // payload bytes this session
 	DownloadRate, UploadRate float64 // bytes/s, smoothed
 	Wasted                   int64   // bytes received and thrown away (duplicates, bad pieces)
+	Hedged                   int64   // requests duplicated because a reader's block was late at its peer
 	HashFailures             int     // pieces that failed their hash check
 	Peers                    int     // connected
 	KnownPeers               int     // addresses known
@@ -37,7 +39,8 @@ type PeerStats struct {
 	NotInterested            int // not-interested messages we sent it: each may cost a choke round
 	PeerInterested           bool
 	Snubbed                  bool
-	Outstanding              int // our requests to it
+	Outstanding              int           // our requests to it
+	RTT                      time.Duration // smoothed round trip, request to block; 0 not measured yet
 }
 
 // Stats returns a snapshot taken on the loop.
@@ -60,6 +63,7 @@ func (s *state) refreshStats() {
 		DownloadRate:   s.t.down.Rate(),
 		UploadRate:     s.t.up.Rate(),
 		Wasted:         s.wasted,
+		Hedged:         s.hedged,
 		HashFailures:   s.hashFail,
 		Peers:          len(s.peers),
 		KnownPeers:     len(s.known),
@@ -89,6 +93,7 @@ func (s *state) refreshStats() {
 			PeerInterested: p.peerInterested,
 			Snubbed:        p.snubbed,
 			Outstanding:    len(p.outstanding),
+			RTT:            p.rtt.srtt,
 		})
 	}
 	slices.SortFunc(st.PerPeer, func(a, b PeerStats) int { return a.Addr.Compare(b.Addr) })
