@@ -155,7 +155,7 @@ tracker_wait_seeders() {
   local port=$1 h=$2 n=$3 i c
   for ((i = 0; i < 1000; i++)); do
     c=$(curl -s --max-time 2 "$(tracker_probe_url "$port" "$h")" 2>/dev/null |
-      grep -ao '8:completei[0-9]*e' | grep -o '[0-9][0-9]*' | head -1)
+      grep -ao '8:completei[0-9]*e' | head -1 | sed 's/^8:completei\([0-9]*\)e$/\1/')
     [ "${c:-0}" -ge "$n" ] && return 0
     sleep 0.02
   done

@@ -399,12 +399,149 @@ def cmd_leech(a):
         flow_mbps=size / (end - first) / 1e6 if first and end > first else None)
 
 
+def shaper_out(url):
+    """The bytes every shaped seeder has sent (cmd/shaper's /stats)."""
+    import urllib.request
+    with urllib.request.urlopen(url + "/stats", timeout=5) as r:
+        return sum(v["out"] for v in json.load(r).values())
+
+
+def rchar(pid):
+    """The bytes pid has read through read(2) and friends (/proc/PID/io)."""
+    try:
+        with open(f"/proc/{pid}/io") as f:
+            for line in f:
+                if line.startswith("rchar:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def cmd_play(a):
+    """play [--ss S] [--secs S] [--fps F] [--stall MIN] [--shaper URL
+    [--out0 B]] [--events] MNT NAME T0 FILE: plays FILE as a player would, and times
+    every frame.
+
+    ffmpeg -re (real-time input) decodes the video (no audio) and writes it
+    cropped to its 16x16 top-left corner in grey (256 bytes a frame: no scaling
+    cost) on a pipe; the arrival of each
+    frame on the pipe is timed here. Start-up is the time from ffmpeg's
+    start to the first frame. Frame k is due at first + k/fps; a player
+    that pauses when a frame is late (and resumes from there) has stalled,
+    by frame k, S_k = max over j <= k of (arrival_j - due_j) (the "lag").
+    A stall is a run of consecutive frames each raising that running
+    maximum, by more than MIN in all (default 0.3 s: ffmpeg's own jitter
+    reaches ~0.2 s over a local file on this loaded 2-core machine); the
+    stall time is the sum of those runs. ffmpeg -re catches up after a late
+    frame, so the frames queued behind it are not counted again; a swarm a
+    little slower than the bitrate makes one long run. The decoder runs one
+    thread (-threads 1): frame threading would delay the first frame by
+    its thread count. --secs bounds the playback (default 25 s), --ss
+    starts it at a
+    position (a seek: its start-up is the seek's time to its first frame).
+
+    With --shaper, the bytes the shaped seeders sent from --out0 (taken
+    before the client started) or from now, to the end of playback, and
+    the bytes ffmpeg read (its rchar): their difference is the over-fetch.
+    --events starts the profile's hostile events (POST /events) at the
+    first frame: they happen during playback, whatever the start-up took."""
+    ss, secs, stall_min, url, out0, events, fps = None, 25.0, 0.3, None, None, False, 30.0
+    while a and a[0].startswith("--"):
+        if a[0] == "--ss":
+            ss, a = a[1], a[2:]
+        elif a[0] == "--secs":
+            secs, a = float(a[1]), a[2:]
+        elif a[0] == "--stall":
+            stall_min, a = float(a[1]), a[2:]
+        elif a[0] == "--shaper":
+            url, a = a[1], a[2:]
+        elif a[0] == "--out0":
+            out0, a = int(a[1]), a[2:]
+        elif a[0] == "--events":
+            events, a = True, a[1:]
+        elif a[0] == "--fps":
+            fps, a = float(a[1]), a[2:]
+        else:
+            raise ValueError(f"play: unknown option {a[0]}")
+    mnt, name, t0, path = a[0], a[1], float(a[2]), a[3]
+    listing = wait_listing(mnt, name, t0, 60) if mnt != "-" else None
+    if url and out0 is None:
+        out0 = shaper_out(url)
+    argv = ["ffmpeg", "-nostdin", "-v", "error", "-re"]
+    if ss is not None:
+        argv += ["-ss", ss]
+    argv += ["-threads", "1", "-i", path, "-t", str(secs), "-map", "0:v:0", "-vf", "crop=16:16:0:0", "-pix_fmt", "gray",
+             "-f", "rawvideo", "pipe:1"]
+    frame = 16 * 16
+    t = time.time()
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    arrivals = []
+    buf = b""
+    last_rchar = 0
+    fd = p.stdout.fileno()
+    while True:
+        r, _, _ = select.select([fd], [], [], 0.05)
+        rc = rchar(p.pid)
+        if rc is not None:
+            last_rchar = rc
+        if not r:
+            continue
+        chunk = os.read(fd, 1 << 16)
+        now = time.time()
+        if not chunk:
+            break
+        buf += chunk
+        while len(buf) >= frame:
+            arrivals.append(now)
+            buf = buf[frame:]
+            if events and url and len(arrivals) == 1:
+                import urllib.request
+                urllib.request.urlopen(urllib.request.Request(url + "/events", method="POST"), timeout=5).read()
+    err = p.stderr.read().decode(errors="replace")
+    if p.wait() != 0:
+        raise RuntimeError(f"ffmpeg exited {p.returncode}: {err[-500:]}")
+    end = time.time()
+    downloaded = shaper_out(url) - out0 if url else None
+    if not arrivals:
+        raise RuntimeError("no frame decoded")
+    first = arrivals[0]
+    worst, stalls, stall_s, longest, episode = 0.0, 0, 0.0, 0.0, 0.0
+
+    def close_episode():
+        nonlocal stalls, stall_s, longest, episode
+        if episode > stall_min:
+            stalls += 1
+            stall_s += episode
+            longest = max(longest, episode)
+        episode = 0.0
+
+    for k, at in enumerate(arrivals):
+        late = at - (first + k / fps)
+        if late > worst:
+            episode += late - worst
+            worst = late
+        else:
+            close_episode()
+    close_episode()
+    out(listing=listing, startup=first - t, frames=len(arrivals), fps=fps, played_s=len(arrivals) / fps,
+        wall=end - t, stalls=stalls, stall_s=stall_s, longest_stall=longest, lag=worst,
+        downloaded=downloaded, read=last_rchar,
+        overfetch=downloaded - last_rchar if downloaded is not None else None)
+
+
+def cmd_shaper_out(a):
+    """shaper-out URL: the bytes every shaped seeder has sent so far."""
+    out(bytes=shaper_out(a[0]))
+
+
 def main():
     cmds = {
         "tree": cmd_tree, "ttfb": cmd_ttfb, "random": cmd_random, "seq": cmd_seq, "evict": cmd_evict,
         "run": cmd_run, "hold": cmd_hold, "signal-wait": cmd_signal_wait, "stats": cmd_stats,
         "stored": cmd_stored, "aria2-upload": cmd_aria2_upload, "leech": cmd_leech,
-        "lt-seed": cmd_lt_seed, "swarm-upload": cmd_swarm_upload,
+        "lt-seed": cmd_lt_seed, "swarm-upload": cmd_swarm_upload, "play": cmd_play,
+        "shaper-out": cmd_shaper_out,
     }
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         sys.exit("usage: measure.py " + "|".join(cmds) + " ARGS...")
