@@ -37,14 +37,18 @@ const (
 var errNotAsked = fmt.Errorf("%w: not asked of this peer", storagewrapper.ErrUnrequested)
 
 // target is how many requests to keep outstanding at p: pipeline.depth
-// (sched.go) with p's measurements.
+// (sched.go) with p's measurements. Pieces nobody wants get less while a
+// reader waits (bgLimit).
 //
 // The measured rate needs a few seconds to catch up with a new peer (the
 // meter ticks once a second and averages from zero), and a whole 256 MiB
 // read from a LAN seeder is over by then: meanwhile the pipeline grows by
 // slow start (p.slowStart, one more request per block delivered, so it
 // doubles every round trip, as TCP's), and the larger of the two counts.
-func (s *state) target(p *peer) int {
+func (s *state) target(p *peer) int { return s.depth(p, false) }
+
+// depth is pipeline.depth for p, as if a reader waited or not.
+func (s *state) depth(p *peer, readerWaits bool) int {
 	return pipeline{
 		rate:        rateOf(p),
 		srtt:        p.rtt.srtt,
@@ -53,7 +57,7 @@ func (s *state) target(p *peer) int {
 		slowStart:   p.slowStart,
 		reqq:        p.reqq,
 		snubbed:     p.snubbed,
-		readerWaits: s.waiting,
+		readerWaits: readerWaits,
 	}.depth()
 }
 
@@ -73,7 +77,6 @@ func (s *state) fillAll() {
 		}
 	}
 	slices.SortFunc(ps, func(a, b *peer) int { return int(s.queueTime(a) - s.queueTime(b)) })
-	s.trimForReaders()
 	for _, p := range ps {
 		s.fill(p)
 	}
@@ -96,7 +99,7 @@ func (s *state) fill(p *peer) {
 		return
 	}
 	has := p.pieces()
-	limit := s.bgLimit(p)
+	bg := s.bgLimit(p)
 pick:
 	for budget := fillBudget; budget > 0; budget-- {
 		piece, ok := s.pk.Next(has)
@@ -118,6 +121,10 @@ pick:
 			default:
 				return
 			}
+		}
+		limit := target
+		if s.pk.Priority(piece) == picker.None {
+			limit = bg // nobody's piece: little of it ahead of a reader's
 		}
 		if len(p.outstanding) >= limit {
 			break
@@ -156,8 +163,8 @@ pick:
 }
 
 // preempt makes room near the front of p's queue for a reader: a reader
-// waits (a Now want), and p's pipeline is full of requests for pieces
-// nobody waits on. A peer serves requests in order, so the reader's blocks
+// starts to wait (a Now want), and p's pipeline is full of requests for
+// pieces nobody wants (not even as readahead). A peer serves requests in order, so the reader's blocks
 // would wait behind the whole pipeline, up to queueTime at a peer's full
 // depth, for every seek of a player or random read. The newest of those
 // requests (the last the peer would serve) are cancelled until p's
@@ -173,7 +180,7 @@ func (s *state) preempt(p *peer) bool {
 	}
 	var lazy []sent
 	for b, at := range p.outstanding {
-		if s.pk.Priority(b.Piece) != picker.Now {
+		if s.pk.Priority(b.Piece) == picker.None {
 			lazy = append(lazy, sent{b, at})
 		}
 	}
@@ -333,8 +340,10 @@ func (s *state) onBlock(p *peer, b storagewrapper.Block, res storagewrapper.Resu
 	case errors.Is(err, storagewrapper.ErrDuplicate):
 		p.lastBlock, p.snubbed = time.Now(), false
 		s.wasted += int64(b.Length) // an endgame or urgent duplicate: expected
+		s.dupBytes += int64(b.Length)
 	case errors.Is(err, errNotAsked):
 		s.wasted += int64(b.Length)
+		s.withdrawnBytes += int64(b.Length)
 		if p.unrequested++; p.unrequested > p.released+unrequestedSlack {
 			s.dropPeer(p, fmt.Errorf("%w: %d blocks we did not ask for (%d requests withdrawn)", errProtocol, p.unrequested, p.released))
 			return

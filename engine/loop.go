@@ -98,28 +98,30 @@ type known struct {
 
 // state is the swarm state, owned by the loop goroutine.
 type state struct {
-	t         *Torrent
-	pk        *picker.Picker
-	choker    *choker.Choker[*peer]
-	peers     map[*peer]struct{}
-	byID      map[[20]byte]*peer
-	known     map[netip.AddrPort]*known
-	dialing   int
-	banned    map[netip.Addr]bool
-	bans      smartBan                     // who sent which block of pieces in flight and of failed pieces
-	reqCount  map[storagewrapper.Block]int // peers each outstanding block is requested from
-	wants     []picker.Want                // last wants read from the storagewrapper
-	waiting   bool                         // a reader waits: one of wants is Now (sched.go)
-	hedged    int64                        // requests duplicated for a reader's late block (sched.go)
-	wantedAt  time.Time                    // when wants was last seen non-empty (interest lingers after it)
-	stats     Stats                        // refreshed every tick
-	hashFail  int                          // pieces that failed their hash
-	wasted    int64                        // bytes received and thrown away
-	announcer *tracker.Announcer           // nil without trackers
-	pexIn     *pex.Intake                  // filters what peers tell us by PEX; nil for a private torrent
-	learned   map[string]int               // new addresses by source ("tracker", "pex", "dht", ...)
-	lookup    lookupState                  // the Finder's lookups (finder.go)
-	store     storeView                    // the store's health as last seen (health.go)
+	t              *Torrent
+	pk             *picker.Picker
+	choker         *choker.Choker[*peer]
+	peers          map[*peer]struct{}
+	byID           map[[20]byte]*peer
+	known          map[netip.AddrPort]*known
+	dialing        int
+	banned         map[netip.Addr]bool
+	bans           smartBan                     // who sent which block of pieces in flight and of failed pieces
+	reqCount       map[storagewrapper.Block]int // peers each outstanding block is requested from
+	wants          []picker.Want                // last wants read from the storagewrapper
+	waiting        bool                         // a reader waits: one of wants is Now (sched.go)
+	hedged         int64                        // requests duplicated for a reader's late block (sched.go)
+	withdrawnBytes int64                        // of wasted: blocks that came after we withdrew their request (cancel, snub)
+	dupBytes       int64                        // of wasted: second copies of blocks filed already
+	wantedAt       time.Time                    // when wants was last seen non-empty (interest lingers after it)
+	stats          Stats                        // refreshed every tick
+	hashFail       int                          // pieces that failed their hash
+	wasted         int64                        // bytes received and thrown away
+	announcer      *tracker.Announcer           // nil without trackers
+	pexIn          *pex.Intake                  // filters what peers tell us by PEX; nil for a private torrent
+	learned        map[string]int               // new addresses by source ("tracker", "pex", "dht", ...)
+	lookup         lookupState                  // the Finder's lookups (finder.go)
+	store          storeView                    // the store's health as last seen (health.go)
 }
 
 // newChoker returns the tit-for-tat choker with cfg's optimistic interval.
@@ -243,9 +245,13 @@ func (s *state) readWants() {
 		s.wantedAt = time.Now() // the wants being replaced held until now
 	}
 	s.wants = s.t.sw.Wants()
+	was := s.waiting
 	s.waiting = false
 	for _, w := range s.wants {
 		s.waiting = s.waiting || w.Priority == picker.Now
+	}
+	if s.waiting && !was {
+		s.trimForReaders()
 	}
 	if err := s.pk.SetWants(s.wants); err != nil {
 		s.t.log.Warn("bad wants", "err", err)

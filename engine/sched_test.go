@@ -150,7 +150,7 @@ func TestReaderBlocksGoFirstToTheEarliestPeer(t *testing.T) {
 				lazy++
 			}
 		}
-		if want := s.target(p); lazy > want {
+		if want := s.bgLimit(p); lazy > want {
 			t.Errorf("%s: %d background requests while a reader waits; want at most its BDP, %d", p, lazy, want)
 		}
 	}

@@ -15,6 +15,8 @@ type Stats struct {
 	DownloadRate, UploadRate float64 // bytes/s, smoothed
 	Wasted                   int64   // bytes received and thrown away (duplicates, bad pieces)
 	Hedged                   int64   // requests duplicated because a reader's block was late at its peer
+	WastedWithdrawn          int64   // of Wasted: blocks that came after their request was withdrawn (a cancel crossed them)
+	WastedDuplicate          int64   // of Wasted: second copies of blocks already filed (endgame, hedging)
 	HashFailures             int     // pieces that failed their hash check
 	Peers                    int     // connected
 	KnownPeers               int     // addresses known
@@ -58,23 +60,25 @@ func (t *Torrent) Stats(ctx context.Context) (Stats, error) {
 func (s *state) refreshStats() {
 	sw := s.t.sw.Stats()
 	st := Stats{
-		Downloaded:     s.t.down.Total(),
-		Uploaded:       s.t.up.Total(),
-		DownloadRate:   s.t.down.Rate(),
-		UploadRate:     s.t.up.Rate(),
-		Wasted:         s.wasted,
-		Hedged:         s.hedged,
-		HashFailures:   s.hashFail,
-		Peers:          len(s.peers),
-		KnownPeers:     len(s.known),
-		PiecesDone:     s.pk.NumVerified(),
-		NumPieces:      s.pk.NumPieces(),
-		Total:          s.t.info.TotalLength,
-		Endgame:        s.pk.Endgame(),
-		Wants:          len(s.wants),
-		Banned:         len(s.banned),
-		Learned:        s.learned,
-		LookupsStarted: s.lookup.runs,
+		Downloaded:      s.t.down.Total(),
+		Uploaded:        s.t.up.Total(),
+		DownloadRate:    s.t.down.Rate(),
+		UploadRate:      s.t.up.Rate(),
+		Wasted:          s.wasted,
+		Hedged:          s.hedged,
+		WastedWithdrawn: s.withdrawnBytes,
+		WastedDuplicate: s.dupBytes,
+		HashFailures:    s.hashFail,
+		Peers:           len(s.peers),
+		KnownPeers:      len(s.known),
+		PiecesDone:      s.pk.NumVerified(),
+		NumPieces:       s.pk.NumPieces(),
+		Total:           s.t.info.TotalLength,
+		Endgame:         s.pk.Endgame(),
+		Wants:           len(s.wants),
+		Banned:          len(s.banned),
+		Learned:         s.learned,
+		LookupsStarted:  s.lookup.runs,
 	}
 	st.VerifiedBytes = sw.VerifiedBytes
 	st.PerPeer = s.stats.PerPeer[:0]
