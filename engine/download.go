@@ -162,9 +162,9 @@ pick:
 	}
 }
 
-// preempt makes room near the front of p's queue for a reader: a reader
-// starts to wait (a Now want), and p's pipeline is full of requests for
-// pieces nobody wants (not even as readahead). A peer serves requests in order, so the reader's blocks
+// preempt makes room near the front of p's queue for a reader: p is to
+// get a reader's block (placeUrgent), and its pipeline is full of
+// requests for pieces nobody wants (not even as readahead). A peer serves requests in order, so the reader's blocks
 // would wait behind the whole pipeline, up to queueTime at a peer's full
 // depth, for every seek of a player or random read. The newest of those
 // requests (the last the peer would serve) are cancelled until p's

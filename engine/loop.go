@@ -245,13 +245,9 @@ func (s *state) readWants() {
 		s.wantedAt = time.Now() // the wants being replaced held until now
 	}
 	s.wants = s.t.sw.Wants()
-	was := s.waiting
 	s.waiting = false
 	for _, w := range s.wants {
 		s.waiting = s.waiting || w.Priority == picker.Now
-	}
-	if s.waiting && !was {
-		s.trimForReaders()
 	}
 	if err := s.pk.SetWants(s.wants); err != nil {
 		s.t.log.Warn("bad wants", "err", err)

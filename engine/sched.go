@@ -2,6 +2,7 @@ package engine
 
 import (
 	"math"
+	"slices"
 	"time"
 
 	"btfs/engine/wire"
@@ -10,8 +11,9 @@ import (
 )
 
 // The deadline-first part of the request scheduler (issue 13): while a
-// reader waits (a Now want), each peer keeps about its bandwidth-delay
-// product outstanding rather than 2 s of its rate, a reader's blocks go to
+// reader waits (a Now want), requests for pieces nobody wants are held to
+// each peer's bandwidth-delay product rather than 2 s of its rate (and
+// trimmed to it at a peer given a reader's block), a reader's blocks go to
 // the peer expected to deliver them first, and a reader's block that is
 // late at its peer is asked of a second peer too ("hedged"); the first
 // copy wins and the other request is cancelled (cancelDuplicates).
@@ -20,6 +22,7 @@ import (
 // behind everything queued there. With 2 s of rate queued at every peer, a
 // seek waited about that long; at the BDP the link is still kept busy
 // (that is what the BDP is) and a new block waits about one round trip.
+// Readahead keeps the full depth: it is what a stream reads next.
 const (
 	// defaultRTT stands in for a peer's round trip until one is measured.
 	defaultRTT = 100 * time.Millisecond
@@ -230,13 +233,26 @@ func (s *state) bestFor(piece int, b storagewrapper.Block, dup bool) *peer {
 
 // placeUrgent requests the blocks of piece, which a reader waits on, each
 // from the peer expected to deliver it first (bestFor), so they spread
-// over the peers by their queues and rates. It returns the status that
-// ended it: RequestGranted when no peer has room for more.
+// over the peers by their queues and rates. A peer given a reader's block
+// first has its requests for pieces nobody wants cut to what may stay
+// ahead of it (preempt, bgLimit). Only then: a cancelled request the peer
+// has begun to send still arrives and is thrown away, and trimming every
+// peer whenever a reader started to wait (a sequential reader does, at
+// every read that outruns its readahead, with its piece already asked)
+// threw away half the bytes of a read on the shaped swarm. It returns the
+// status that ended it: RequestGranted when no peer has room for more.
 func (s *state) placeUrgent(piece int) storagewrapper.RequestStatus {
+	var trimmed []*peer
 	for {
 		q := s.bestFor(piece, storagewrapper.Block{}, false)
 		if q == nil {
 			return storagewrapper.RequestGranted
+		}
+		if !slices.Contains(trimmed, q) {
+			trimmed = append(trimmed, q)
+			if s.preempt(q) {
+				continue // its queue is shorter now: choose again
+			}
 		}
 		b, st := s.t.sw.NewRequest(piece)
 		switch st {
@@ -250,22 +266,6 @@ func (s *state) placeUrgent(piece int) storagewrapper.RequestStatus {
 			s.pk.Verified(piece)
 		}
 		return st
-	}
-}
-
-// trimForReaders cancels, at every peer, the newest requests for pieces
-// nobody wants beyond what may stay ahead of a reader's (preempt): called
-// when a reader starts to wait, so that its blocks are not queued behind
-// queueTime of background at every peer. Only then: a cancelled request
-// the peer has already begun to send still arrives and is thrown away
-// (measured on the shaped swarm: trimming at every refill threw away
-// half of what was downloaded), and while the reader waits, fill keeps
-// nobody's pieces to bgLimit anyway.
-func (s *state) trimForReaders() {
-	for p := range s.peers {
-		if !p.closed && !p.peerChoking {
-			s.preempt(p)
-		}
 	}
 }
 
