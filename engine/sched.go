@@ -2,7 +2,6 @@ package engine
 
 import (
 	"math"
-	"slices"
 	"time"
 
 	"btfs/engine/wire"
@@ -242,14 +241,18 @@ func (s *state) bestFor(piece int, b storagewrapper.Block, dup bool) *peer {
 // threw away half the bytes of a read on the shaped swarm. It returns the
 // status that ended it: RequestGranted when no peer has room for more.
 func (s *state) placeUrgent(piece int) storagewrapper.RequestStatus {
-	var trimmed []*peer
 	for {
 		q := s.bestFor(piece, storagewrapper.Block{}, false)
 		if q == nil {
 			return storagewrapper.RequestGranted
 		}
-		if !slices.Contains(trimmed, q) {
-			trimmed = append(trimmed, q)
+		// Once per peer per change of the wants: preempt walks every
+		// request of the peer, and fill runs at every block that
+		// arrives (measured: walking at each cost the client 3× the
+		// CPU of a sequential read). Between changes fill keeps
+		// nobody's requests to bgLimit anyway.
+		if q.trimGen != s.wantsGen {
+			q.trimGen = s.wantsGen
 			if s.preempt(q) {
 				continue // its queue is shorter now: choose again
 			}
