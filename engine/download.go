@@ -265,7 +265,7 @@ func (s *state) requestDuplicates(p *peer, piece, limit int) bool {
 func (s *state) request(p *peer, b storagewrapper.Block) {
 	now := time.Now()
 	p.asked.add(b)
-	p.due[b] = now.Add(s.eta(p, b.Length))
+	p.due[b] = now.Add(s.dueIn(p, b.Length))
 	p.rtt.sent(b, p.outBytes)
 	p.outstanding[b] = now
 	p.outBytes += b.Length

@@ -181,24 +181,37 @@ func rateOf(p *peer) float64 {
 
 // bgLimit is how many requests p may have outstanding when the piece to
 // ask for is one nobody wants (not even as readahead): its target, and
-// while a reader waits its BDP (pipeline.depth), or before its round trip
-// is known at most preemptKeep. Readers' and readahead pieces keep the
-// full target: cutting those cuts a stream's throughput (measured: a
-// sequential read on the shaped swarm fell from 24 to 14 MB/s when every
-// piece was held to the BDP). preempt trims to the same number, so what
-// it cancels is not asked again at once.
+// while a reader waits its BDP (pipeline.depth) but no less than
+// preemptKeep (preemptKeep alone before its round trip is known).
+// Readers' and readahead pieces keep the full target: cutting those cuts
+// a stream's throughput (measured: a sequential read on the shaped swarm
+// fell from 24 to 14 MB/s when every piece was held to the BDP), and so
+// did a BDP alone, without the floor: the rate it is computed from is
+// what the short queue let through. preempt trims to the same number, so
+// what it cancels is not asked again at once.
 func (s *state) bgLimit(p *peer) int {
-	n := s.depth(p, s.waiting)
-	if _, known := p.rtt.get(); s.waiting && !known {
-		n = min(n, preemptKeep)
+	n := s.target(p)
+	if !s.waiting {
+		return n
 	}
-	return n
+	k := preemptKeep
+	if _, known := p.rtt.get(); known {
+		k = max(k, s.depth(p, true))
+	}
+	return min(n, k)
 }
 
 // eta is when a block of n bytes asked of p now should arrive, from now:
 // the bytes queued ahead of it at p's rate, plus its round trip.
-func (s *state) eta(p *peer, n int) time.Duration {
-	r := max(rateOf(p), minETARate)
+func (s *state) eta(p *peer, n int) time.Duration { return etaAt(p, n, rateOf(p)) }
+
+// dueIn is eta for the hedging deadline: with the meter's rate, which
+// lags a young peer's, so that a young peer's blocks are not judged late
+// on a rate it has not shown yet.
+func (s *state) dueIn(p *peer, n int) time.Duration { return etaAt(p, n, p.down.Rate()) }
+
+func etaAt(p *peer, n int, rate float64) time.Duration {
+	r := max(rate, minETARate)
 	return time.Duration(float64(p.outBytes+n)/r*float64(time.Second)) + p.rtt.or(defaultRTT)
 }
 
