@@ -110,7 +110,6 @@ type state struct {
 	reqCount       map[storagewrapper.Block]int // peers each outstanding block is requested from
 	wants          []picker.Want                // last wants read from the storagewrapper
 	waiting        bool                         // a reader waits: one of wants is Now (sched.go)
-	wantsGen       int                          // counts readWants: placeUrgent trims a peer once per generation
 	hedged         int64                        // requests duplicated for a reader's late block (sched.go)
 	withdrawnBytes int64                        // of wasted: blocks that came after we withdrew their request (cancel, snub)
 	dupBytes       int64                        // of wasted: second copies of blocks filed already
@@ -246,7 +245,6 @@ func (s *state) readWants() {
 		s.wantedAt = time.Now() // the wants being replaced held until now
 	}
 	s.wants = s.t.sw.Wants()
-	s.wantsGen++
 	s.waiting = false
 	for _, w := range s.wants {
 		s.waiting = s.waiting || w.Priority == picker.Now

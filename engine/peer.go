@@ -57,7 +57,6 @@ type peer struct {
 	rtt            rttEstimator                       // its round trip, from request to block (sched.go)
 	due            map[storagewrapper.Block]time.Time // when each outstanding block should arrive (sched.go)
 	late           bool                               // a reader's block at it is overdue: readers' blocks go elsewhere until it delivers
-	trimGen        int                                // state.wantsGen when placeUrgent last trimmed it (sched.go)
 }
 
 // askedSet holds the blocks asked of one peer and neither answered nor

@@ -12,10 +12,11 @@ import (
 // The deadline-first part of the request scheduler (issue 13): while a
 // reader waits (a Now want), requests for pieces nobody wants are held to
 // each peer's bandwidth-delay product rather than 2 s of its rate (and
-// trimmed to it at a peer given a reader's block), a reader's blocks go to
-// the peer expected to deliver them first, and a reader's block that is
-// late at its peer is asked of a second peer too ("hedged"); the first
-// copy wins and the other request is cancelled (cancelDuplicates).
+// trimmed to it at a peer that gets a reader's block), and a reader's
+// block that is late at its peer is asked of a second peer too
+// ("hedged"), the one expected to deliver it first (queue ahead ÷ rate +
+// RTT); the first copy wins and the other request is cancelled
+// (cancelDuplicates).
 //
 // Why: a peer serves requests in order, so a block asked of a peer waits
 // behind everything queued there. With 2 s of rate queued at every peer, a
@@ -201,11 +202,23 @@ func (s *state) bgLimit(p *peer) int {
 	return min(n, k)
 }
 
-// eta is when a block of n bytes asked of p now should arrive, from now:
-// the bytes queued ahead of it at p's rate, plus its round trip.
-func (s *state) eta(p *peer, n int) time.Duration { return etaAt(p, n, rateOf(p)) }
+// readerETA is eta for a reader's block at p counting only what may stay
+// ahead of it while a reader waits: requests for nobody's pieces are cut
+// to bgLimit at a peer that gets a reader's block (preempt). Ranking by
+// the whole queue would favour a slow peer with a short queue over fast
+// ones whose queues are deep with background.
+func (s *state) readerETA(p *peer) time.Duration {
+	ahead := p.outBytes
+	if s.waiting {
+		ahead = min(ahead, (s.bgLimit(p)+urgentExtra)*wire.BlockSize)
+	}
+	r := max(rateOf(p), minETARate)
+	return time.Duration(float64(ahead+wire.BlockSize)/r*float64(time.Second)) + p.rtt.or(defaultRTT)
+}
 
-// dueIn is eta for the hedging deadline: with the meter's rate, which
+// dueIn is when a block of n bytes asked of p now should arrive, from
+// now: the bytes queued ahead of it at p's rate, plus its round trip. It
+// takes the meter's rate, which
 // lags a young peer's, so that a young peer's blocks are not judged late
 // on a rate it has not shown yet.
 func (s *state) dueIn(p *peer, n int) time.Duration { return etaAt(p, n, p.down.Rate()) }
@@ -235,54 +248,12 @@ func (s *state) bestFor(piece int, b storagewrapper.Block, dup bool) *peer {
 		if len(q.outstanding) >= s.target(q)+urgentExtra {
 			continue
 		}
-		eta := s.eta(q, wire.BlockSize)
+		eta := s.readerETA(q)
 		if best == nil || (best.late && !q.late) || (best.late == q.late && eta < bestETA) {
 			best, bestETA = q, eta
 		}
 	}
 	return best
-}
-
-// placeUrgent requests the blocks of piece, which a reader waits on, each
-// from the peer expected to deliver it first (bestFor), so they spread
-// over the peers by their queues and rates. A peer given a reader's block
-// first has its requests for pieces nobody wants cut to what may stay
-// ahead of it (preempt, bgLimit). Only then: a cancelled request the peer
-// has begun to send still arrives and is thrown away, and trimming every
-// peer whenever a reader started to wait (a sequential reader does, at
-// every read that outruns its readahead, with its piece already asked)
-// threw away half the bytes of a read on the shaped swarm. It returns the
-// status that ended it: RequestGranted when no peer has room for more.
-func (s *state) placeUrgent(piece int) storagewrapper.RequestStatus {
-	for {
-		q := s.bestFor(piece, storagewrapper.Block{}, false)
-		if q == nil {
-			return storagewrapper.RequestGranted
-		}
-		// Once per peer per change of the wants: preempt walks every
-		// request of the peer, and fill runs at every block that
-		// arrives (measured: walking at each cost the client 3× the
-		// CPU of a sequential read). Between changes fill keeps
-		// nobody's requests to bgLimit anyway.
-		if q.trimGen != s.wantsGen {
-			q.trimGen = s.wantsGen
-			if s.preempt(q) {
-				continue // its queue is shorter now: choose again
-			}
-		}
-		b, st := s.t.sw.NewRequest(piece)
-		switch st {
-		case storagewrapper.RequestGranted:
-			s.pk.Started(piece)
-			s.request(q, b)
-			continue
-		case storagewrapper.RequestExhausted, storagewrapper.RequestBusy, storagewrapper.RequestClaimedElsewhere:
-			s.pk.FullyRequested(piece)
-		case storagewrapper.RequestVerified:
-			s.pk.Verified(piece)
-		}
-		return st
-	}
 }
 
 // rerequestLate hedges: a block a reader waits on that is overdue at its

@@ -6,7 +6,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -99,65 +98,6 @@ func TestRTTEstimator(t *testing.T) {
 				t.Fatalf("srtt = %v; want %v", got, tc.want)
 			}
 		})
-	}
-}
-
-// TestReaderBlocksGoFirstToTheEarliestPeer: a reader's blocks go to the
-// peer expected to deliver them first (queue ÷ rate + RTT), not to the
-// first peer filled; the peer given them has its deep queue of background
-// requests cut to its BDP.
-func TestReaderBlocksGoFirstToTheEarliestPeer(t *testing.T) {
-	_, mi := swarmtest.MakeTorrent(t, t.TempDir(), swarmtest.TorrentOptions{Size: 64 << 20, PieceLength: 256 << 10})
-	tor := idleTorrent(t, mi)
-	s := tor.s
-	settled := time.Now().Add(-2 * rateWindow)
-	near := idlePeer(t, tor, 3101)
-	far := idlePeer(t, tor, 3102)
-	for _, p := range []*peer{near, far} {
-		p.started = settled
-		p.down.rate = 1 << 20 // 2 s of it: 128 blocks, 8 pieces, under the in-flight cap at both
-	}
-	near.rtt.add(20 * time.Millisecond)
-	far.rtt.add(150 * time.Millisecond)
-	// Background first: 2 s of rate at each, the far one filled first.
-	s.fill(far)
-	s.fill(near)
-	for _, p := range []*peer{near, far} {
-		if n, want := len(p.outstanding), s.target(p); n != want {
-			t.Fatalf("background: %d requests at %s; want %d", n, p, want)
-		}
-	}
-	// A reader waits on a piece nobody asked for yet.
-	inFlight := tor.sw.InFlight()
-	piece := mi.Info.NumPieces() - 1
-	for slices.Contains(inFlight, piece) {
-		piece--
-	}
-	off := mi.Info.PieceOffset(piece)
-	release := tor.sw.Want(picker.Want{Start: off, End: off + mi.Info.PieceLen(piece), Priority: picker.Now, Deadline: time.Now()})
-	defer release()
-	s.readWants()
-	s.fillAll()
-
-	got := map[*peer]int{}
-	for _, p := range []*peer{near, far} {
-		for b := range p.outstanding {
-			if b.Piece == piece {
-				got[p]++
-			}
-		}
-	}
-	if blocks := int(mi.Info.PieceLen(piece) / wire.BlockSize); got[near] != blocks || got[far] != 0 {
-		t.Fatalf("the reader's %d blocks: %d at the near peer, %d at the far one; want all at the near one", blocks, got[near], got[far])
-	}
-	lazy := 0
-	for b := range near.outstanding {
-		if s.pk.Priority(b.Piece) != picker.Now {
-			lazy++
-		}
-	}
-	if want := s.bgLimit(near); lazy > want {
-		t.Errorf("%d background requests ahead of the reader's at the near peer; want at most its BDP, %d", lazy, want)
 	}
 }
 

@@ -83,3 +83,44 @@ func BenchmarkWANReads(b *testing.B) {
 	b.ReportMetric(ms(lat[len(lat)-1]), "max-ms")
 	b.ReportMetric(float64(len(lat)), "reads")
 }
+
+// BenchmarkWANSequential reads a 64 MiB file from start to end in 128 KiB
+// reads on the shaped easy swarm, as cat on a fresh mount does, and
+// reports the rate and the bytes thrown away. Same needs as
+// BenchmarkWANReads.
+func BenchmarkWANSequential(b *testing.B) {
+	swarmtest.RequireShaper(b)
+	swarmtest.Require(b, "aria2c")
+	swarmtest.RequireLibtorrent(b)
+	prof, err := shaper.Lookup("easy")
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	path, mi := swarmtest.MakeTorrent(b, dir, swarmtest.TorrentOptions{Size: 64 << 20, PieceLength: 1 << 20, Seed: 8})
+	sw := swarmtest.StartShapedSwarm(b, prof, path, dir)
+	var secs, wasted, hedged float64
+	for b.Loop() {
+		tor, store := leechEngine(b, mi, Config{Logger: testLogger(b), Peers: sw.Seeders, Trackers: [][]string{}})
+		ctx := context.Background()
+		buf := make([]byte, 128<<10)
+		start := time.Now()
+		for off := int64(0); off < mi.Info.TotalLength; off += int64(len(buf)) {
+			rctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+			_, err := store.ReadAt(rctx, buf, off)
+			cancel()
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		secs += time.Since(start).Seconds()
+		st, _ := tor.Stats(ctx)
+		wasted += float64(st.Wasted)
+		hedged += float64(st.Hedged)
+		b.Logf("%.2f s, hedged %d, wasted %d (%d withdrawn, %d duplicate)", time.Since(start).Seconds(), st.Hedged, st.Wasted, st.WastedWithdrawn, st.WastedDuplicate)
+		tor.Close()
+	}
+	b.ReportMetric(float64(mi.Info.TotalLength)/1e6/secs*float64(b.N), "MB/s")
+	b.ReportMetric(wasted/1e6/float64(b.N), "wasted-MB")
+	b.ReportMetric(hedged/float64(b.N), "hedged")
+}
