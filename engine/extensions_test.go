@@ -307,6 +307,34 @@ func waitStats(t *testing.T, tor *Torrent, d time.Duration, what string, ok func
 	return st
 }
 
+// statsUntilComplete reads tor's stats every 100 ms until tor completes,
+// handing each reading to each (seeders close their connection to a peer
+// that completes, so per-peer counts must be read while the download
+// runs), and fails the test if it has not completed after d. It returns
+// the last reading.
+func statsUntilComplete(t *testing.T, tor *Torrent, d time.Duration, each func(Stats)) Stats {
+	t.Helper()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	guard := time.After(d)
+	var st Stats
+	for done := false; !done; {
+		select {
+		case <-tor.Complete():
+			done = true
+		case <-tick.C:
+		case <-guard:
+			t.Fatalf("not complete after %v: %+v", d, st)
+		}
+		var err error
+		if st, err = tor.Stats(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		each(st)
+	}
+	return st
+}
+
 // TestPexIntroducesPeers: A seeds, B (another seed) is connected to A,
 // C knows only A. A tells C about B by PEX and C connects to B. C does
 // not listen, so B cannot have found C on its own: the only way C meets B

@@ -53,22 +53,7 @@ func TestEncryptedSeeders(t *testing.T) {
 		enc  string
 	}
 	from := map[netip.Addr]seen{}
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	guard := time.After(2 * time.Minute)
-	var st Stats
-	for done := false; !done; {
-		select {
-		case <-tor.Complete():
-			done = true
-		case <-tick.C:
-		case <-guard:
-			t.Fatalf("not complete after 2 min: %+v", st)
-		}
-		var err error
-		if st, err = tor.Stats(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+	st := statsUntilComplete(t, tor, 2*time.Minute, func(st Stats) {
 		for _, ps := range st.PerPeer {
 			s := from[ps.Addr.Addr()]
 			s.down = max(s.down, ps.Downloaded)
@@ -77,7 +62,7 @@ func TestEncryptedSeeders(t *testing.T) {
 			}
 			from[ps.Addr.Addr()] = s
 		}
-	}
+	})
 	sameFiles(t, mi, srcDir, dst)
 	t.Logf("per seeder: %v; transport %+v", from, st.Transport)
 	for _, s := range []struct {

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"context"
 	"net/netip"
 	"testing"
 	"time"
@@ -46,29 +45,14 @@ func libtorrentPex(t *testing.T, ip1, ip2 string, swap bool) {
 	t.Cleanup(func() { sw.Close() })
 	tor := noListenEngine(t, mi, sw, Config{Logger: testLogger(t), Peers: []netip.AddrPort{l1.Addr()}, MaxDownloadRate: 512 << 10})
 	from := map[netip.AddrPort]int64{}
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	guard := time.After(90 * time.Second)
-	var st Stats
-	for done := false; !done; {
-		select {
-		case <-tor.Complete():
-			done = true
-		case <-tick.C:
-		case <-guard:
-			t.Fatalf("not complete after 90 s: %+v", st)
-		}
-		var err error
-		if st, err = tor.Stats(context.Background()); err != nil {
-			t.Fatal(err)
-		}
+	st := statsUntilComplete(t, tor, 90*time.Second, func(st Stats) {
 		for _, ps := range st.PerPeer {
 			from[ps.Addr] = max(from[ps.Addr], ps.Downloaded)
 			if ps.Addr == l2.Addr() && st.Learned["pex"] < 1 {
 				t.Fatalf("connected to L2 at %v before learning anything by PEX: %v", l2.Addr(), st.Learned)
 			}
 		}
-	}
+	})
 	checkData(t, mi, sw, srcDir)
 	if st.Learned["pex"] < 1 {
 		t.Errorf("learned %v: nothing by PEX", st.Learned)
