@@ -32,15 +32,7 @@ func TestUrgencyCrossesProcesses(t *testing.T) {
 		t.Fatalf("B: NewRequest(3) = %v", st)
 	}
 	// A's reader waits for piece 3, and A's engine finds it claimed.
-	read := make(chan error, 1)
-	buf := make([]byte, 2000)
-	off := f.info.PieceOffset(3) + 10
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-		defer cancel()
-		_, err := wa.ReadAt(ctx, buf, off)
-		read <- err
-	}()
+	readDone := readInBackground(t, wa, f, 3)
 	if st := download(t, wa, f, 3); st != storagewrapper.RequestClaimedElsewhere {
 		t.Fatalf("A: NewRequest(3) = %v", st)
 	}
@@ -79,9 +71,7 @@ func TestUrgencyCrossesProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	download(t, wb, f, 3)
-	if err := <-read; err != nil || !bytes.Equal(buf, f.data[off:off+2000]) {
-		t.Fatalf("A's read: %v, right bytes %v", err, bytes.Equal(buf, f.data[off:off+2000]))
-	}
+	readDone()
 	// The urgency is over on both sides: A's marker gone, B's want released.
 	poll.UntilNil(t, waitFor, "the urgency to end on both sides", func() error {
 		ents, err := os.ReadDir(ca.urgent)
@@ -111,15 +101,7 @@ func TestFrozenOwnerLosesUrgentClaim(t *testing.T) {
 	if _, st := wb.NewRequest(3); st != storagewrapper.RequestGranted {
 		t.Fatalf("B: NewRequest(3) = %v", st)
 	}
-	read := make(chan error, 1)
-	buf := make([]byte, 2000)
-	off := f.info.PieceOffset(3) + 10
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-		defer cancel()
-		_, err := wa.ReadAt(ctx, buf, off)
-		read <- err
-	}()
+	readDone := readInBackground(t, wa, f, 3)
 	poll.Until(t, waitFor, "A's reader pinning piece 3", func() bool { return ca.Pinned(3) })
 	if st := download(t, wa, f, 3); st != storagewrapper.RequestClaimedElsewhere {
 		t.Fatalf("A: NewRequest(3) = %v, want claimed elsewhere", st)
@@ -127,9 +109,7 @@ func TestFrozenOwnerLosesUrgentClaim(t *testing.T) {
 	poll.Until(t, waitFor, "A taking over B's unacknowledged claim on piece 3", func() bool {
 		return download(t, wa, f, 3) == storagewrapper.RequestGranted
 	})
-	if err := <-read; err != nil || !bytes.Equal(buf, f.data[off:off+2000]) {
-		t.Fatalf("A's read: %v, right bytes %v", err, bytes.Equal(buf, f.data[off:off+2000]))
-	}
+	readDone()
 }
 
 // TestStaleAt: when a claim may be taken over, given our urgency marker's
@@ -175,15 +155,7 @@ func TestStoppedOwnerProcess(t *testing.T) {
 	ca := openStore(t, dir, f, Options{PollInterval: time.Hour, ClaimTimeout: time.Hour})
 	wa := newHost(t, f, ca)
 	run(t, ca, wa)
-	read := make(chan error, 1)
-	buf := make([]byte, 2000)
-	off := f.info.PieceOffset(3) + 10
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-		defer cancel()
-		_, err := wa.ReadAt(ctx, buf, off)
-		read <- err
-	}()
+	readDone := readInBackground(t, wa, f, 3)
 	poll.Until(t, waitFor, "A's reader pinning piece 3", func() bool { return ca.Pinned(3) })
 	if st := download(t, wa, f, 3); st != storagewrapper.RequestClaimedElsewhere {
 		t.Fatalf("A: NewRequest(3) = %v, want claimed elsewhere (by the stopped process)", st)
@@ -193,7 +165,26 @@ func TestStoppedOwnerProcess(t *testing.T) {
 		return download(t, wa, f, 3) == storagewrapper.RequestGranted
 	})
 	t.Logf("claim taken over %v after it was refused", time.Since(start).Round(time.Millisecond))
-	if err := <-read; err != nil || !bytes.Equal(buf, f.data[off:off+2000]) {
-		t.Fatalf("A's read: %v, right bytes %v", err, bytes.Equal(buf, f.data[off:off+2000]))
+	readDone()
+}
+
+// readInBackground starts A's reader of 2000 bytes from 10 bytes into
+// piece p of w, and returns a function that waits for the read and fails
+// the test unless it returned the source's bytes.
+func readInBackground(t *testing.T, w *storagewrapper.Wrapper, f *fixture, p int) (wait func()) {
+	read := make(chan error, 1)
+	buf := make([]byte, 2000)
+	off := f.info.PieceOffset(p) + 10
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		_, err := w.ReadAt(ctx, buf, off)
+		read <- err
+	}()
+	return func() {
+		t.Helper()
+		if err := <-read; err != nil || !bytes.Equal(buf, f.data[off:off+2000]) {
+			t.Fatalf("A's read: %v, right bytes %v", err, bytes.Equal(buf, f.data[off:off+2000]))
+		}
 	}
 }
