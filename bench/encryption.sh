@@ -30,13 +30,7 @@ py=/usr/bin/python3 # Debian's: it has libtorrent
 if [ "${BENCH_INSIDE:-}" != 1 ]; then
   [ "$(id -u)" = 0 ] || bench_die "encryption: run as root (unshare -n)"
   bench_need go unshare ip sha256sum fusermount3 "$py"
-  cd "$here/.."
-  work=$(mktemp -d /tmp/btfs-bench.XXXXXX)
-  trap 'rm -rf "$work"' EXIT
-  go build -o "$work/btfs" ./cmd/btfs
-  rc=0
-  BENCH_WORK=$work bench_enter_ns "$0" "$size_mib" "$rounds" || rc=$?
-  exit "$rc"
+  bench_build_and_enter "$0" "$size_mib" "$rounds"
 fi
 
 work=$BENCH_WORK

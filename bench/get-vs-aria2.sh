@@ -24,14 +24,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 if [ "${BENCH_INSIDE:-}" != 1 ]; then
   [ "$(id -u)" = 0 ] || bench_die "get-vs-aria2: run as root (unshare -n)"
   bench_need aria2c opentracker go unshare ip setpriv sha256sum curl
-  cd "$here/.."
-  work=$(mktemp -d /tmp/btfs-bench.XXXXXX)
-  chmod 755 "$work" # opentracker, as nobody, reads its whitelist below it
-  trap 'rm -rf "$work"' EXIT
-  go build -o "$work/btfs" ./cmd/btfs # outside the namespace: the module cache may need the network
-  rc=0
-  BENCH_WORK=$work bench_enter_ns "$0" "$size_mib" "$piece" "$rounds" || rc=$?
-  exit "$rc"
+  BENCH_WORK_MODE=755 bench_build_and_enter "$0" "$size_mib" "$piece" "$rounds"
 fi
 
 work=$BENCH_WORK

@@ -4,6 +4,8 @@
 #   bench_need CMD...                  fail unless every command is on PATH
 #   bench_enter_ns SCRIPT ARGS...      re-run SCRIPT inside a private network,
 #                                      mount and PID namespace (BENCH_INSIDE=1)
+#   bench_build_and_enter SCRIPT ARGS... build btfs into a fresh work directory,
+#                                      bench_enter_ns with BENCH_WORK, exit
 #   bench_track PID / bench_untrack PID / bench_stop PID [GRACE]
 #   bench_track_mount MNT / bench_unmount MNT
 #   bench_cleanup                      stop every tracked PID, unmount every
@@ -44,6 +46,24 @@ bench_enter_ns() {
   local script=$1; shift
   BENCH_INSIDE=1 unshare -n -m --propagation private -p --fork --kill-child --mount-proc \
     bash -c 'ip link set lo up && exec bash "$0" "$@"' "$script" "$@"
+}
+
+# bench_build_and_enter SCRIPT ARGS... is the outer half of a bench script
+# in the repository's bench/: it builds btfs into a fresh work directory
+# (outside the namespace: the module cache may need the network), re-runs
+# SCRIPT ARGS... through bench_enter_ns with BENCH_WORK set to that
+# directory, removes it on exit and exits with the script's status. With
+# BENCH_WORK_MODE set, the work directory gets that mode (755 where
+# opentracker, as nobody, reads its whitelist below it).
+bench_build_and_enter() {
+  local script=$1 rc=0
+  cd "$(dirname "$script")/.."
+  work=$(mktemp -d /tmp/btfs-bench.XXXXXX)
+  [ -z "${BENCH_WORK_MODE:-}" ] || chmod "$BENCH_WORK_MODE" "$work"
+  trap 'rm -rf "$work"' EXIT
+  go build -o "$work/btfs" ./cmd/btfs
+  BENCH_WORK=$work bench_enter_ns "$@" || rc=$?
+  exit "$rc"
 }
 
 bench_track() { BENCH_PIDS+=("$1"); }

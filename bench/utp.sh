@@ -30,13 +30,7 @@ if [ "${BENCH_INSIDE:-}" != 1 ]; then
   [ "$(id -u)" = 0 ] || bench_die "utp: run as root (unshare -n)"
   bench_need go unshare ip sha256sum
   "$py" -c 'import libtorrent' 2>/dev/null || bench_die "python3-libtorrent missing (apt-get install python3-libtorrent)"
-  cd "$here/.."
-  work=$(mktemp -d /tmp/btfs-bench.XXXXXX)
-  trap 'rm -rf "$work"' EXIT
-  go build -o "$work/btfs" ./cmd/btfs # outside the namespace: the module cache may need the network
-  rc=0
-  BENCH_WORK=$work bench_enter_ns "$0" "$size_mib" "$piece" "$rounds" || rc=$?
-  exit "$rc"
+  bench_build_and_enter "$0" "$size_mib" "$piece" "$rounds"
 fi
 
 work=$BENCH_WORK

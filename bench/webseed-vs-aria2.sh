@@ -26,13 +26,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 if [ "${BENCH_INSIDE:-}" != 1 ]; then
   [ "$(id -u)" = 0 ] || bench_die "webseed-vs-aria2: run as root (unshare -n)"
   bench_need aria2c nginx go unshare ip sha256sum curl fusermount3
-  cd "$here/.."
-  work=$(mktemp -d /tmp/btfs-bench.XXXXXX)
-  trap 'rm -rf "$work"' EXIT
-  go build -o "$work/btfs" ./cmd/btfs
-  rc=0
-  BENCH_WORK=$work bench_enter_ns "$0" "$size_mib" "$piece" "$rounds" || rc=$?
-  exit "$rc"
+  bench_build_and_enter "$0" "$size_mib" "$piece" "$rounds"
 fi
 
 work=$BENCH_WORK
