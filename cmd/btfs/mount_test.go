@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -60,6 +62,50 @@ func (s testSwarm) source(t *testing.T, f metainfo.File) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// downloadDiffers returns an error naming the first file under out (a
+// download of the torrent: out/<name>/<path>) that is not the source.
+func (s testSwarm) downloadDiffers(t *testing.T, out string) error {
+	t.Helper()
+	for _, f := range s.mi.Info.Files {
+		got, err := os.ReadFile(filepath.Join(append([]string{out, s.mi.Info.Name}, f.Path...)...))
+		if err != nil || !bytes.Equal(got, s.source(t, f)) {
+			return fmt.Errorf("%s: %d bytes, %v: not the source", filepath.Join(f.Path...), len(got), err)
+		}
+	}
+	return nil
+}
+
+// listenAddr waits for p to log the address re's first group matches.
+func listenAddr(t *testing.T, p *proc, re *regexp.Regexp, what string) netip.AddrPort {
+	t.Helper()
+	var addr netip.AddrPort
+	poll.UntilNil(t, time.Minute, what, func() error {
+		m := re.FindStringSubmatch(p.out.String())
+		if m == nil {
+			return fmt.Errorf("not yet:\n%s", p.out.String())
+		}
+		var err error
+		addr, err = netip.ParseAddrPort(m[1])
+		return err
+	})
+	return addr
+}
+
+// waitSeeding waits for a libtorrent leecher to have every byte.
+func waitSeeding(t *testing.T, leecher *swarmtest.LibtorrentSeeder, total int64, what string) {
+	t.Helper()
+	poll.UntilNil(t, 2*time.Minute, what, func() error {
+		st, err := leecher.Status()
+		if err != nil {
+			return err
+		}
+		if !st.Seeding {
+			return fmt.Errorf("has %d of %d bytes; peers %+v", st.Done, total, st.Peers)
+		}
+		return nil
+	})
 }
 
 // mounted returns the path of file f under the mount point.
