@@ -19,6 +19,7 @@ import (
 
 	"btfs/httpserve"
 	"btfs/internal/leakcheck"
+	"btfs/internal/memtorrent"
 	"btfs/internal/poll"
 	"btfs/metainfo"
 	"btfs/storagewrapper"
@@ -46,44 +47,14 @@ func newTorrent(t testing.TB, pieceLen int64, files map[string]int64, order []st
 	}
 	data := make([]byte, info.TotalLength)
 	_, _ = rand.NewChaCha8([32]byte{byte(pieceLen)}).Read(data)
-	n := int((info.TotalLength + pieceLen - 1) / pieceLen)
-	info.Pieces = make([]metainfo.Hash, n)
-	for p := range n {
-		info.Pieces[p] = sha1.Sum(data[int64(p)*pieceLen : min(int64(p+1)*pieceLen, info.TotalLength)])
-	}
-	w, err := storagewrapper.New(info, storagewrapper.NewMemStore(info), storagewrapper.Config{})
-	if err != nil {
-		t.Fatalf("storagewrapper.New: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := w.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
+	w := memtorrent.Open(t, info, data)
 	return &torrent{info: info, ih: sha1.Sum([]byte(fmt.Sprint(order))), data: data, w: w}
 }
 
 // deliver hands every block of piece p to the wrapper: p is verified.
-func (tr *torrent) deliver(t testing.TB, p int) {
-	t.Helper()
-	for {
-		b, st := tr.w.NewRequest(p)
-		if !st.OK() {
-			return
-		}
-		off := tr.info.PieceOffset(p) + b.Begin
-		if _, err := tr.w.PieceCameIn(p, b.Begin, tr.data[off:off+int64(b.Length)], "test"); err != nil {
-			t.Fatalf("PieceCameIn(%d, %d): %v", p, b.Begin, err)
-		}
-	}
-}
+func (tr *torrent) deliver(t testing.TB, p int) { memtorrent.Deliver(t, tr.w, tr.info, tr.data, p) }
 
-func (tr *torrent) fill(t testing.TB) {
-	t.Helper()
-	for p := range tr.info.NumPieces() {
-		tr.deliver(t, p)
-	}
-}
+func (tr *torrent) fill(t testing.TB) { memtorrent.Fill(t, tr.w, tr.info, tr.data) }
 
 // served is what the server sees of tr; Stats counts tr's verified pieces.
 func (tr *torrent) served() httpserve.Torrent {

@@ -3,7 +3,6 @@ package stream_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha1"
 	"errors"
 	"io"
 	"math/rand/v2"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"btfs/internal/leakcheck"
+	"btfs/internal/memtorrent"
 	"btfs/internal/poll"
 	"btfs/metainfo"
 	"btfs/picker"
@@ -36,46 +36,16 @@ func newTorrent(t testing.TB, pieceLen, total int64) *torrent {
 	t.Helper()
 	data := make([]byte, total)
 	_, _ = rand.NewChaCha8([32]byte{byte(pieceLen), byte(total)}).Read(data)
-	n := int((total + pieceLen - 1) / pieceLen)
-	info := &metainfo.Info{Name: "t", PieceLength: pieceLen, TotalLength: total, Pieces: make([]metainfo.Hash, n)}
-	for p := range n {
-		info.Pieces[p] = sha1.Sum(data[int64(p)*pieceLen : min(int64(p+1)*pieceLen, total)])
-	}
+	info := &metainfo.Info{Name: "t", PieceLength: pieceLen, TotalLength: total}
 	info.Files = []metainfo.File{{Path: []string{"t"}, Length: total}}
-	w, err := storagewrapper.New(info, storagewrapper.NewMemStore(info), storagewrapper.Config{})
-	if err != nil {
-		t.Fatalf("storagewrapper.New: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := w.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return &torrent{info: info, data: data, w: w}
+	return &torrent{info: info, data: data, w: memtorrent.Open(t, info, data)}
 }
 
 // deliver hands every block of piece p to the wrapper: p is verified.
-func (tr *torrent) deliver(t testing.TB, p int) {
-	t.Helper()
-	for {
-		b, st := tr.w.NewRequest(p)
-		if !st.OK() {
-			return
-		}
-		off := tr.info.PieceOffset(p) + b.Begin
-		if _, err := tr.w.PieceCameIn(p, b.Begin, tr.data[off:off+int64(b.Length)], "test"); err != nil {
-			t.Fatalf("PieceCameIn(%d, %d): %v", p, b.Begin, err)
-		}
-	}
-}
+func (tr *torrent) deliver(t testing.TB, p int) { memtorrent.Deliver(t, tr.w, tr.info, tr.data, p) }
 
 // fill verifies every piece.
-func (tr *torrent) fill(t testing.TB) {
-	t.Helper()
-	for p := range tr.info.NumPieces() {
-		tr.deliver(t, p)
-	}
-}
+func (tr *torrent) fill(t testing.TB) { memtorrent.Fill(t, tr.w, tr.info, tr.data) }
 
 // wantsOf returns the wants of priority pr registered now, as [start, end)
 // torrent offsets, in order.
