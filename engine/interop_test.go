@@ -147,26 +147,11 @@ func TestAria2AndTransmissionSeed(t *testing.T) {
 	// Seeders close their connection to a peer that completes (seed to
 	// seed), so the per-peer counts are read while the download runs.
 	from := map[netip.Addr]int64{}
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	guard := time.After(90 * time.Second)
-	for done := false; !done; {
-		select {
-		case <-tor.Complete():
-			done = true
-		case <-tick.C:
-		case <-guard:
-			st, _ := tor.Stats(context.Background())
-			t.Fatalf("not complete after 90 s: %+v", st)
-		}
-		st, err := tor.Stats(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
+	statsUntilComplete(t, tor, 90*time.Second, func(st Stats) {
 		for _, ps := range st.PerPeer {
 			from[ps.Addr.Addr()] = max(from[ps.Addr.Addr()], ps.Downloaded)
 		}
-	}
+	})
 	sameFiles(t, mi, srcDir, dst)
 	t.Logf("downloaded from aria2c %d bytes, from Transmission %d bytes", from[aria.Addr().Addr()], from[trans.Addr().Addr()])
 	for _, s := range []struct {

@@ -192,21 +192,7 @@ func TestMixedSwarm(t *testing.T) {
 		network, encr string
 	}
 	from := map[netip.Addr]seen{}
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	guard := time.After(2 * time.Minute)
-	for done := false; !done; {
-		select {
-		case <-tor.Complete():
-			done = true
-		case <-tick.C:
-		case <-guard:
-			t.Fatalf("not complete after 2 min: %+v", from)
-		}
-		st, err := tor.Stats(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
+	statsUntilComplete(t, tor, 2*time.Minute, func(st Stats) {
 		for _, ps := range st.PerPeer {
 			s := from[ps.Addr.Addr()]
 			s.down = max(s.down, ps.Downloaded)
@@ -216,7 +202,7 @@ func TestMixedSwarm(t *testing.T) {
 			}
 			from[ps.Addr.Addr()] = s
 		}
-	}
+	})
 	sameFiles(t, mi, srcDir, dst)
 	t.Logf("per seeder: %+v", from)
 	for _, s := range []struct {
