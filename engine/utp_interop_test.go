@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"expvar"
 	"fmt"
 	"net"
 	"net/netip"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"btfs/engine/utp"
+	"btfs/engine/wire"
 	"btfs/internal/poll"
 	"btfs/internal/swarmtest"
 )
@@ -218,6 +220,82 @@ func TestMixedSwarm(t *testing.T) {
 		got := from[s.addr.Addr()]
 		if got.down == 0 || (s.network != "" && got.network != s.network) || (s.encr != "-" && got.encr != s.encr) {
 			t.Errorf("%s at %v: sent %d bytes over %q, encryption %q; want some over %q, %q", s.name, s.addr, got.down, got.network, got.encr, s.network, s.encr)
+		}
+	}
+}
+
+// TestUTPReaderBehindLibtorrent: a reader that falls behind a libtorrent
+// uTP sender lets the receive window shrink below a packet, and
+// libtorrent stops. Reading the backlog must reopen the window at once:
+// go-libutp v1.3.2 queued that ACK until the next packet arrived, none
+// did, and the transfer stood still until libutp's 29 s keep-alive (the
+// 6-60 s pauses of bench/run's row T). engine/utp nudges it out.
+func TestUTPReaderBehindLibtorrent(t *testing.T) {
+	srcDir := t.TempDir()
+	const size = 4 << 20
+	torrentPath, mi := swarmtest.MakeTorrent(t, srcDir, swarmtest.TorrentOptions{Size: size, PieceLength: 256 << 10, Seed: 31})
+	seeder := swarmtest.StartLibtorrent(t, torrentPath, srcDir, "127.0.0.2", swarmtest.LibtorrentOptions{Settings: swarmtest.LibtorrentUTPOnly})
+	sock := utpSocket(t, "127.0.0.1")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var conn net.Conn
+	poll.UntilNil(t, 30*time.Second, "a uTP connection to libtorrent", func() error {
+		var err error
+		conn, err = sock.Dial(ctx, seeder.Addr().String())
+		return err
+	})
+	t.Cleanup(func() { conn.Close() })
+	if _, err := wire.Initiate(ctx, conn, rawHandshake(mi, false)); err != nil {
+		t.Fatal(err)
+	}
+	r, w := wire.NewReader(conn, wire.Limits{}), wire.NewWriter(conn)
+	if err := w.WriteMessage(wire.Message{ID: wire.Interested}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for {
+		m, err := r.ReadMessage()
+		if err != nil {
+			t.Fatalf("waiting for unchoke: %v", err)
+		}
+		if !m.KeepAlive && m.ID == wire.Unchoke {
+			break
+		}
+	}
+	const block = 16 << 10
+	for off := int64(0); off < size; off += block {
+		pl := mi.Info.PieceLength
+		if err := w.WriteMessage(wire.Message{ID: wire.Request, Index: uint32(off / pl), Begin: uint32(off % pl), Length: block}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	// Read nothing until libtorrent has stopped sending: the window is
+	// closed (4 MiB asked, libutp's receive buffer is 1 MiB).
+	received := expvar.Get("utpSocketUtpPacketsReceived").(*expvar.Int)
+	last, same := int64(-1), 0
+	poll.Until(t, 20*time.Second, "libtorrent to stop on a closed window", func() bool {
+		if n := received.Value(); n != last {
+			last, same = n, 0
+		}
+		same++
+		return same > 50
+	})
+	// libtorrent's stall would last 29 s: 20 s tells it from a transfer.
+	conn.SetReadDeadline(time.Now().Add(20 * time.Second))
+	got := int64(0)
+	for got < size {
+		m, err := r.ReadMessage()
+		if err != nil {
+			t.Fatalf("read %d of %d bytes after the window closed: %v", got, int64(size), err)
+		}
+		if !m.KeepAlive && m.ID == wire.Piece {
+			got += int64(len(m.Block))
 		}
 	}
 }

@@ -11,7 +11,8 @@
 // connections (in total and per IP, checked before libutp allocates
 // anything for a SYN), incoming connections handed on only once they sent
 // data (forged SYNs never reach the engine), views that can be closed
-// without closing the shared socket, grown kernel buffers, and a Close
+// without closing the shared socket, grown kernel buffers, the window
+// update a lagging reader owes its sender (see nudge.go), and a Close
 // that ends every goroutine.
 package utp
 
@@ -73,7 +74,10 @@ type Socket struct {
 	accepted chan *conn
 	// packets carries datagrams that are not uTP to the PacketConn views.
 	packets chan packet
-	wg      sync.WaitGroup // the pumps and the first-data waiters
+	// nudges wakes the nudger (nudge.go); self is where it sends.
+	nudges chan struct{}
+	self   net.Addr
+	wg     sync.WaitGroup // the pumps, the nudger and the first-data waiters
 
 	mu       sync.Mutex         // guards the fields below
 	incoming int                // live incoming connections (accepted, not yet closed)
@@ -128,14 +132,17 @@ func Listen(addr string, cfg Config) (*Socket, error) {
 		closing:  make(chan struct{}),
 		accepted: make(chan *conn, acceptQueue),
 		packets:  make(chan packet, packetQueue),
+		nudges:   make(chan struct{}, 1),
+		self:     selfAddr(lib.Addr()),
 		perIP:    map[netip.Addr]int{},
 	}
 	// Called by libutp, under its package lock, for each SYN of a new
 	// connection before it allocates anything: true ignores the SYN.
 	lib.SetSyncFirewallCallback(s.refuse)
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.acceptPump()
 	go s.packetPump()
+	go s.nudger()
 	return s, nil
 }
 
@@ -173,7 +180,7 @@ func (s *Socket) acceptPump() {
 			nc.Close()
 			continue
 		}
-		c := &conn{Conn: nc}
+		c := &conn{Conn: nc, s: s}
 		c.release = func() {
 			s.mu.Lock()
 			defer s.mu.Unlock()
@@ -265,7 +272,7 @@ func (s *Socket) Dial(ctx context.Context, addr string) (net.Conn, error) {
 		}
 		return nil, fmt.Errorf("utp: dial %s: %w", addr, err)
 	}
-	return &conn{Conn: c}, nil
+	return &conn{Conn: c, s: s}, nil
 }
 
 func (s *Socket) is4() bool {
@@ -313,6 +320,8 @@ func (s *Socket) Stats() Stats {
 // caps back when closed.
 type conn struct {
 	net.Conn
+	s       *Socket
+	lag     lag
 	once    sync.Once
 	release func() // nil for outgoing connections
 	// first holds an accepted connection's first byte, read before
@@ -327,7 +336,9 @@ func (c *conn) Read(b []byte) (int, error) {
 		c.peeked = c.peeked[n:]
 		return n, nil
 	}
-	return c.Conn.Read(b)
+	n, err := c.Conn.Read(b)
+	c.lag.read(c.s, n, len(b))
+	return n, err
 }
 
 // RemoteAddr is the peer's UDP address, an IPv4 one unmapped (a socket
@@ -338,6 +349,7 @@ func (c *conn) RemoteAddr() net.Addr {
 
 func (c *conn) Close() error {
 	err := c.Conn.Close()
+	c.lag.stop()
 	c.once.Do(func() {
 		if c.release != nil {
 			c.release()
