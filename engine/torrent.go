@@ -117,7 +117,7 @@ type Config struct {
 	// its incoming connections join the TCP ones. The caller owns it (the
 	// DHT may share it) and closes it after the Torrent. Dials use it when
 	// the Transport has a transport.UTPDialer for it (the default
-	// Transport does: uTP first, TCP after a head start).
+	// Transport does: uTP preferred, TCP dialled at the same time).
 	UTP *utp.Socket
 	// Transport dials and accepts connections (encryption policy, uTP);
 	// nil means a TCP transport with the default policy (encryption

@@ -152,7 +152,7 @@ func flood(ctx context.Context, t *testing.T, addr net.Addr) {
 }
 
 // TestUTPFallsBackToTCP: btfs speaks uTP, libtorrent only TCP (it ignores
-// uTP): the dial falls back to TCP after uTP's head start and downloads.
+// uTP): TCP connects while uTP gets no answer, and downloads.
 func TestUTPFallsBackToTCP(t *testing.T) {
 	srcDir := t.TempDir()
 	torrentPath, mi := swarmtest.MakeTorrent(t, srcDir, swarmtest.TorrentOptions{PieceLength: 64 << 10, Seed: 31})

@@ -110,11 +110,16 @@ type Config struct {
 	Policy Policy
 	// Dialers are tried in order of preference; nil means TCP only. Each
 	// starts HeadStart after the one before it (or at once when that one
-	// failed), and the first to connect wins (utp.go).
+	// failed), and a connection of a less preferred one waits briefly for
+	// the more preferred ones (utp.go).
 	Dialers []Dialer
 	// HeadStart is how long a dialler runs alone before the next one
-	// joins; 0 means DefaultHeadStart.
+	// joins; 0 starts them all at once.
 	HeadStart time.Duration
+	// PreferGrace is how long, beyond twice its own connect time, a
+	// connection waits for a more preferred dialler still running (0:
+	// DefaultPreferGrace).
+	PreferGrace time.Duration
 	// DialTimeout bounds connecting, HandshakeTimeout the MSE and
 	// BitTorrent handshakes after it (0: the defaults).
 	DialTimeout, HandshakeTimeout time.Duration
@@ -225,8 +230,8 @@ func New(cfg Config) *Transport {
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = DefaultHandshakeTimeout
 	}
-	if cfg.HeadStart <= 0 {
-		cfg.HeadStart = DefaultHeadStart
+	if cfg.PreferGrace <= 0 {
+		cfg.PreferGrace = DefaultPreferGrace
 	}
 	if cfg.MaxAccepting <= 0 {
 		cfg.MaxAccepting = DefaultMaxAccepting

@@ -12,19 +12,21 @@ import (
 	"btfs/engine/utp"
 )
 
-// Outgoing connections try uTP first, as libtorrent does: uTP's LEDBAT
+// Outgoing connections prefer uTP, as libtorrent does: uTP's LEDBAT
 // yields to the user's other traffic, and many home peers behind NAT are
 // reachable only over uTP. But a peer that speaks only TCP (aria2, many
-// seedboxes) must not cost libtorrent's ~3.5 s of SYN retries: each
-// dialler after the first starts after a head start (DefaultHeadStart) or
-// at once when the one before failed, and the first to connect wins
-// ("happy eyeballs" with uTP preferred). The dialler that connected is
-// remembered per address: the next dial uses it alone, until it fails.
+// seedboxes) must not cost libtorrent's ~3.5 s of SYN retries, nor a
+// fixed head start (a second on every first connection to such a peer,
+// the whole first-byte time of a fresh mount on a TCP-only swarm): uTP
+// and TCP are dialled at once, and a TCP connection that comes first
+// waits for uTP only as long as a peer speaking both would take to answer
+// it (race). The dialler that connected is remembered per address: the
+// next dial uses it alone, until it fails.
 
-// DefaultHeadStart is how long a dialler (uTP) runs alone before the next
-// (TCP) joins. Round trips to real peers are mostly under 300 ms; uTP's
-// first SYN retransmission comes after 3 s.
-const DefaultHeadStart = time.Second
+// DefaultPreferGrace is what a held TCP connection waits for uTP beyond
+// twice its own connect time: libutp's processing and scheduling, which
+// add a little to uTP's round trip.
+const DefaultPreferGrace = 5 * time.Millisecond
 
 // UTPDialer dials uTP from a socket (the one that listens, so that the
 // peer sees our listen port as the source).
@@ -148,22 +150,33 @@ func (t *Transport) connect(ctx context.Context, addr netip.AddrPort) (net.Conn,
 }
 
 // race runs the diallers in order of preference, each HeadStart after the
-// one before or as soon as it failed; the first connection wins and the
-// others are cancelled (or closed, if they connected too). failed lists
-// the networks whose dial failed before a winner, in order.
+// one before (0: all at once) or as soon as it failed. A connection of the
+// most preferred dialler still running wins at once; one of a less
+// preferred dialler (TCP) is held while a more preferred one (uTP) may
+// still answer: up to twice the time it took plus PreferGrace, since a
+// peer that speaks both answers both in about one round trip. The losers
+// are cancelled (or closed, if they connected too). failed lists the
+// networks whose dial failed, or gave no answer within the grace, before a
+// winner, in order.
 func (t *Transport) race(ctx context.Context, addr netip.AddrPort, dialers []Dialer) (c net.Conn, network string, failed []string, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
 		c       net.Conn
 		network string
+		rank    int           // the dialler's place in dialers
+		took    time.Duration // from its start to its result
 		err     error
 	}
 	results := make(chan result, len(dialers))
-	next := 0
+	running := make([]bool, len(dialers))
+	next, pending := 0, 0
 	start := func() {
-		d := dialers[next]
+		rank, d := next, dialers[next]
 		next++
+		pending++
+		running[rank] = true
+		begun := time.Now()
 		go func() {
 			dctx, dcancel := context.WithTimeout(ctx, t.cfg.DialTimeout)
 			defer dcancel()
@@ -171,41 +184,75 @@ func (t *Transport) race(ctx context.Context, addr netip.AddrPort, dialers []Dia
 			if err != nil {
 				err = fmt.Errorf("%s: %w", d.Network(), err)
 			}
-			results <- result{c, d.Network(), err}
+			results <- result{c, d.Network(), rank, time.Since(begun), err}
 		}()
 	}
+	// preferredRunning reports whether a dialler preferred to rank's has
+	// not answered yet.
+	preferredRunning := func(rank int) bool { return slices.Contains(running[:rank], true) }
+	// win ends the race with r: the others are cancelled, and those that
+	// connected all the same are closed.
+	win := func(r result) (net.Conn, string, []string, error) {
+		cancel()
+		for ; pending > 0; pending-- {
+			if l := <-results; l.c != nil {
+				l.c.Close()
+			}
+		}
+		return r.c, r.network, failed, nil
+	}
 	start()
-	pending := 1
-	timer := time.NewTimer(t.cfg.HeadStart)
-	defer timer.Stop()
+	for t.cfg.HeadStart <= 0 && next < len(dialers) {
+		start()
+	}
+	stagger := time.NewTimer(t.cfg.HeadStart)
+	defer stagger.Stop()
+	var held *result
+	var grace <-chan time.Time
 	var errs []error
 	for pending > 0 {
 		select {
-		case <-timer.C:
-			if next < len(dialers) {
+		case <-stagger.C:
+			if next < len(dialers) && held == nil {
 				start()
-				pending++
-				timer.Reset(t.cfg.HeadStart)
+				stagger.Reset(t.cfg.HeadStart)
 			}
+		case <-grace:
+			for rank, r := range running[:held.rank] {
+				if r {
+					failed = append(failed, dialers[rank].Network())
+				}
+			}
+			return win(*held)
 		case r := <-results:
 			pending--
-			if r.err == nil {
-				cancel()
-				for ; pending > 0; pending-- { // the losers: cancelled, or late successes
-					if l := <-results; l.c != nil {
-						l.c.Close()
-					}
+			running[r.rank] = false
+			switch {
+			case r.err == nil && held != nil && r.rank > held.rank:
+				r.c.Close() // less preferred than the one held
+			case r.err == nil && held != nil:
+				held.c.Close()
+				return win(r)
+			case r.err == nil && preferredRunning(r.rank):
+				held = &r
+				grace = time.After(2*r.took + t.cfg.PreferGrace)
+			case r.err == nil:
+				return win(r)
+			default:
+				errs = append(errs, r.err)
+				failed = append(failed, r.network)
+				if held != nil && !preferredRunning(held.rank) {
+					return win(*held)
 				}
-				return r.c, r.network, failed, nil
-			}
-			errs = append(errs, r.err)
-			failed = append(failed, r.network)
-			if next < len(dialers) && ctx.Err() == nil {
-				start()
-				pending++
-				timer.Reset(t.cfg.HeadStart)
+				if held == nil && next < len(dialers) && ctx.Err() == nil {
+					start()
+					stagger.Reset(t.cfg.HeadStart)
+				}
 			}
 		}
+	}
+	if held != nil {
+		return win(*held)
 	}
 	return nil, "", failed, errors.Join(errs...)
 }

@@ -2,6 +2,8 @@ package transport
 
 import (
 	"context"
+	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -239,6 +241,100 @@ func TestUTPCounts(t *testing.T) {
 			got := lines.lines()
 			if tc.line == "" && len(got) != 0 || tc.line != "" && !slices.Equal(got, []string{tc.line}) {
 				t.Fatalf("logged %q, want %q once", got, tc.line)
+			}
+		})
+	}
+}
+
+// fakeDialer answers when told: each Dial reports that it started on
+// started, then returns what answer carries (a connection or an error) or
+// the context's error.
+type fakeDialer struct {
+	network string
+	started chan struct{}
+	answer  chan error // nil error: a connection
+	conns   chan net.Conn
+}
+
+func newFake(network string) *fakeDialer {
+	return &fakeDialer{network: network, started: make(chan struct{}, 1), answer: make(chan error, 1), conns: make(chan net.Conn, 1)}
+}
+
+func (f *fakeDialer) Network() string { return f.network }
+
+func (f *fakeDialer) Dial(ctx context.Context, _ netip.AddrPort) (net.Conn, error) {
+	f.started <- struct{}{}
+	select {
+	case err := <-f.answer:
+		if err != nil {
+			return nil, err
+		}
+		a, b := net.Pipe()
+		f.conns <- b
+		return a, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// closed reports whether the far end of the fake's connection saw it
+// closed.
+func (f *fakeDialer) closed(t *testing.T) bool {
+	t.Helper()
+	select {
+	case b := <-f.conns:
+		b.SetReadDeadline(time.Now().Add(wait))
+		_, err := b.Read(make([]byte, 1))
+		return errors.Is(err, io.EOF)
+	default:
+		t.Fatal("no connection was made")
+		return false
+	}
+}
+
+// TestRacePrefersUTP: uTP and TCP are dialled at once; a TCP connection
+// that comes first is held while uTP may still answer, and gives way to
+// it; it wins when uTP fails or does not answer within the grace.
+func TestRacePrefersUTP(t *testing.T) {
+	refused := errors.New("refused")
+	tests := []struct {
+		name    string
+		grace   time.Duration
+		utp     func(*fakeDialer) // what uTP does once TCP answered
+		want    string
+		failed  []string
+		closure string // whose connection ends up closed, "" none
+	}{
+		{"uTP answers within the grace", time.Minute, func(f *fakeDialer) { f.answer <- nil }, "utp", nil, "tcp"},
+		{"uTP fails", time.Minute, func(f *fakeDialer) { f.answer <- refused }, "tcp", []string{"utp"}, ""},
+		{"uTP silent past the grace", time.Millisecond, func(*fakeDialer) {}, "tcp", []string{"utp"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u, tcp := newFake("utp"), newFake("tcp")
+			tr := New(Config{Dialers: []Dialer{u, tcp}, PreferGrace: tt.grace})
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			go func() {
+				<-u.started
+				<-tcp.started // both at once, without a head start
+				tcp.answer <- nil
+				// TCP has connected before uTP answers (whichever of the
+				// two results the race sees first, the outcome is the same).
+				b := <-tcp.conns
+				tcp.conns <- b
+				tt.utp(u)
+			}()
+			c, network, failed, err := tr.race(ctx, netip.MustParseAddrPort("127.0.0.1:1"), tr.cfg.Dialers)
+			if err != nil || ctx.Err() != nil {
+				t.Fatalf("race: %v (ctx %v)", err, ctx.Err())
+			}
+			defer c.Close()
+			if network != tt.want || !slices.Equal(failed, tt.failed) {
+				t.Fatalf("won by %q, failed %q; want %q, %q", network, failed, tt.want, tt.failed)
+			}
+			if tt.closure == "tcp" && !tcp.closed(t) {
+				t.Fatal("the held TCP connection was not closed")
 			}
 		})
 	}
