@@ -54,6 +54,9 @@ func (c *Store) Run(ctx context.Context, host Host) error {
 	)
 	defer func() {
 		cancel() // the workers watch ctx
+		c.mu.Lock()
+		c.spawnAdopt = nil // no worker starts after wg.Wait has begun
+		c.mu.Unlock()
 		if w != nil {
 			w.close() // the reader is parked in read(2)
 		}
@@ -75,8 +78,12 @@ func (c *Store) Run(ctx context.Context, host Host) error {
 			poll = fallbackPollInterval
 		}
 	}
-	for range c.adoptWorkers {
-		wg.Go(func() { c.adoptLoop(ctx, host) })
+	c.mu.Lock()
+	c.spawnAdopt = func() { wg.Go(func() { c.adoptLoop(ctx, host) }) }
+	pending := len(c.adoptQ)
+	c.mu.Unlock()
+	if pending > 0 {
+		c.startAdopters()
 	}
 
 	c.rescan(host)
@@ -219,50 +226,47 @@ func (c *Store) rescan(host Host) {
 	c.evictIfOver()
 }
 
-// queueAdopt asks the adopt workers to verify piece i.
+// queueAdopt asks the adopt workers to verify piece i, starting one if
+// fewer than adoptWorkers run.
 func (c *Store) queueAdopt(i int) {
 	c.mu.Lock()
 	c.adoptQ[i] = struct{}{}
 	c.mu.Unlock()
-	select {
-	case c.adoptWake <- struct{}{}:
-	default:
+	c.startAdopters()
+}
+
+// startAdopters starts workers while some pieces wait and fewer than
+// adoptWorkers run.
+func (c *Store) startAdopters() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.spawnAdopt != nil && c.adopting < c.adoptWorkers && c.adopting < len(c.adoptQ) {
+		c.adopting++
+		c.spawnAdopt()
 	}
 }
 
-// popAdopt takes the lowest piece to adopt (readers go forward), waiting
-// for one; false when ctx ends.
+// popAdopt takes the lowest piece to adopt (readers go forward); false,
+// and the worker is counted out, when there is none or ctx ended.
 func (c *Store) popAdopt(ctx context.Context) (int, bool) {
-	for {
-		c.mu.Lock()
-		if len(c.adoptQ) > 0 {
-			i := -1
-			for p := range c.adoptQ {
-				if i < 0 || p < i {
-					i = p
-				}
-			}
-			delete(c.adoptQ, i)
-			more := len(c.adoptQ) > 0
-			c.mu.Unlock()
-			if more {
-				select { // wake another worker
-				case c.adoptWake <- struct{}{}:
-				default:
-				}
-			}
-			return i, true
-		}
-		c.mu.Unlock()
-		select {
-		case <-c.adoptWake:
-		case <-ctx.Done():
-			return 0, false
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.adoptQ) == 0 || ctx.Err() != nil {
+		c.adopting--
+		return 0, false
+	}
+	i := -1
+	for p := range c.adoptQ {
+		if i < 0 || p < i {
+			i = p
 		}
 	}
+	delete(c.adoptQ, i)
+	return i, true
 }
 
-// adoptLoop verifies queued pieces into host until ctx ends.
+// adoptLoop verifies queued pieces into host until none is left or ctx
+// ends.
 func (c *Store) adoptLoop(ctx context.Context, host Host) {
 	for {
 		i, ok := c.popAdopt(ctx)
