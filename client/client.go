@@ -333,10 +333,7 @@ func (c *Client) Add(ctx context.Context, src Source, opts AddOptions) (*Torrent
 	t := newTorrent(c, src, opts)
 	c.torrents[t.ih] = t
 	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		t.run()
-	}()
+	go t.run(c.wg.Done)
 	return t, nil
 }
 

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -230,33 +229,28 @@ func (t *Torrent) fail(err error) {
 	t.log.Error("torrent stopped", "torrent", t.Name(), "err", err)
 }
 
-// run is the torrent's life; it returns once everything it opened is
-// closed.
-func (t *Torrent) run() {
-	defer close(t.done)
+// run brings the torrent up; the cleanup (closing what start opened, in
+// reverse, then done) runs once the torrent is stopped. An idle torrent
+// so costs no goroutine here: after start, nothing waits but a
+// context.AfterFunc. (Its engine's loop ends only when its context does.)
+// release is called once the cleanup has run.
+func (t *Torrent) run(release func()) {
 	var closers []func()
-	defer func() {
+	cleanup := func() {
 		for i := len(closers) - 1; i >= 0; i-- {
 			closers[i]()
 		}
-	}()
+		close(t.done)
+		release()
+	}
 	if err := t.start(&closers); err != nil {
 		if t.ctx.Err() == nil {
 			t.fail(err)
 		}
+		cleanup()
 		return
 	}
-	var engDone <-chan struct{}
-	if t.eng != nil {
-		engDone = t.eng.Done()
-	}
-	select {
-	case <-t.ctx.Done():
-	case <-engDone:
-		if t.ctx.Err() == nil {
-			t.fail(errors.New("the torrent stopped unexpectedly"))
-		}
-	}
+	context.AfterFunc(t.ctx, cleanup)
 }
 
 // start brings the torrent up to its engine, appending to closers what
@@ -307,7 +301,6 @@ func (t *Torrent) start(closers *[]func()) error {
 	if t.opts.BrowseOnly {
 		t.mi, t.data = mi, browseTorrent{n: mi.Info.NumPieces()}
 		close(t.attached)
-		<-ctx.Done()
 		return nil
 	}
 	var st storagewrapper.Store
