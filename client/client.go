@@ -71,6 +71,10 @@ type Config struct {
 	MaxDownloadRate, MaxUploadRate int64
 	// MaxPeers caps each torrent's connections (0: the engine's default).
 	MaxPeers int
+	// MaxConnections caps the connections of the whole process, every
+	// torrent's together (0: no cap beyond MaxPeers each). A torrent keeps
+	// the slots it holds: the cap bounds, it does not rebalance.
+	MaxConnections int
 	// Peers are dialled by every torrent (-peer); Trackers replaces every
 	// torrent's announce list when non-nil (an empty non-nil slice: none).
 	Peers    []netip.AddrPort
@@ -101,6 +105,7 @@ type Client struct {
 	finder engine.PeerFinder  // the DHT; nil without
 	local  engine.LocalFinder // LSD; nil without
 	extern func() int         // the port mapper's external port; nil without
+	budget *engine.Budget     // nil: unlimited
 	down   *rate.Limiter      // nil: unlimited
 	up     *rate.Limiter      // nil: unlimited
 	// closers stop the shared parts, in reverse order.
@@ -149,6 +154,7 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 // open is New's work; on error the caller closes what was opened.
 func (c *Client) open(ctx context.Context) error {
 	cfg := c.cfg
+	c.budget = engine.NewBudget(cfg.MaxConnections)
 	if cfg.MaxDownloadRate > 0 {
 		c.down = rate.NewLimiter(rate.Limit(cfg.MaxDownloadRate), engine.Burst(cfg.MaxDownloadRate))
 	}

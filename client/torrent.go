@@ -383,6 +383,7 @@ func (c *Client) engineConfig(mode picker.Mode, peers []netip.AddrPort) engine.C
 		PeerID:          c.peerID,
 		ListenAddr:      c.ListenAddr(),
 		MaxPeers:        c.cfg.MaxPeers,
+		Budget:          c.budget,
 		DownloadLimiter: c.down,
 		UploadLimiter:   c.up,
 		Mode:            mode,

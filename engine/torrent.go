@@ -75,6 +75,10 @@ type Config struct {
 	Listener net.Listener
 	// MaxPeers caps connections, both directions; 0 means DefaultMaxPeers.
 	MaxPeers int
+	// Budget, when set, caps the connections (and dials) of every
+	// Torrent sharing it: a client's limit for the whole process. nil
+	// means no limit beyond MaxPeers.
+	Budget *Budget
 	// MaxDownloadRate and MaxUploadRate cap bytes/s; 0 means unlimited.
 	MaxDownloadRate, MaxUploadRate int64
 	// DownloadLimiter and UploadLimiter, when set, are shared with other

@@ -22,12 +22,17 @@ import (
 	"btfs/picker"
 )
 
+// defaultMaxConnections is -max-connections's default: more than one
+// torrent's -max-peers, so that a mount of one torrent is not capped by it.
+const defaultMaxConnections = 400
+
 // swarmFlags are the flags every command that joins a swarm shares.
 type swarmFlags struct {
 	listen     string
 	maxDown    string
 	maxUp      string
 	maxPeers   int
+	maxConns   int
 	peers      multiFlag
 	trackers   multiFlag
 	noTrackers bool
@@ -55,6 +60,7 @@ func (f *swarmFlags) register(fl *flag.FlagSet) {
 	fl.StringVar(&f.maxDown, "max-download-rate", "", "cap downloads at this `rate` in bytes/s, e.g. 5MB (empty: unlimited)")
 	fl.StringVar(&f.maxUp, "max-upload-rate", "", "cap uploads at this `rate` in bytes/s, e.g. 500KB (empty: unlimited)")
 	fl.IntVar(&f.maxPeers, "max-peers", engine.DefaultMaxPeers, "at most this `number` of peer connections")
+	fl.IntVar(&f.maxConns, "max-connections", defaultMaxConnections, "at most this `number` of peer connections for the whole process (a library's torrents share them)")
 	fl.Var(&f.peers, "peer", "also connect to this `host:port` (repeatable)")
 	fl.Var(&f.trackers, "tracker", "announce to this `URL` instead of the torrent's trackers (repeatable)")
 	fl.BoolVar(&f.noTrackers, "no-trackers", false, "contact no tracker (use -peer)")
@@ -100,7 +106,7 @@ func (f *swarmFlags) clientConfig(log *slog.Logger, mode picker.Mode, cacheDir s
 		Logger: log, CacheDir: cacheDir, Listen: f.listen, UTP: f.utp,
 		DHT: !f.noDHT && !private, DHTBootstrap: f.dhtBootstrap,
 		LSD: !f.noLSD && !private, PortMap: !f.noPortMap,
-		MaxPeers: f.maxPeers, Mode: mode, NoWebSeeds: f.noWebSeeds,
+		MaxPeers: f.maxPeers, MaxConnections: f.maxConns, Mode: mode, NoWebSeeds: f.noWebSeeds,
 	}
 	var err error
 	if f.encryption != "" { // flags not registered (the demo): the default
