@@ -48,7 +48,10 @@ type Library struct {
 
 	mu      sync.Mutex
 	entries map[metainfo.Hash]*entry
-	saveMu  sync.Mutex // one state write at a time, in order
+	// dismissed are watched files whose torrent `btfs rm` removed: the
+	// watcher leaves them alone until they are deleted.
+	dismissed map[string]bool
+	saveMu    sync.Mutex // one state write at a time, in order
 }
 
 // entry is one torrent of the library.
@@ -81,7 +84,7 @@ type state struct {
 
 // New returns a Library over an empty library mount.
 func New(cfg Config) *Library {
-	l := &Library{cfg: cfg, log: cfg.Logger, entries: map[metainfo.Hash]*entry{}}
+	l := &Library{cfg: cfg, log: cfg.Logger, entries: map[metainfo.Hash]*entry{}, dismissed: map[string]bool{}}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
 	}
@@ -251,6 +254,11 @@ func (l *Library) Remove(ctx context.Context, name string) (control.Entry, error
 	l.mu.Unlock()
 	if e == nil {
 		return control.Entry{}, fmt.Errorf("no torrent named %q in the library", name)
+	}
+	if e.origin != "" {
+		l.mu.Lock()
+		l.dismissed[e.origin] = true
+		l.mu.Unlock()
 	}
 	return l.remove(ctx, e)
 }

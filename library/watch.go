@@ -76,6 +76,10 @@ func (w *watcher) scan(ctx context.Context) {
 		if w.l.hasOrigin(path) {
 			continue
 		}
+		if w.l.isDismissed(path) {
+			w.l.log.Debug("library: watched file left alone: its torrent was removed by rm", "file", path)
+			continue
+		}
 		fi, err := de.Info()
 		if err != nil {
 			continue
@@ -97,6 +101,11 @@ func (w *watcher) scan(ctx context.Context) {
 		}
 	}
 	w.l.mu.Lock()
+	for path := range w.l.dismissed {
+		if filepath.Dir(path) == filepath.Clean(w.dir) && !present[path] {
+			delete(w.l.dismissed, path)
+		}
+	}
 	var gone []*entry
 	for _, e := range w.l.entries {
 		if e.origin != "" && filepath.Dir(e.origin) == filepath.Clean(w.dir) && !present[e.origin] {
@@ -155,6 +164,13 @@ func (l *Library) hasOrigin(path string) bool {
 		}
 	}
 	return false
+}
+
+// isDismissed reports whether `btfs rm` removed the torrent of path.
+func (l *Library) isDismissed(path string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.dismissed[path]
 }
 
 // byHash is the entry of ih, or nil.

@@ -283,7 +283,8 @@ func TestLibraryRestart(t *testing.T) {
 }
 
 // TestLibraryWatch: -watch DIR adds the .torrent and .magnet files put
-// there, and removes the torrent of a file deleted from it.
+// there, leaves alone a file whose torrent `btfs rm` removed, and removes
+// the torrent of a file deleted from it.
 func TestLibraryWatch(t *testing.T) {
 	s := startSwarm(t, swarmtest.TorrentOptions{Name: "watched.bin", Size: 200 << 10, PieceLength: 16 << 10, Seed: 160}, true)
 	dir2 := t.TempDir()
@@ -316,13 +317,21 @@ func TestLibraryWatch(t *testing.T) {
 	if err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("the watched magnet's file: %d bytes, %v", len(got), err)
 	}
+	// btfs rm of a watched torrent keeps it out while its file stays.
+	l.must(t, "rm", mp, "magnetic.bin")
+	poll.Until(t, 10*time.Second, "the rm'd torrent to go", func() bool { return len(names(t, l.mp)) == 1 })
+	added := strings.Count(l.p.out.String(), "torrent added to the library")
+	poll.Until(t, 10*time.Second, "two scans to leave the rm'd file alone", func() bool {
+		return strings.Count(l.p.out.String(), "watched file left alone") >= 2
+	})
+	if n := names(t, mp); len(n) != 1 || n[0] != "watched.bin" || strings.Count(l.p.out.String(), "torrent added to the library") != added {
+		t.Fatalf("after rm of a watched torrent the library lists %v", n)
+	}
+	// Deleting a watched file removes its torrent.
 	if err := os.Remove(filepath.Join(watch, "x.torrent")); err != nil {
 		t.Fatal(err)
 	}
-	poll.Until(t, 30*time.Second, "the removed file's torrent to go", func() bool {
-		n := names(t, l.mp)
-		return len(n) == 1 && n[0] == "magnetic.bin"
-	})
+	poll.Until(t, 30*time.Second, "the removed file's torrent to go", func() bool { return len(names(t, l.mp)) == 0 })
 	// A file that is not a torrent is logged, not added, and not retried
 	// while it stays the same.
 	if err := os.WriteFile(filepath.Join(watch, "junk.torrent"), []byte("not bencode"), 0o644); err != nil {
@@ -331,7 +340,7 @@ func TestLibraryWatch(t *testing.T) {
 	poll.Until(t, 30*time.Second, "the junk file to be refused", func() bool {
 		return strings.Contains(l.p.out.String(), "watched file not added")
 	})
-	if n := names(t, mp); len(n) != 1 {
+	if n := names(t, mp); len(n) != 0 {
 		t.Errorf("after a junk file the library lists %v", n)
 	}
 }
