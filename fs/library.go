@@ -156,8 +156,10 @@ func (m *Mounted) Add(ih metainfo.Hash, name string, mi *metainfo.MetaInfo, t To
 	ch := l.NewPersistentInode(context.Background(), root, fusefs.StableAttr{Mode: syscall.S_IFDIR, Ino: base + 1, Gen: st.gen})
 	l.AddChild(name, ch, false)
 	// The kernel may hold a negative entry for the name (someone looked
-	// for it before): drop it.
+	// for it before): drop it; and the root's attributes (its link count
+	// counts the torrents).
 	l.NotifyEntry(name)
+	l.NotifyContent(0, 0)
 	m.log.Info("fs: torrent added to the library", "name", name, "infohash", ih, "metadata", mi != nil)
 	return name, nil
 }
@@ -227,6 +229,7 @@ func (m *Mounted) Remove(ih metainfo.Hash) (string, error) {
 		l.NotifyDelete(e.name, ch)
 		forget(ch)
 	}
+	l.NotifyContent(0, 0)
 	m.log.Info("fs: torrent removed from the library", "name", e.name, "infohash", ih)
 	return e.name, nil
 }

@@ -140,6 +140,11 @@ func TestLibraryAddRemove(t *testing.T) {
 		t.Fatalf("btfs add of a second movie.bin said %q", out)
 	}
 	poll.Until(t, 10*time.Second, "two directories", func() bool { return len(names(t, l.mp)) == 2 })
+	// The root's link count follows (find(1) trusts it).
+	var st syscall.Stat_t
+	if err := syscall.Stat(mp, &st); err != nil || st.Nlink != 4 {
+		t.Errorf("the root's link count is %d with 2 torrents (%v), want 4", st.Nlink, err)
+	}
 
 	// The second reads back whole.
 	got, err := os.ReadFile(filepath.Join(mp, "movie.bin (2)", "movie.bin"))
