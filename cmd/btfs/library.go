@@ -68,6 +68,13 @@ func (r *mountRun) library(ctx context.Context, mountpoint string) error {
 		lib.Watch(ctx, r.mf.watch)
 	}
 	fmt.Fprintf(r.stderr, "btfs: library mounted at %s (btfs add %s TORRENT)\n", mountpoint, mountpoint)
+	statusCtx, stopStatus := context.WithCancel(ctx)
+	statusDone := make(chan struct{})
+	go func() {
+		defer close(statusDone)
+		libraryStatus(statusCtx, lib, r)
+	}()
+	defer func() { stopStatus(); <-statusDone }()
 	select {
 	case <-ctx.Done():
 		r.log.Info("stopping: unmounting", "mountpoint", mountpoint)
@@ -78,6 +85,49 @@ func (r *mountRun) library(ctx context.Context, mountpoint string) error {
 	lib.Close()
 	unmount()
 	return nil
+}
+
+// libraryStatus is a library's status line: its torrents together (done,
+// rates, peers), redrawn every second on a terminal, logged every 10 s
+// elsewhere (and only when something flows).
+func libraryStatus(ctx context.Context, lib *library.Library, r *mountRun) {
+	if r.sf.quiet {
+		return
+	}
+	term := isTerminal(r.stderr)
+	every := 10 * time.Second
+	if term {
+		every = time.Second
+	}
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if term {
+				fmt.Fprintln(r.stderr)
+			}
+			return
+		case <-tick.C:
+		}
+		es, err := lib.List(ctx)
+		if err != nil {
+			continue
+		}
+		var size, verified int64
+		var down, up float64
+		peers := 0
+		for _, e := range es {
+			size, verified, down, up, peers = size+e.Size, verified+e.Verified, down+e.Down, up+e.Up, peers+e.Peers
+		}
+		if term {
+			fmt.Fprintf(r.stderr, "\r\033[K%d torrents  %s of %s  ↓ %s  ↑ %s  peers %d", len(es),
+				fmtBytes(verified), fmtBytes(size), rateString(down), rateString(up), peers)
+		} else if down+up > 0 {
+			r.log.Info("library status", "torrents", len(es), "verified", verified, "size", size,
+				"down", rateString(down), "up", rateString(up), "peers", peers)
+		}
+	}
 }
 
 // libraryStatePath is the state file of the library mounted at abs: one
