@@ -190,9 +190,14 @@ type Store struct {
 	host Host
 	// stop cancels Run's context; nil before Run.
 	stop context.CancelFunc
-	// adoptQ holds the pieces to adopt; adoptWake signals the workers.
-	adoptQ    map[int]struct{}
-	adoptWake chan struct{}
+	// adoptQ holds the pieces to adopt. Workers exist only while it has
+	// some (an idle torrent costs no goroutine for them): queueAdopt
+	// starts one through spawnAdopt while fewer than adoptWorkers run
+	// (adopting counts them), and a worker that finds adoptQ empty ends.
+	// spawnAdopt is set by Run, nil before and once Run is ending.
+	adoptQ     map[int]struct{}
+	adopting   int
+	spawnAdopt func()
 	// wake signals Run: evict, or check the refused claims now.
 	wake chan struct{}
 }
@@ -242,7 +247,6 @@ func Open(dir string, info *metainfo.Info, opts Options) (*Store, error) {
 		read:         map[int]struct{}{},
 		present:      bitfield.New(info.NumPieces()),
 		adoptQ:       map[int]struct{}{},
-		adoptWake:    make(chan struct{}, 1),
 		wake:         make(chan struct{}, 1),
 		runDone:      make(chan struct{}),
 	}

@@ -49,13 +49,16 @@ func (c *Store) Run(ctx context.Context, host Host) error {
 	var (
 		wg     sync.WaitGroup
 		w      *watcher
-		events chan []fsEvent
+		events chan struct{} // w's wake; nil without inotify
 		err    error
 	)
 	defer func() {
 		cancel() // the workers watch ctx
+		c.mu.Lock()
+		c.spawnAdopt = nil // no worker starts after wg.Wait has begun
+		c.mu.Unlock()
 		if w != nil {
-			w.close() // the reader is parked in read(2)
+			w.close()
 		}
 		wg.Wait()
 	}()
@@ -65,8 +68,7 @@ func (c *Store) Run(ctx context.Context, host Host) error {
 		if err != nil {
 			c.log.Warn("cache: inotify unavailable; polling the cache directory", "err", err)
 		} else {
-			events = make(chan []fsEvent, 16)
-			wg.Go(func() { w.run(ctx, events) })
+			events = w.wake
 		}
 	}
 	if poll <= 0 {
@@ -75,8 +77,12 @@ func (c *Store) Run(ctx context.Context, host Host) error {
 			poll = fallbackPollInterval
 		}
 	}
-	for range c.adoptWorkers {
-		wg.Go(func() { c.adoptLoop(ctx, host) })
+	c.mu.Lock()
+	c.spawnAdopt = func() { wg.Go(func() { c.adoptLoop(ctx, host) }) }
+	pending := len(c.adoptQ)
+	c.mu.Unlock()
+	if pending > 0 {
+		c.startAdopters()
 	}
 
 	c.rescan(host)
@@ -88,8 +94,8 @@ func (c *Store) Run(ctx context.Context, host Host) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case batch := <-events:
-			for _, ev := range batch {
+		case <-events:
+			for _, ev := range w.take() {
 				c.handle(ev, host)
 			}
 			c.evictIfOver()
@@ -219,50 +225,47 @@ func (c *Store) rescan(host Host) {
 	c.evictIfOver()
 }
 
-// queueAdopt asks the adopt workers to verify piece i.
+// queueAdopt asks the adopt workers to verify piece i, starting one if
+// fewer than adoptWorkers run.
 func (c *Store) queueAdopt(i int) {
 	c.mu.Lock()
 	c.adoptQ[i] = struct{}{}
 	c.mu.Unlock()
-	select {
-	case c.adoptWake <- struct{}{}:
-	default:
+	c.startAdopters()
+}
+
+// startAdopters starts workers while some pieces wait and fewer than
+// adoptWorkers run.
+func (c *Store) startAdopters() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.spawnAdopt != nil && c.adopting < c.adoptWorkers && c.adopting < len(c.adoptQ) {
+		c.adopting++
+		c.spawnAdopt()
 	}
 }
 
-// popAdopt takes the lowest piece to adopt (readers go forward), waiting
-// for one; false when ctx ends.
+// popAdopt takes the lowest piece to adopt (readers go forward); false,
+// and the worker is counted out, when there is none or ctx ended.
 func (c *Store) popAdopt(ctx context.Context) (int, bool) {
-	for {
-		c.mu.Lock()
-		if len(c.adoptQ) > 0 {
-			i := -1
-			for p := range c.adoptQ {
-				if i < 0 || p < i {
-					i = p
-				}
-			}
-			delete(c.adoptQ, i)
-			more := len(c.adoptQ) > 0
-			c.mu.Unlock()
-			if more {
-				select { // wake another worker
-				case c.adoptWake <- struct{}{}:
-				default:
-				}
-			}
-			return i, true
-		}
-		c.mu.Unlock()
-		select {
-		case <-c.adoptWake:
-		case <-ctx.Done():
-			return 0, false
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.adoptQ) == 0 || ctx.Err() != nil {
+		c.adopting--
+		return 0, false
+	}
+	i := -1
+	for p := range c.adoptQ {
+		if i < 0 || p < i {
+			i = p
 		}
 	}
+	delete(c.adoptQ, i)
+	return i, true
 }
 
-// adoptLoop verifies queued pieces into host until ctx ends.
+// adoptLoop verifies queued pieces into host until none is left or ctx
+// ends.
 func (c *Store) adoptLoop(ctx context.Context, host Host) {
 	for {
 		i, ok := c.popAdopt(ctx)
@@ -313,17 +316,6 @@ type fsEvent struct {
 	mask uint32
 }
 
-// watcher is an inotify instance over the watched directories.
-type watcher struct {
-	// f is the inotify descriptor, non-blocking, on Go's poller: Read
-	// parks the goroutine and Close wakes it.
-	f *os.File
-	// kinds maps watch descriptors to directories.
-	kinds map[int32]dirKind
-	// closeOnce guards f.Close.
-	closeOnce sync.Once
-}
-
 // watchMask is what each directory is watched for.
 var watchMask = map[dirKind]uint32{
 	piecesKind: unix.IN_MOVED_TO | unix.IN_CLOSE_WRITE | unix.IN_DELETE | unix.IN_MOVED_FROM,
@@ -331,53 +323,203 @@ var watchMask = map[dirKind]uint32{
 	urgentKind: unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_DELETE | unix.IN_MOVED_FROM,
 }
 
-// newWatcher watches dirs.
+// The process has one inotify instance, shared by the Stores whose Run is
+// running: an instance per Store would cost a descriptor and a reader
+// goroutine per torrent, and the kernel allows few instances per user
+// (fs.inotify.max_user_instances, 128 by default), while watches are
+// plentiful. One reader goroutine routes each event to the Stores that
+// watch its directory; it exists while some Store does.
+
+// notifier is the shared inotify instance.
+type notifier struct {
+	mu sync.Mutex
+	// f is the inotify descriptor, non-blocking, on Go's poller: Read
+	// parks the reader and Close wakes it; nil while nobody watches.
+	f *os.File
+	// subs are the subscriptions by watch descriptor (two Stores of one
+	// directory in one process share its descriptor).
+	subs map[int32][]watchTarget
+	// users counts the subscriptions.
+	users int
+	// done is closed when the reader of f has returned.
+	done chan struct{}
+}
+
+// watchTarget is a subscription and what its directory is to it.
+type watchTarget struct {
+	s    *watcher
+	kind dirKind
+}
+
+// notify is the process's notifier.
+var notify = &notifier{subs: map[int32][]watchTarget{}}
+
+// maxPending bounds the events a Store has not taken yet; past it they
+// are dropped for one overflow event (the Store rescans).
+const maxPending = 4096
+
+// watcher is one Store's subscription to the notifier: its directories'
+// events, queued until Run takes them.
+type watcher struct {
+	// wake has a value when events are pending.
+	wake chan struct{}
+	// wds are its watch descriptors, set once by watch.
+	wds []int32
+
+	// mu guards pending.
+	mu      sync.Mutex
+	pending []fsEvent
+}
+
+// newWatcher watches dirs through the shared instance.
 func newWatcher(dirs map[dirKind]string) (*watcher, error) {
-	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
-	if err != nil {
-		return nil, fmt.Errorf("inotify_init1: %w", err)
-	}
-	w := &watcher{kinds: map[int32]dirKind{}}
-	for kind, dir := range dirs {
-		wd, err := unix.InotifyAddWatch(fd, dir, watchMask[kind])
+	return notify.watch(dirs)
+}
+
+func (n *notifier) watch(dirs map[dirKind]string) (*watcher, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.f == nil {
+		fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 		if err != nil {
-			unix.Close(fd)
+			return nil, fmt.Errorf("inotify_init1: %w", err)
+		}
+		n.f = os.NewFile(uintptr(fd), "inotify")
+		n.done = make(chan struct{})
+		go n.read(n.f, n.done)
+	}
+	w := &watcher{wake: make(chan struct{}, 1)}
+	fd := int(n.f.Fd())
+	for kind, dir := range dirs {
+		// IN_MASK_ADD: another Store of the same directory keeps what it
+		// watches for.
+		wd, err := unix.InotifyAddWatch(fd, dir, watchMask[kind]|unix.IN_MASK_ADD)
+		if err != nil {
+			n.unwatchLocked(w)
+			n.closeIfUnused()
 			return nil, fmt.Errorf("inotify_add_watch %s: %w", dir, err)
 		}
-		w.kinds[int32(wd)] = kind
+		w.wds = append(w.wds, int32(wd))
+		n.subs[int32(wd)] = append(n.subs[int32(wd)], watchTarget{w, kind})
 	}
-	w.f = os.NewFile(uintptr(fd), "inotify")
+	n.users++
 	return w, nil
 }
 
-// close ends the watcher; run returns.
-func (w *watcher) close() { w.closeOnce.Do(func() { w.f.Close() }) }
+// unwatchLocked removes w's targets, and the watches nobody else uses;
+// n.mu held.
+func (n *notifier) unwatchLocked(w *watcher) {
+	for _, wd := range w.wds {
+		ts := slices.DeleteFunc(n.subs[wd], func(t watchTarget) bool { return t.s == w })
+		if len(ts) == 0 {
+			delete(n.subs, wd)
+			unix.InotifyRmWatch(int(n.f.Fd()), uint32(wd))
+		} else {
+			n.subs[wd] = ts
+		}
+	}
+	w.wds = nil
+}
 
-// run reads events and sends them in batches until the watcher is closed
-// or ctx ends.
-func (w *watcher) run(ctx context.Context, out chan<- []fsEvent) {
+// closeIfUnused closes the instance when nobody watches; n.mu held. It
+// returns the reader's done channel to wait on (after unlocking), or nil.
+func (n *notifier) closeIfUnused() chan struct{} {
+	if n.users > 0 || n.f == nil {
+		return nil
+	}
+	n.f.Close()
+	n.f = nil
+	clear(n.subs)
+	return n.done
+}
+
+// close ends w's subscription; the last one closes the instance and waits
+// for its reader.
+func (w *watcher) close() {
+	n := notify
+	n.mu.Lock()
+	if w.wds == nil && n.f == nil {
+		n.mu.Unlock()
+		return
+	}
+	n.unwatchLocked(w)
+	n.users--
+	done := n.closeIfUnused()
+	n.mu.Unlock()
+	if done != nil {
+		<-done
+	}
+}
+
+// take returns the events pending.
+func (w *watcher) take() []fsEvent {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := w.pending
+	w.pending = nil
+	return out
+}
+
+// add queues ev for w and wakes its Run.
+func (w *watcher) add(ev fsEvent) {
+	w.mu.Lock()
+	switch {
+	case len(w.pending) < maxPending:
+		w.pending = append(w.pending, ev)
+	case w.pending[len(w.pending)-1].mask&unix.IN_Q_OVERFLOW == 0:
+		w.pending = append(w.pending, fsEvent{mask: unix.IN_Q_OVERFLOW}) // rescan
+	}
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// read routes the events of f until it is closed.
+func (n *notifier) read(f *os.File, done chan struct{}) {
+	defer close(done)
 	buf := make([]byte, 64<<10)
 	for {
-		n, err := w.f.Read(buf)
+		k, err := f.Read(buf)
 		if err != nil {
 			return
 		}
-		batch := w.parse(buf[:n])
-		if len(batch) == 0 {
+		n.route(buf[:k])
+	}
+}
+
+// route hands each event of b to the watchers of its directory; an
+// overflow of the instance goes to every watcher.
+func (n *notifier) route(b []byte) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, ev := range parseEvents(b) {
+		if ev.mask&unix.IN_Q_OVERFLOW != 0 {
+			for _, ts := range n.subs {
+				for _, t := range ts {
+					t.s.add(fsEvent{mask: ev.mask})
+				}
+			}
 			continue
 		}
-		select {
-		case out <- batch:
-		case <-ctx.Done():
-			return
+		for _, t := range n.subs[ev.wd] {
+			t.s.add(fsEvent{kind: t.kind, name: ev.name, mask: ev.mask})
 		}
 	}
 }
 
-// parse decodes the events in b (struct inotify_event, then the name,
-// NUL-padded).
-func (w *watcher) parse(b []byte) []fsEvent {
-	var out []fsEvent
+// rawEvent is one struct inotify_event.
+type rawEvent struct {
+	wd   int32
+	mask uint32
+	name string
+}
+
+// parseEvents decodes the events in b (struct inotify_event, then the
+// name, NUL-padded).
+func parseEvents(b []byte) []rawEvent {
+	var out []rawEvent
 	for len(b) >= unix.SizeofInotifyEvent {
 		wd := int32(binary.NativeEndian.Uint32(b[0:]))
 		mask := binary.NativeEndian.Uint32(b[4:])
@@ -388,13 +530,7 @@ func (w *watcher) parse(b []byte) []fsEvent {
 		}
 		name := string(bytes.TrimRight(b[unix.SizeofInotifyEvent:end], "\x00"))
 		b = b[end:]
-		if mask&unix.IN_Q_OVERFLOW != 0 {
-			out = append(out, fsEvent{mask: mask})
-			continue
-		}
-		if kind, ok := w.kinds[wd]; ok {
-			out = append(out, fsEvent{kind: kind, name: name, mask: mask})
-		}
+		out = append(out, rawEvent{wd: wd, mask: mask, name: name})
 	}
-	return slices.Clip(out)
+	return out
 }

@@ -111,6 +111,9 @@ func (s *state) maybeDial(now time.Time) {
 		if now.Before(k.nextTry) && !(urgent && now.Sub(k.lastTry) >= urgentRedial) {
 			continue
 		}
+		if !s.t.cfg.Budget.take() {
+			return // the process's connections are all in use
+		}
 		k.dialing, k.lastTry = true, now
 		s.dialing++
 		s.t.wg.Add(1)
@@ -135,6 +138,7 @@ func (s *state) readerWaits() bool {
 
 func (s *state) onDialFailed(addr netip.AddrPort, err error) {
 	s.dialing--
+	s.t.cfg.Budget.give()
 	k := s.known[addr]
 	if k == nil {
 		return
@@ -153,11 +157,20 @@ func (s *state) onConn(ev connEvent) {
 			k.dialing = false
 		}
 	}
+	// A dial holds its slot of the budget already; an incoming
+	// connection needs one.
+	held := ev.outgoing || s.t.cfg.Budget.take()
 	reject := func(why string) {
 		s.t.log.Debug("connection refused", "addr", ev.addr, "why", why)
 		ev.conn.Close()
+		if held {
+			s.t.cfg.Budget.give()
+		}
 	}
 	switch {
+	case !held:
+		reject("connection budget")
+		return
 	case ev.hs.PeerID == s.t.cfg.PeerID:
 		if k := s.known[ev.addr]; k != nil {
 			k.self = true
@@ -224,6 +237,7 @@ func (s *state) dropPeer(p *peer, err error) {
 	}
 	p.closed = true
 	p.close()
+	s.t.cfg.Budget.give()
 	delete(s.peers, p)
 	if s.byID[p.id] == p {
 		delete(s.byID, p.id)

@@ -308,6 +308,11 @@ func (s *state) shutdown() {
 	for p := range s.peers {
 		p.closed = true
 		p.close()
+		s.t.cfg.Budget.give()
+	}
+	// The dials still under way report to nobody now.
+	for range s.dialing {
+		s.t.cfg.Budget.give()
 	}
 }
 

@@ -75,8 +75,23 @@ type Config struct {
 	Listener net.Listener
 	// MaxPeers caps connections, both directions; 0 means DefaultMaxPeers.
 	MaxPeers int
+	// Budget, when set, caps the connections (and dials) of every
+	// Torrent sharing it: a client's limit for the whole process. nil
+	// means no limit beyond MaxPeers.
+	Budget *Budget
 	// MaxDownloadRate and MaxUploadRate cap bytes/s; 0 means unlimited.
 	MaxDownloadRate, MaxUploadRate int64
+	// DownloadLimiter and UploadLimiter, when set, are shared with other
+	// Torrents (a client's global caps) and used instead of
+	// MaxDownloadRate and MaxUploadRate. Their burst must be at least
+	// one block plus message overhead (Burst gives a fitting one).
+	DownloadLimiter, UploadLimiter *rate.Limiter
+	// ListenAddr is the address our peers can reach us at when the
+	// Torrent has no listener of its own (Listen and Listener unset): a
+	// client accepts for every torrent on one port and hands each
+	// Torrent its connections (AddConn). It is what trackers, the DHT,
+	// LSD and PEX are told.
+	ListenAddr netip.AddrPort
 	// Mode is the picker's: fetch everything (wanted first) or only what
 	// readers want.
 	Mode picker.Mode
@@ -234,6 +249,12 @@ func New(mi *metainfo.MetaInfo, sw *storagewrapper.Wrapper, cfg Config) (*Torren
 	if cfg.MaxUploadRate > 0 {
 		t.upLimit = rate.NewLimiter(rate.Limit(cfg.MaxUploadRate), burst(cfg.MaxUploadRate))
 	}
+	if cfg.DownloadLimiter != nil {
+		t.downLimit = cfg.DownloadLimiter
+	}
+	if cfg.UploadLimiter != nil {
+		t.upLimit = cfg.UploadLimiter
+	}
 	pk, err := picker.New(mi.Info.PieceLength, mi.Info.TotalLength, rand.New(rand.NewPCG(cfg.Rand.Uint64(), cfg.Rand.Uint64())))
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
@@ -242,6 +263,10 @@ func New(mi *metainfo.MetaInfo, sw *storagewrapper.Wrapper, cfg Config) (*Torren
 	t.s = newState(t, pk)
 	return t, nil
 }
+
+// Burst is the token bucket burst that fits a cap of ratePerSec bytes/s
+// (for Config.DownloadLimiter and UploadLimiter).
+func Burst(ratePerSec int64) int { return burst(ratePerSec) }
 
 // burst sizes a token bucket: at least one block plus message overhead (a
 // WaitN larger than the burst fails), at most a quarter second of traffic.
@@ -311,10 +336,25 @@ func (t *Torrent) Complete() <-chan struct{} { return t.complete }
 // ListenAddr is the address peers can reach us at; invalid when not listening.
 func (t *Torrent) ListenAddr() netip.AddrPort {
 	if t.listener == nil {
-		return netip.AddrPort{}
+		return t.cfg.ListenAddr
 	}
 	ap, _ := netip.ParseAddrPort(t.listener.Addr().String())
 	return ap
+}
+
+// Handshake is what we send to a peer of this torrent: a client's
+// listener answers incoming handshakes for it with this.
+func (t *Torrent) Handshake() wire.Handshake { return t.ours }
+
+// AddConn hands the Torrent an incoming connection that a client's
+// listener accepted and handshook for it (transport.Accept with our
+// Handshake). It reports false, and the caller closes c, when the Torrent
+// is not running.
+func (t *Torrent) AddConn(c *transport.Conn) bool {
+	if t.ctx == nil {
+		return false
+	}
+	return t.post(t.ctx, connEvent{conn: c.Conn, addr: addrOf(c.RemoteAddr()), hs: c.Peer, enc: c.Encryption, network: c.Network})
 }
 
 // PeerID is our peer id.

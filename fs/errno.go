@@ -27,7 +27,8 @@ var (
 //     context.Canceled → EINTR, so that a Ctrl-C ends the reader at once;
 //   - the per-mount read timeout, or the kernel's request timeout near:
 //     context.DeadlineExceeded → EIO;
-//   - Unmount failing the reads in progress → EIO;
+//   - Unmount failing the reads in progress → EIO, and so does removing
+//     the torrent from its library (errRemoved);
 //   - the cache disk is full and nothing could be evicted (a store failure
 //     wrapping ENOSPC or EDQUOT) → that errno: the reader (and the person
 //     behind it) learns what to fix, as from a full disk of its own;
@@ -42,7 +43,7 @@ func toErrno(err error) syscall.Errno {
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, errUnmounting), errors.Is(err, errReadTimeout), errors.Is(err, errRequestTimeout):
+	case errors.Is(err, errUnmounting), errors.Is(err, errRemoved), errors.Is(err, errReadTimeout), errors.Is(err, errRequestTimeout):
 		return syscall.EIO
 	case errors.Is(err, context.DeadlineExceeded):
 		return syscall.EIO

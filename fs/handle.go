@@ -101,6 +101,11 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 		return fuse.ReadResultData(nil), 0
 	}
 	n := min(int64(len(dest)), size-off)
+	if h.m.ctx.Err() != nil {
+		// Unmounting, or the torrent was removed from its library: even
+		// verified pieces are not read any more.
+		return nil, toErrno(context.Cause(h.m.ctx))
+	}
 	if res := h.m.spliceRead(h.f.offset+off, int(n)); res != nil {
 		h.r.Observe(off, n)
 		h.r.Prefetch(off + n)

@@ -55,6 +55,14 @@ type mountState struct {
 	uid, gid uint32
 	// nodes counts the files and directories, for statfs.
 	nodes int
+	// inoBase is added to every inode number of the torrent's tree: 0 in
+	// a mount of one torrent, in a library the torrent's own range
+	// (libraryIno), so that each keeps its numbers across restarts.
+	inoBase uint64
+	// gen is the generation of every node of the tree: 1, or in a library
+	// a number new for each Add, so that a torrent removed and added again
+	// gets fresh nodes while the kernel may still hold the old ones.
+	gen uint64
 	// ctx is cancelled, with errUnmounting as its cause, when Unmount
 	// starts: every read waiting for pieces gives up.
 	ctx context.Context
@@ -90,8 +98,10 @@ type Mounted struct {
 	server *fuse.Server
 	// state is shared with the nodes.
 	state *mountState
-	// root is the mount's root node.
+	// root is the mount's root node; nil for a library.
 	root *rootNode
+	// lib is the root of a library mount (MountLibrary); nil otherwise.
+	lib *libRoot
 	// log is never nil.
 	log *slog.Logger
 
@@ -141,16 +151,26 @@ func (m *Mounted) Ready(mi *metainfo.MetaInfo, t Torrent) error {
 	case mi.InfoHash != m.state.ih:
 		return fmt.Errorf("fs: ready: torrent %s is not the mount's %s", mi.InfoHash, m.state.ih)
 	}
+	if m.root == nil {
+		return errors.New("fs: ready: a library is filled by Library.Ready")
+	}
+	if err := m.root.fill(mi, t); err != nil {
+		return err
+	}
+	m.log.Info("fs: files visible", "mountpoint", m.dir, "torrent", mi.Info.Name)
+	return nil
+}
+
+// fill sets the torrent of a pending root and builds its tree; the
+// waiting lookups and listings then go on.
+func (r *rootNode) fill(mi *metainfo.MetaInfo, t Torrent) error {
 	err := errors.New("fs: ready: the mount is ready already")
-	m.state.readyOnce.Do(func() {
-		m.state.mi, m.state.info, m.state.t = mi, mi.Info, t
-		m.root.populate(context.Background())
-		close(m.state.ready)
+	r.m.readyOnce.Do(func() {
+		r.m.mi, r.m.info, r.m.t = mi, mi.Info, t
+		r.populate(context.Background())
+		close(r.m.ready)
 		err = nil
 	})
-	if err == nil {
-		m.log.Info("fs: files visible", "mountpoint", m.dir, "torrent", mi.Info.Name)
-	}
 	return err
 }
 
@@ -166,7 +186,18 @@ func mount(mountpoint string, ih metainfo.Hash, mi *metainfo.MetaInfo, t Torrent
 	if err != nil {
 		return nil, err
 	}
-	m := newMountState(ih, mi, t, opts, log)
+	m := newMountState(context.Background(), ih, mi, t, opts, log)
+	root := newRoot(m)
+	server, err := serve(dir, m, root, opts, readOnly, log)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("fs: mounted", "mountpoint", dir, "infohash", ih, "metadata", mi != nil)
+	return &Mounted{dir: dir, server: server, state: m, root: root, log: log}, nil
+}
+
+// serve mounts root, whose mount-wide state is m, at dir (prepared).
+func serve(dir string, m *mountState, root fusefs.InodeEmbedder, opts Options, readOnly bool, log *slog.Logger) (*fuse.Server, error) {
 	rt, err := readRequestTimeout(fuseSysctlDir)
 	if err != nil {
 		log.Warn("fs: cannot read the kernel's FUSE request timeout", "err", err)
@@ -176,7 +207,6 @@ func mount(mountpoint string, ih metainfo.Hash, mi *metainfo.MetaInfo, t Torrent
 			"kernel_timeout", rt.kernel, "answer_within", m.requestLimit, "read_timeout", opts.ReadTimeout,
 			"default_request_timeout", rt.dflt, "max_request_timeout", rt.max)
 	}
-	root := newRoot(m)
 	long := cacheTimeout
 	fsOpts := &fusefs.Options{
 		MountOptions: fuse.MountOptions{
@@ -217,14 +247,16 @@ func mount(mountpoint string, ih metainfo.Hash, mi *metainfo.MetaInfo, t Torrent
 		return nil, fmt.Errorf("fs: mount %s: %w", dir, err)
 	}
 	raiseKernelReadahead(dir, kernelReadaheadFor(m.policy), log)
-	log.Info("fs: mounted", "mountpoint", dir, "infohash", ih, "metadata", mi != nil)
-	return &Mounted{dir: dir, server: server, state: m, root: root, log: log}, nil
+	return server, nil
 }
 
 // newMountState applies the defaults of opts. mi and t are nil for a
 // pending mount.
-func newMountState(ih metainfo.Hash, mi *metainfo.MetaInfo, t Torrent, opts Options, log *slog.Logger) *mountState {
+// parent ends the state's context with it (a library's torrents end with
+// the mount).
+func newMountState(parent context.Context, ih metainfo.Hash, mi *metainfo.MetaInfo, t Torrent, opts Options, log *slog.Logger) *mountState {
 	m := &mountState{
+		gen:           1,
 		mi:            mi,
 		t:             t,
 		ih:            ih,
@@ -250,7 +282,7 @@ func newMountState(ih metainfo.Hash, mi *metainfo.MetaInfo, t Torrent, opts Opti
 		// kernel cached before the metadata came must stay true.
 		m.mtime = time.Now()
 	}
-	m.ctx, m.cancel = context.WithCancelCause(context.Background())
+	m.ctx, m.cancel = context.WithCancelCause(parent)
 	return m
 }
 
@@ -340,7 +372,7 @@ func (m *Mounted) Unmount() error {
 	m.state.cancel(errUnmounting)
 	if mounted, err := isMountPoint(m.dir); err == nil && !mounted {
 		m.unmounted = true // unmounted from outside
-		m.state.releaseAll()
+		m.releaseAll()
 		return nil
 	}
 	err := m.server.Unmount()
@@ -352,7 +384,7 @@ func (m *Mounted) Unmount() error {
 		}
 	}
 	m.unmounted = true
-	m.state.releaseAll()
+	m.releaseAll()
 	m.log.Info("fs: unmounted", "mountpoint", m.dir, "lazy", err != nil)
 	return nil
 }
@@ -364,5 +396,13 @@ func (m *Mounted) Unmount() error {
 func (m *Mounted) Wait() {
 	m.server.Wait()
 	m.state.cancel(errUnmounting)
+	m.releaseAll()
+}
+
+// releaseAll releases the wants of every open handle of the mount.
+func (m *Mounted) releaseAll() {
 	m.state.releaseAll()
+	if m.lib != nil {
+		m.lib.releaseAll()
+	}
 }

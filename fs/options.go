@@ -31,6 +31,10 @@ type Options struct {
 	MediaHeadTail int64
 	// Logger receives mount events and read failures; nil discards them.
 	Logger *slog.Logger
+	// Control is a library's control socket, shown on its root as the
+	// attribute user.btfs.control (XattrControl) so that `btfs add MNT`
+	// finds it from the mount point alone.
+	Control string
 	// Debug logs every FUSE request and reply (go-fuse's debug output) to
 	// Logger at debug level.
 	Debug bool

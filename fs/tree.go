@@ -25,7 +25,8 @@ import (
 //
 // Inode numbers are stable for a torrent, across mounts: 1 for the root,
 // 2+i for Info.Files[i], and the numbers after the files for directories in
-// the order they first appear.
+// the order they first appear. In a library the same numbers are offset
+// by the torrent's own range (libraryIno).
 
 // Compile-time checks of the operations each node implements.
 var (
@@ -126,6 +127,10 @@ func (r *rootNode) populate(ctx context.Context) {
 		if f.Padding {
 			continue
 		}
+		if r.m.inoBase != 0 && uint64(len(info.Files))+uint64(len(dirs))+2 > libraryInoSpan {
+			r.m.log.Warn("fs: file left out: the torrent has more files than a library gives inode numbers to", "file", i)
+			break
+		}
 		if !safePath(f.Path) {
 			r.m.log.Warn("fs: file left out: unsafe path", "file", i, "path", f.Path)
 			continue
@@ -142,7 +147,7 @@ func (r *rootNode) populate(ctx context.Context) {
 					break
 				}
 				d = &dirNode{node: node{m: r.m}}
-				ch := parent.NewPersistentInode(ctx, d, fusefs.StableAttr{Mode: syscall.S_IFDIR, Ino: nextDirIno, Gen: 1})
+				ch := parent.NewPersistentInode(ctx, d, fusefs.StableAttr{Mode: syscall.S_IFDIR, Ino: r.m.inoBase + nextDirIno, Gen: r.m.gen})
 				nextDirIno++
 				parent.AddChild(c, ch, false)
 				parent.subdirs++
@@ -163,7 +168,7 @@ func (r *rootNode) populate(ctx context.Context) {
 			length: max(f.Length, 0),
 			media:  stream.IsMedia(name),
 		}
-		ch := parent.NewPersistentInode(ctx, fn, fusefs.StableAttr{Mode: syscall.S_IFREG, Ino: uint64(i) + 2, Gen: 1})
+		ch := parent.NewPersistentInode(ctx, fn, fusefs.StableAttr{Mode: syscall.S_IFREG, Ino: r.m.inoBase + uint64(i) + 2, Gen: r.m.gen})
 		parent.AddChild(name, ch, false)
 		for _, d := range parents {
 			d.files = append(d.files, i)

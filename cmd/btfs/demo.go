@@ -11,9 +11,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"btfs/client"
 	"btfs/engine"
 	"btfs/metainfo"
-	"btfs/storagewrapper"
 )
 
 // defaultDemoRate is -max-download-rate's default for the demo: the rate
@@ -80,24 +80,20 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 
-	// The seeder: a complete copy, in this process, on loopback.
-	store, err := storagewrapper.NewFileStore(seedDir, mi.Info, true)
+	// The seeder: a complete copy, in this process, on loopback: a
+	// client of its own.
+	seeder, err := client.New(ctx, client.Config{Logger: log.With("peer", "seeder"), Listen: "127.0.0.1:0", Trackers: [][]string{}})
 	if err != nil {
-		return err
-	}
-	sw, err := openWrapper(ctx, mi, store, log)
-	if err != nil {
-		return err
-	}
-	defer sw.Close()
-	seeder, err := engine.New(mi, sw, engine.Config{Logger: log.With("peer", "seeder"), Listen: "127.0.0.1:0", Trackers: [][]string{}})
-	if err != nil {
-		return err
-	}
-	if err := seeder.Start(ctx); err != nil {
 		return err
 	}
 	defer seeder.Close()
+	st, err := seeder.Add(ctx, client.Source{MetaInfo: mi}, client.AddOptions{FilesDir: seedDir, ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	if err := waitFor(ctx, st, st.Running()); err != nil {
+		return err
+	}
 
 	// The client: an empty cache, mounted.
 	auto := *rate == defaultDemoRate
@@ -135,7 +131,8 @@ Ctrl-C unmounts and cleans up.
 			filepath.Join(mountpoint, "files", "random-1.bin"),
 			filepath.Join(seedDir, mi.Info.Name, "files", "random-1.bin"))
 	}
-	return mountAndServe(ctx, source{mi: mi}, mountpoint, sf, mf, log, stdout, stderr, ready)
+	r := &mountRun{sf: sf, mf: mf, log: log, stdout: stdout, stderr: stderr}
+	return r.one(ctx, client.Source{MetaInfo: mi}, mountpoint, ready)
 }
 
 // makeSample writes the demo's content under dir/btfs-demo and returns its

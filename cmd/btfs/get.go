@@ -4,14 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/netip"
-	"os"
-	"path/filepath"
 	"time"
 
+	"btfs/client"
 	"btfs/engine"
 	"btfs/picker"
-	"btfs/storagewrapper"
 )
 
 // runGet downloads a whole torrent into DIR as ordinary files: the way to
@@ -46,64 +43,57 @@ func runSeed(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 // swarm joins the torrent's swarm with its files under dir: downloading
 // what is missing (unless readOnly) and seeding what is there.
-func swarm(ctx context.Context, sf swarmFlags, src, dir string, readOnly, keepSeeding bool, stdout, stderr io.Writer) error {
+func swarm(ctx context.Context, sf swarmFlags, arg, dir string, readOnly, keepSeeding bool, stdout, stderr io.Writer) error {
 	log, closeLog, err := sf.logger(stderr)
 	if err != nil {
 		return err
 	}
 	defer closeLog()
-	source, err := loadSource(ctx, src)
+	src, err := loadSource(ctx, arg)
 	if err != nil {
 		return err
 	}
-	cfg, err := sf.engineConfig(log, picker.FetchAll)
+	cfg, err := sf.clientConfig(log, picker.FetchAll, defaultCacheDir(), src.MetaInfo != nil && src.MetaInfo.Info.Private)
 	if err != nil {
 		return err
 	}
-	closeSwarm, err := sf.join(ctx, &cfg, source.mi != nil && source.mi.Info.Private, filepath.Join(defaultCacheDir(), dhtStateName), log)
+	c, err := client.New(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer closeSwarm()
-	mi := source.mi
-	if mi == nil {
-		var peers []netip.AddrPort
-		if mi, peers, err = fetchMetadata(ctx, source.magnet, cfg, log, stderr, sf.quiet); err != nil {
+	defer c.Close()
+	t, err := c.Add(ctx, src, client.AddOptions{FilesDir: dir, ReadOnly: readOnly})
+	if err != nil {
+		return err
+	}
+	if src.MetaInfo == nil {
+		statusCtx, stopStatus := context.WithCancel(ctx)
+		statusDone := make(chan struct{})
+		go func() {
+			defer close(statusDone)
+			metadataStatus(statusCtx, src.Name(), stderr, sf.quiet)
+		}()
+		err := waitFor(ctx, t, t.Attached())
+		stopStatus()
+		<-statusDone
+		if err != nil {
 			return err
 		}
-		cfg.Peers = append(cfg.Peers, peers...)
 	}
-	if !readOnly {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-	}
-	store, err := storagewrapper.NewFileStore(dir, mi.Info, readOnly)
-	if err != nil {
+	if err := waitFor(ctx, t, t.Running()); err != nil {
 		return err
-	}
-	sw, err := openWrapper(ctx, mi, store, log)
-	if err != nil {
-		return err
-	}
-	defer sw.Close()
-	if readOnly && sw.Stats().VerifiedPieces == 0 {
-		return fmt.Errorf("nothing to seed: no piece of %s verifies under %s", mi.Info.Name, dir)
 	}
 	start := time.Now()
-	t, stopStatus, err := startTorrent(ctx, mi, sw, cfg, log, stderr, sf.quiet)
-	if err != nil {
-		return err
-	}
-	defer t.Close()
+	eng := t.Engine()
+	stopStatus := startStatus(ctx, eng, log, stderr, sf.quiet)
 	defer stopStatus()
 
 	select {
-	case <-t.Complete():
+	case <-eng.Complete():
 		if !readOnly {
-			st, _ := t.Stats(ctx)
+			st, _ := eng.Stats(ctx)
 			el := time.Since(start)
-			fmt.Fprintf(stdout, "%s: complete, %d bytes in %s (%.1f MB/s)\n", mi.Info.Name, st.Downloaded,
+			fmt.Fprintf(stdout, "%s: complete, %d bytes in %s (%.1f MB/s)\n", t.Name(), st.Downloaded,
 				el.Round(time.Millisecond), float64(st.Downloaded)/el.Seconds()/1e6)
 		}
 		if !keepSeeding {
@@ -114,6 +104,9 @@ func swarm(ctx context.Context, sf swarmFlags, src, dir string, readOnly, keepSe
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-t.Done():
+		if err := t.Err(); err != nil {
+			return err
+		}
 		return engine.ErrClosed
 	}
 }

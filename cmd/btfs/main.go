@@ -2,6 +2,10 @@
 // it also downloads, seeds, inspects and creates torrents.
 //
 //	btfs mount  [flags] TORRENT MOUNTPOINT
+//	btfs mount  [flags] MOUNTPOINT          (a library)
+//	btfs add    MOUNTPOINT TORRENT
+//	btfs rm     MOUNTPOINT NAME|INFOHASH
+//	btfs ls     MOUNTPOINT
 //	btfs demo   [flags] [MOUNTPOINT]
 //	btfs get    [flags] TORRENT DIR
 //	btfs seed   [flags] TORRENT DIR
@@ -35,7 +39,10 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{name: "mount", args: "[flags] TORRENT|URL|MAGNET MOUNTPOINT", summary: "mount a torrent read-only and stream it", help: mountHelp, run: runMount},
+		{name: "mount", args: "[flags] [TORRENT|URL|MAGNET] MOUNTPOINT", summary: "mount a torrent read-only and stream it; without TORRENT, a library", help: mountHelp, run: runMount},
+		{name: "add", args: "MOUNTPOINT TORRENT|URL|MAGNET", summary: "add a torrent to the library mounted at MOUNTPOINT", run: runAdd},
+		{name: "rm", args: "MOUNTPOINT NAME|INFOHASH", summary: "remove a torrent from a library (its cache stays)", run: runRm},
+		{name: "ls", args: "MOUNTPOINT", summary: "list a library's torrents: size, done, rates, peers", run: runLs},
 		{name: "demo", args: "[flags] [MOUNTPOINT]", summary: "seed a sample on loopback and mount it", help: demoHelp, run: runDemo},
 		{name: "info", args: "TORRENT", summary: "show a torrent's name, files, pieces, trackers", run: runInfo},
 		{name: "create", args: "[flags] PATH -o X.torrent", summary: "make a torrent of a file or directory", run: runCreate},

@@ -9,16 +9,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/dustin/go-humanize"
 
-	"btfs/cache"
+	"btfs/client"
 	"btfs/fs"
 	"btfs/metainfo"
 	"btfs/picker"
-	"btfs/storagewrapper"
 )
 
 // mountFlags are btfs mount's own flags, beside the swarm's.
@@ -32,6 +30,8 @@ type mountFlags struct {
 	browseOnly  bool
 	nonEmpty    bool
 	http        httpFlags
+	// watch: -watch DIR, a library's watched directory.
+	watch string
 }
 
 func (f *mountFlags) register(fl *flag.FlagSet) {
@@ -43,6 +43,7 @@ func (f *mountFlags) register(fl *flag.FlagSet) {
 	fl.StringVar(&f.keep, "keep", "", "on exit, write the complete files into this `dir`")
 	fl.BoolVar(&f.nonEmpty, "nonempty", false, "mount over a directory that is not empty (its files are hidden until the unmount)")
 	f.http.register(fl)
+	fl.StringVar(&f.watch, "watch", "", "library mount: add the .torrent and .magnet files dropped into this `dir`, remove those deleted")
 	fl.BoolVar(&f.browseOnly, "browse-only", false, "show the files and fetch nothing: only the metadata of a magnet link; reads fail at once")
 }
 
@@ -79,24 +80,15 @@ func (f *mountFlags) maxCacheBytes() (int64, error) {
 	return int64(n), nil
 }
 
-// capped adapts a mount to a cache smaller than its torrent: fetching
-// everything would only evict what it fetched (so only what readers want
-// is fetched), and a readahead window bigger than a fraction of the cache
-// would evict pieces before they are read.
-func capped(maxBytes int64, info *metainfo.Info, mode picker.Mode, opts *fs.Options, log *slog.Logger) picker.Mode {
+// capped adapts a mount to a cache smaller than its torrent: a readahead
+// window bigger than a fraction of the cache would evict pieces before
+// they are read. (The client fetches only what readers want then.)
+func capped(maxBytes int64, info *metainfo.Info, opts *fs.Options) {
 	if maxBytes <= 0 || maxBytes >= info.TotalLength {
-		return mode
+		return
 	}
-	if mode == picker.FetchAll {
-		log.Info("the cache is smaller than the torrent: fetching only what readers want",
-			"cache_size", humanize.IBytes(uint64(maxBytes)), "torrent", humanize.IBytes(uint64(info.TotalLength)))
-		mode = picker.FetchReads
-	}
-	if opts != nil {
-		opts.ReadaheadMax = max(info.PieceLength, min(fs.DefaultReadaheadMax, maxBytes/4))
-		opts.ReadaheadMin = min(fs.DefaultReadaheadMin, opts.ReadaheadMax)
-	}
-	return mode
+	opts.ReadaheadMax = max(info.PieceLength, min(fs.DefaultReadaheadMax, maxBytes/4))
+	opts.ReadaheadMin = min(fs.DefaultReadaheadMin, opts.ReadaheadMax)
 }
 
 // cappedUnknown is capped's readahead bound for a mount whose torrent is
@@ -117,6 +109,12 @@ files appear under MOUNTPOINT (an empty directory) at once; a read waits
 for its pieces, which are fetched first. btfs runs in the foreground until
 Ctrl-C, SIGTERM or SIGHUP (or fusermount3 -u MOUNTPOINT), which unmount.
 
+Without TORRENT, MOUNTPOINT is a library: a directory per torrent, added
+and removed while mounted by 'btfs add MOUNTPOINT TORRENT', 'btfs rm
+MOUNTPOINT NAME' and -watch DIR; 'btfs ls MOUNTPOINT' lists them. A library
+mounted again at the same place with the same -cache-dir has the same
+torrents.
+
 Verified pieces are kept in -cache-dir (default ~/.cache/btfs, shared by
 every btfs of the user) with no size limit unless -cache-size says one;
 delete the directory to clear it. A mount left by a btfs that was killed
@@ -129,96 +127,124 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var mf mountFlags
 	sf.register(fl)
 	mf.register(fl)
-	if err := parseArgs(fl, args, stdout, 0, "TORRENT", "MOUNTPOINT"); err != nil {
+	if err := parseArgs(fl, args, stdout, 2); err != nil {
 		return err
+	}
+	switch {
+	case fl.NArg() == 0:
+		return usagef("missing TORRENT and MOUNTPOINT")
+	case fl.NArg() == 1 && looksLikeSource(fl.Arg(0)):
+		return usagef("missing MOUNTPOINT")
+	}
+	r := &mountRun{sf: sf, mf: mf, stdout: stdout, stderr: stderr}
+	var err error
+	var closeLog func()
+	if r.log, closeLog, err = sf.logger(stderr); err != nil {
+		return err
+	}
+	defer closeLog()
+	if fl.NArg() == 1 {
+		return r.library(ctx, fl.Arg(0))
+	}
+	if mf.watch != "" {
+		return usagef("-watch is for a library mount (btfs mount -watch DIR MOUNTPOINT)")
 	}
 	if err := checkOrder("mount", fl.Arg(0), fl.Arg(1)); err != nil {
 		return err
 	}
-	log, closeLog, err := sf.logger(stderr)
-	if err != nil {
-		return err
-	}
-	defer closeLog()
 	src, err := loadSource(ctx, fl.Arg(0))
 	if err != nil {
 		return err
 	}
-	return mountAndServe(ctx, src, fl.Arg(1), sf, mf, log, stdout, stderr, nil)
+	return r.one(ctx, src, fl.Arg(1), nil)
 }
 
-// mountAndServe joins the swarm for src, mounts it at mountpoint and serves
-// until ctx ends or the mount is unmounted from outside. ready, when set, is
-// called once the mount point is mounted (for a magnet link whose metadata
-// is not in the cache, before the files are visible).
-func mountAndServe(ctx context.Context, src source, mountpoint string, sf swarmFlags, mf mountFlags,
-	log *slog.Logger, stdout, stderr io.Writer, ready func()) error {
-	mode, err := mf.mode()
-	if err != nil {
-		return err
-	}
-	maxBytes, err := mf.maxCacheBytes()
-	if err != nil {
-		return err
-	}
-	cfg, err := sf.engineConfig(log, mode)
-	if err != nil {
-		return err
-	}
-	if err := checkMountpoint(mountpoint, mf.nonEmpty); err != nil {
-		return err
-	}
-	dir := filepath.Join(mf.cacheDir, src.infoHash().String())
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("cache: %w", err)
-	}
-	if src.mi == nil {
-		// A magnet link mounted before: its metadata is in the cache,
-		// and the mount needs no peer to show its files.
-		if info, err := cache.LoadInfo(dir); err == nil {
-			if src.mi, err = src.magnet.MetaInfo(info); err != nil {
-				log.Warn("cache: the saved metadata is unusable; fetching it again", "err", err)
-			} else {
-				log.Info("metadata from the cache", "torrent", src.mi.Info.Name)
-			}
-		}
-	}
-	private := src.mi != nil && src.mi.Info.Private
-	if !mf.browseOnly || src.mi == nil { // browsing a magnet needs peers for its metadata
-		closeSwarm, err := sf.join(ctx, &cfg, private, filepath.Join(mf.cacheDir, dhtStateName), log)
-		if err != nil {
-			return err
-		}
-		defer closeSwarm()
-	}
+// mountRun is one `btfs mount`: its flags and where it writes.
+type mountRun struct {
+	sf             swarmFlags
+	mf             mountFlags
+	log            *slog.Logger
+	stdout, stderr io.Writer
+}
 
-	// Mount first: the mount point is there at once (a magnet's files
-	// appear when its metadata comes), and reads simply wait while the
-	// cache is checked and peers are found.
-	fsOpts := fs.Options{AllowOther: mf.allowOther, ReadTimeout: mf.readTimeout, Logger: log}
-	var att *attached
-	if src.mi != nil {
-		mode = capped(maxBytes, src.mi.Info, mode, &fsOpts, log)
-		if att, err = attach(src.mi, dir, maxBytes, mf.browseOnly, log); err != nil {
+// newClient starts the process's client as the flags say.
+func (r *mountRun) newClient(ctx context.Context, private, offline bool) (*client.Client, error) {
+	mode, err := r.mf.mode()
+	if err != nil {
+		return nil, err
+	}
+	maxBytes, err := r.mf.maxCacheBytes()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := r.sf.clientConfig(r.log, mode, r.mf.cacheDir, private)
+	if err != nil {
+		return nil, err
+	}
+	cfg.MaxCacheBytes = maxBytes
+	if offline { // -browse-only of a torrent file: no peer is needed
+		cfg.Listen, cfg.UTP, cfg.DHT, cfg.LSD, cfg.PortMap = "", false, false, false, false
+	}
+	return client.New(ctx, cfg)
+}
+
+// fsOptions are the mount's options; info, when known, sizes the readahead
+// to a capped cache.
+func (r *mountRun) fsOptions(info *metainfo.Info) fs.Options {
+	opts := fs.Options{AllowOther: r.mf.allowOther, ReadTimeout: r.mf.readTimeout, Logger: r.log}
+	maxBytes, _ := r.mf.maxCacheBytes()
+	if info != nil {
+		capped(maxBytes, info, &opts)
+	} else {
+		cappedUnknown(maxBytes, &opts)
+	}
+	return opts
+}
+
+// one mounts the torrent src at mountpoint and serves it until ctx ends or
+// the mount is unmounted from outside. ready, when set, is called once
+// the mount point is mounted (for a magnet link, before the files are
+// visible).
+func (r *mountRun) one(ctx context.Context, src client.Source, mountpoint string, ready func()) error {
+	if _, err := r.mf.mode(); err != nil {
+		return err
+	}
+	if _, err := r.mf.maxCacheBytes(); err != nil {
+		return err
+	}
+	if err := checkMountpoint(mountpoint, r.mf.nonEmpty); err != nil {
+		return err
+	}
+	mi := src.MetaInfo
+	c, err := r.newClient(ctx, mi != nil && mi.Info.Private, r.mf.browseOnly && mi != nil)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	tor, err := c.Add(ctx, src, client.AddOptions{BrowseOnly: r.mf.browseOnly})
+	if err != nil {
+		return err
+	}
+	if mi != nil {
+		// The files are listed at once; reads wait while the cache is
+		// checked and peers are found.
+		if err := waitFor(ctx, tor, tor.Attached()); err != nil {
 			return err
 		}
-		defer att.close()
-	} else {
-		cappedUnknown(maxBytes, &fsOpts)
 	}
 	// The mount is registered so that a second signal or SIGQUIT, which
 	// end the process without coming back here, unmount it first.
 	m, unmount, err := liveMounts.mount(func() (*fs.Mounted, error) {
-		if src.mi != nil {
-			return fs.Mount(mountpoint, src.mi, att.torrent, fsOpts)
+		if mi != nil {
+			return fs.Mount(mountpoint, mi, tor.Data(), r.fsOptions(mi.Info))
 		}
-		return fs.MountPending(mountpoint, src.infoHash(), fsOpts)
-	}, log)
+		return fs.MountPending(mountpoint, src.InfoHash(), r.fsOptions(nil))
+	}, r.log)
 	if err != nil {
-		return explainMountError(err, mf.allowOther)
+		return explainMountError(err, r.mf.allowOther)
 	}
 	defer unmount()
-	fmt.Fprintf(stderr, "btfs: %s mounted at %s\n", src.name(), mountpoint)
+	fmt.Fprintf(r.stderr, "btfs: %s mounted at %s\n", src.Name(), mountpoint)
 	if ready != nil {
 		ready()
 	}
@@ -235,36 +261,31 @@ func mountAndServe(ctx context.Context, src source, mountpoint string, sf swarmF
 		}
 	}()
 
-	if src.mi == nil {
-		mi, peers, err := fetchMetadata(serveCtx, src.magnet, cfg, log, stderr, sf.quiet)
+	if mi == nil {
+		statusCtx, stopStatus := context.WithCancel(serveCtx)
+		statusDone := make(chan struct{})
+		go func() {
+			defer close(statusDone)
+			metadataStatus(statusCtx, src.Name(), r.stderr, r.sf.quiet)
+		}()
+		err := waitFor(serveCtx, tor, tor.Attached())
+		stopStatus()
+		<-statusDone
 		if err != nil {
 			if serveCtx.Err() != nil {
 				return nil // stopped while fetching
 			}
 			return err
 		}
-		src.mi = mi
-		cfg.Peers = append(cfg.Peers, peers...)
-		if err := cache.SaveInfo(dir, mi.InfoBytes); err != nil {
-			log.Warn("the metadata could not be cached; the next mount fetches it again", "err", err)
-		}
-		mode = capped(maxBytes, mi.Info, mode, nil, log)
-		if att, err = attach(mi, dir, maxBytes, mf.browseOnly, log); err != nil {
+		mi = tor.MetaInfo()
+		if err := m.Ready(mi, tor.Data()); err != nil {
 			return err
 		}
-		defer att.close()
-		if err := m.Ready(mi, att.torrent); err != nil {
-			return err
-		}
-		fmt.Fprintf(stderr, "btfs: %s: %d files, %s\n", mi.Info.Name, len(mi.Info.Files), fmtBytes(mi.Info.TotalLength))
-	} else if err := cache.SaveInfo(dir, src.mi.InfoBytes); err != nil {
-		log.Warn("the metadata could not be cached", "err", err)
+		fmt.Fprintf(r.stderr, "btfs: %s: %d files, %s\n", mi.Info.Name, len(mi.Info.Files), fmtBytes(mi.Info.TotalLength))
 	}
-	mi := src.mi
-	cfg.Mode = mode
 
-	if mf.browseOnly {
-		log.Info("browse only: the files are listed, reads fail")
+	if r.mf.browseOnly {
+		r.log.Info("browse only: the files are listed, reads fail")
 		select {
 		case <-ctx.Done():
 		case <-unmounted:
@@ -272,32 +293,16 @@ func mountAndServe(ctx context.Context, src source, mountpoint string, sf swarmF
 		unmount()
 		return nil
 	}
-
-	// The other processes' pieces are seen from now on, Resume included
-	// (a reader's miss adopts its piece at once).
-	sw := att.sw
-	runCtx, stopRun := context.WithCancel(ctx)
-	var runWG sync.WaitGroup
-	runWG.Go(func() {
-		if err := att.store.Run(runCtx, sw); err != nil && runCtx.Err() == nil {
-			log.Error("cache: watching the other processes stopped", "err", err)
-		}
-	})
-	defer func() { stopRun(); runWG.Wait() }()
-
-	if err := sw.Resume(serveCtx); err != nil {
+	if err := waitFor(serveCtx, tor, tor.Running()); err != nil {
 		if serveCtx.Err() != nil {
 			return nil
 		}
-		log.Warn("some cached pieces could not be read; they will be downloaded", "err", err)
-	}
-	t, stopStatus, err := startTorrent(ctx, mi, sw, cfg, log, stderr, sf.quiet)
-	if err != nil {
 		return err
 	}
-	defer t.Close()
+	eng, sw := tor.Engine(), tor.Wrapper()
+	stopStatus := startStatus(ctx, eng, r.log, r.stderr, r.sf.quiet)
 	defer stopStatus()
-	stopHTTP, err := startHTTP(ctx, mf.http, mi, sw, t, log, stderr)
+	stopHTTP, err := startHTTP(ctx, r.mf.http, mi, sw, eng, r.log, r.stderr)
 	if err != nil {
 		return err
 	}
@@ -305,70 +310,42 @@ func mountAndServe(ctx context.Context, src source, mountpoint string, sf swarmF
 
 	select {
 	case <-ctx.Done():
-		log.Info("stopping: unmounting", "mountpoint", mountpoint)
+		r.log.Info("stopping: unmounting", "mountpoint", mountpoint)
 	case <-unmounted:
-		log.Info("unmounted from outside; stopping")
-	case <-t.Done():
-		return errors.New("the torrent stopped unexpectedly")
+		r.log.Info("unmounted from outside; stopping")
+	case <-tor.Done():
+		return tor.Err()
 	}
 	// Unmount fails the reads still waiting, so no reader hangs on a piece
 	// nobody has; then the swarm hears "stopped".
 	stopHTTP()
 	unmount()
 	stopStatus()
-	t.Close()
-	if mf.keep != "" {
-		bf := sw.Bitfield()
-		att.close()
-		if err := keepFiles(mi, dir, bf, mf.keep, log); err != nil {
+	c.Close()
+	if r.mf.keep != "" {
+		if err := keepFiles(mi, filepath.Join(r.mf.cacheDir, mi.InfoHash.String()), sw.Bitfield(), r.mf.keep, r.log); err != nil {
 			return fmt.Errorf("-keep: %w", err)
 		}
 	}
 	return nil
 }
 
-// dhtStateName is the DHT's routing table in the cache directory, shared by
-// the mounts of every torrent.
-const dhtStateName = "dht.state"
-
-// attached is what a mount reads through: the shared cache and its
-// storagewrapper, or, with -browse-only, nothing.
-type attached struct {
-	// torrent is what the mount reads.
-	torrent fs.Torrent
-	// store and sw are nil with -browse-only.
-	store *cache.Store
-	sw    *storagewrapper.Wrapper
-	// closed is set once close ran.
-	closed bool
-}
-
-// attach opens the torrent's pieces in the shared cache directory dir, or
-// with browseOnly a torrent whose reads fail at once.
-func attach(mi *metainfo.MetaInfo, dir string, maxBytes int64, browseOnly bool, log *slog.Logger) (*attached, error) {
-	if browseOnly {
-		return &attached{torrent: browseTorrent{n: mi.Info.NumPieces()}}, nil
+// waitFor waits for ch, or for the torrent to fail (its error) or ctx.
+func waitFor(ctx context.Context, t *client.Torrent, ch <-chan struct{}) error {
+	select {
+	case <-ch:
+		return nil
+	case <-t.Done():
+		select {
+		case <-ch: // done after getting there
+			return nil
+		default:
+		}
+		if err := t.Err(); err != nil {
+			return err
+		}
+		return errors.New("the torrent stopped")
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	// The cache directory is shared with every btfs that mounts this
-	// torrent: pieces any of them verified are ours after one hash, and
-	// claims split the downloading between them.
-	store, err := cache.Open(dir, mi.Info, cache.Options{Logger: log, MaxBytes: maxBytes})
-	if err != nil {
-		return nil, err
-	}
-	sw, err := storagewrapper.New(mi.Info, store, storagewrapper.Config{Logger: log})
-	if err != nil {
-		store.Close()
-		return nil, err
-	}
-	return &attached{torrent: sw, store: store, sw: sw}, nil
-}
-
-// close closes the storagewrapper (and its store); it may be called again.
-func (a *attached) close() {
-	if a.closed || a.sw == nil {
-		return
-	}
-	a.closed = true
-	a.sw.Close()
 }

@@ -76,8 +76,8 @@ func TestLoadSource(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if src.infoHash() != mi.InfoHash || (src.magnet != nil) != tc.magnet || (src.mi == nil) != tc.magnet {
-				t.Errorf("got info-hash %s, magnet %v, torrent %v", src.infoHash(), src.magnet != nil, src.mi != nil)
+			if src.InfoHash() != mi.InfoHash || (src.Magnet != nil) != tc.magnet || (src.MetaInfo == nil) != tc.magnet {
+				t.Errorf("got info-hash %s, magnet %v, torrent %v", src.InfoHash(), src.Magnet != nil, src.MetaInfo != nil)
 			}
 		})
 	}

@@ -12,8 +12,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"btfs/engine"
-	"btfs/metainfo"
-	"btfs/storagewrapper"
 )
 
 // isTerminal reports whether w is a terminal (the status line redraws
@@ -130,25 +128,14 @@ func eta(st engine.Stats) string {
 
 func fmtBytes(n int64) string { return humanize.IBytes(uint64(n)) }
 
-// startTorrent starts the engine for mi over sw and the status line beside
-// it; stop ends the status line (idempotent) and waits for it. The caller
-// closes the Torrent.
-func startTorrent(ctx context.Context, mi *metainfo.MetaInfo, sw *storagewrapper.Wrapper, cfg engine.Config,
-	log *slog.Logger, stderr io.Writer, quiet bool) (t *engine.Torrent, stop func(), err error) {
-	if t, err = engine.New(mi, sw, cfg); err != nil {
-		return nil, nil, err
-	}
-	if err := t.Start(ctx); err != nil {
-		return nil, nil, err
-	}
-	if ap := t.ListenAddr(); ap.IsValid() {
-		log.Info("listening", "addr", ap)
-	}
+// startStatus runs the status line of t until stop (idempotent), which
+// waits for it.
+func startStatus(ctx context.Context, t *engine.Torrent, log *slog.Logger, stderr io.Writer, quiet bool) (stop func()) {
 	statusCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		statusLine(statusCtx, t, stderr, log, quiet)
 	}()
-	return t, func() { cancel(); <-done }, nil
+	return func() { cancel(); <-done }
 }

@@ -6,26 +6,25 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/dustin/go-humanize"
 
+	"btfs/client"
 	"btfs/dht"
 	"btfs/engine"
 	"btfs/engine/transport"
-	"btfs/engine/utp"
-	"btfs/lsd"
 	"btfs/metainfo"
 	"btfs/picker"
-	"btfs/portmap"
-	"btfs/storagewrapper"
 )
+
+// defaultMaxConnections is -max-connections's default: more than one
+// torrent's -max-peers, so that a mount of one torrent is not capped by it.
+const defaultMaxConnections = 400
 
 // swarmFlags are the flags every command that joins a swarm shares.
 type swarmFlags struct {
@@ -33,6 +32,7 @@ type swarmFlags struct {
 	maxDown    string
 	maxUp      string
 	maxPeers   int
+	maxConns   int
 	peers      multiFlag
 	trackers   multiFlag
 	noTrackers bool
@@ -60,6 +60,7 @@ func (f *swarmFlags) register(fl *flag.FlagSet) {
 	fl.StringVar(&f.maxDown, "max-download-rate", "", "cap downloads at this `rate` in bytes/s, e.g. 5MB (empty: unlimited)")
 	fl.StringVar(&f.maxUp, "max-upload-rate", "", "cap uploads at this `rate` in bytes/s, e.g. 500KB (empty: unlimited)")
 	fl.IntVar(&f.maxPeers, "max-peers", engine.DefaultMaxPeers, "at most this `number` of peer connections")
+	fl.IntVar(&f.maxConns, "max-connections", defaultMaxConnections, "at most this `number` of peer connections for the whole process (a library's torrents share them)")
 	fl.Var(&f.peers, "peer", "also connect to this `host:port` (repeatable)")
 	fl.Var(&f.trackers, "tracker", "announce to this `URL` instead of the torrent's trackers (repeatable)")
 	fl.BoolVar(&f.noTrackers, "no-trackers", false, "contact no tracker (use -peer)")
@@ -73,129 +74,6 @@ func (f *swarmFlags) register(fl *flag.FlagSet) {
 	fl.BoolVar(&f.noWebSeeds, "no-webseeds", false, "do not fetch from the torrent's web seeds (BEP 19 url-list)")
 	fl.BoolVar(&f.noPortMap, "no-port-map", false, "do not ask the router to forward the listen port (UPnP IGD, NAT-PMP)")
 	fl.Var(&f.dhtBootstrap, "dht-bootstrap", "join the DHT through this `host:port` (repeatable; default: "+strings.Join(dht.DefaultBootstrap, ", ")+")")
-}
-
-// join opens what a swarm needs besides the engine's config: the listener
-// (now, so that fetching a magnet's metadata can announce its port; the
-// engine takes it over), local service discovery (BEP 14) and the DHT
-// node, on the same port in UDP, kept in stateFile between runs. A
-// private torrent (BEP 27) uses neither (the engine checks again once a
-// magnet's metadata says). closeFn stops them and closes the listener if
-// no engine took it.
-func (f *swarmFlags) join(ctx context.Context, cfg *engine.Config, private bool, stateFile string, log *slog.Logger) (closeFn func(), err error) {
-	var closers []func()
-	closeFn = func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-	}
-	if cfg.Listener == nil && cfg.Listen != "" {
-		ln, err := net.Listen("tcp", cfg.Listen)
-		if err != nil {
-			return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
-		}
-		cfg.Listener, cfg.Listen = ln, ""
-		closers = append(closers, func() { ln.Close() })
-	}
-	if f.utp && cfg.UTP == nil {
-		// uTP on the TCP port's number, in UDP (without a listener, a
-		// port of its own for dialling); the DHT shares the socket.
-		addr := ":0"
-		if cfg.Listener != nil {
-			addr = cfg.Listener.Addr().String()
-		}
-		sock, err := utp.Listen(addr, utp.Config{Logger: log.With("part", "utp")})
-		if err != nil {
-			log.Warn("uTP off: its UDP port is not free; peers that speak only uTP are out of reach", "err", err)
-		} else {
-			log.Info("uTP listening", "addr", sock.Addr())
-			cfg.UTP = sock
-			closers = append(closers, func() { sock.Close() })
-			// Nothing has dialled yet: the transport gets the uTP
-			// dialler, preferred to TCP.
-			cfg.Transport = transport.New(transport.Config{
-				Policy:  cfg.Transport.Policy(),
-				Dialers: []transport.Dialer{transport.UTPDialer{Socket: sock}, transport.TCPDialer{}},
-				Logger:  log,
-			})
-		}
-	}
-	if !f.noLSD && !private {
-		// No multicast route (a host without a LAN, a test's namespace
-		// with only loopback) is not an error: there is nobody to find.
-		if svc, err := lsd.Start(ctx, lsd.Config{Logger: log.With("part", "lsd")}); err != nil {
-			log.Info("local service discovery off", "err", err)
-		} else {
-			log.Info("local service discovery started")
-			cfg.Local = svc
-			closers = append(closers, func() { svc.Close() })
-		}
-	}
-	if cfg.Listener != nil && !f.noPortMap {
-		if m := startPortMap(ctx, cfg.Listener, log); m != nil {
-			cfg.ExternalPort = m.ExternalPort
-			closers = append(closers, func() { m.Close() })
-		}
-	}
-	if f.noDHT || private {
-		return closeFn, nil
-	}
-	bootstrap := []string(f.dhtBootstrap)
-	if len(bootstrap) == 0 {
-		bootstrap = dht.DefaultBootstrap
-	}
-	if stateFile != "" {
-		if err := os.MkdirAll(filepath.Dir(stateFile), 0o755); err != nil {
-			log.Warn("dht: the routing table will not be kept", "err", err)
-			stateFile = ""
-		}
-	}
-	dcfg := dht.Config{Addr: ":0", Bootstrap: bootstrap, StateFile: stateFile, Logger: log.With("part", "dht")}
-	if cfg.UTP != nil {
-		// One UDP socket for both: datagrams that are not uTP go to the DHT.
-		dcfg.Conn = cfg.UTP.PacketConn()
-	} else if cfg.Listener != nil {
-		// The DHT's UDP port is the TCP port when it is free: one port
-		// to open in a firewall.
-		if host, port, err := net.SplitHostPort(cfg.Listener.Addr().String()); err == nil {
-			dcfg.Addr = net.JoinHostPort(host, port)
-		}
-	}
-	node, err := dht.Start(ctx, dcfg)
-	if err != nil && dcfg.Conn == nil && dcfg.Addr != ":0" {
-		if host, _, serr := net.SplitHostPort(dcfg.Addr); serr == nil {
-			dcfg.Addr = net.JoinHostPort(host, "0")
-			node, err = dht.Start(ctx, dcfg)
-		}
-	}
-	if err != nil {
-		closeFn()
-		return nil, fmt.Errorf("dht: %w", err)
-	}
-	log.Info("dht started", "addr", node.Addr(), "bootstrap", len(bootstrap))
-	cfg.Finder = node
-	closers = append(closers, func() {
-		if err := node.Close(); err != nil {
-			log.Warn("dht: close", "err", err)
-		}
-	})
-	return closeFn, nil
-}
-
-// startPortMap asks the router, in the background, to forward the
-// listener's port in TCP and UDP (the DHT's, and uTP's) until Close; nil
-// for a listener on loopback, which no router forwards to.
-func startPortMap(ctx context.Context, ln net.Listener, log *slog.Logger) *portmap.Mapper {
-	ap, err := netip.ParseAddrPort(ln.Addr().String())
-	if err != nil || ap.Addr().IsLoopback() {
-		return nil
-	}
-	m, err := portmap.Start(ctx, portmap.Config{Port: int(ap.Port()), Logger: log})
-	if err != nil {
-		log.Warn("no port mapping", "err", err)
-		return nil
-	}
-	return m
 }
 
 // logger opens the log as the flags say; close it when done.
@@ -218,19 +96,24 @@ func (f *swarmFlags) logger(stderr io.Writer) (*slog.Logger, func(), error) {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), closeFn, nil
 }
 
-// engineConfig turns the flags into an engine.Config.
-func (f *swarmFlags) engineConfig(log *slog.Logger, mode picker.Mode) (engine.Config, error) {
-	cfg := engine.Config{Logger: log, Listen: f.listen, MaxPeers: f.maxPeers, Mode: mode, NoWebSeeds: f.noWebSeeds}
-	policy := transport.Prefer // flags not registered (the demo): the default
+// clientConfig turns the flags into the client's config: the listener,
+// uTP, the DHT (kept in cacheDir), LSD and the port mapping, the rate caps
+// (for the whole process), the peers and trackers given. A process with
+// only private torrents (BEP 27) starts neither the DHT nor LSD (the
+// engine checks again once a magnet's metadata says).
+func (f *swarmFlags) clientConfig(log *slog.Logger, mode picker.Mode, cacheDir string, private bool) (client.Config, error) {
+	cfg := client.Config{
+		Logger: log, CacheDir: cacheDir, Listen: f.listen, UTP: f.utp,
+		DHT: !f.noDHT && !private, DHTBootstrap: f.dhtBootstrap,
+		LSD: !f.noLSD && !private, PortMap: !f.noPortMap,
+		MaxPeers: f.maxPeers, MaxConnections: f.maxConns, Mode: mode, NoWebSeeds: f.noWebSeeds,
+	}
 	var err error
-	if f.encryption != "" {
-		if policy, err = transport.ParsePolicy(f.encryption); err != nil {
+	if f.encryption != "" { // flags not registered (the demo): the default
+		if cfg.Policy, err = transport.ParsePolicy(f.encryption); err != nil {
 			return cfg, fmt.Errorf("-encryption: %w", err)
 		}
 	}
-	// One transport for the metadata fetch and the engine: what it
-	// learns about peers (who refuses encryption) carries over.
-	cfg.Transport = transport.New(transport.Config{Policy: policy, Logger: log})
 	if cfg.MaxDownloadRate, err = parseRate("-max-download-rate", f.maxDown); err != nil {
 		return cfg, err
 	}
@@ -301,24 +184,4 @@ func loadTorrent(ctx context.Context, arg string) (*metainfo.MetaInfo, error) {
 		return nil, fmt.Errorf("fetching %s: larger than %s", arg, humanize.IBytes(maxTorrentDownload))
 	}
 	return metainfo.Parse(data)
-}
-
-// openWrapper wraps store for mi and resumes what it already holds,
-// reporting progress for big torrents.
-func openWrapper(ctx context.Context, mi *metainfo.MetaInfo, store storagewrapper.Store, log *slog.Logger) (*storagewrapper.Wrapper, error) {
-	sw, err := storagewrapper.New(mi.Info, store, storagewrapper.Config{Logger: log})
-	if err != nil {
-		store.Close()
-		return nil, err
-	}
-	start := time.Now()
-	if err := sw.Resume(ctx); err != nil && ctx.Err() != nil {
-		sw.Close()
-		return nil, err
-	} else if err != nil {
-		log.Warn("some stored pieces could not be read; they will be downloaded", "err", err)
-	}
-	st := sw.Stats()
-	log.Info("checked stored data", "verified", st.VerifiedPieces, "pieces", st.Pieces, "took", time.Since(start).Round(time.Millisecond))
-	return sw, nil
 }

@@ -1,8 +1,9 @@
-package main
+package client
 
 import (
 	"context"
 	"errors"
+	"os"
 
 	"btfs/bitfield"
 	"btfs/picker"
@@ -26,3 +27,6 @@ func (browseTorrent) ReadAt(ctx context.Context, p []byte, off int64) (int, erro
 func (browseTorrent) Want(picker.Want) (release func()) { return func() {} }
 
 func (b browseTorrent) Bitfield() *bitfield.Bitfield { return bitfield.New(b.n) }
+
+// mkdir makes dir and its parents.
+func mkdir(dir string) error { return os.MkdirAll(dir, 0o755) }

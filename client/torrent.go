@@ -1,0 +1,471 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"btfs/cache"
+	"btfs/engine"
+	"btfs/engine/magnet"
+	"btfs/metainfo"
+	"btfs/picker"
+	"btfs/storagewrapper"
+	"btfs/stream"
+)
+
+// Source is what a torrent starts from: its metainfo, or a magnet link
+// whose info dictionary comes from the cache or the swarm.
+type Source struct {
+	MetaInfo *metainfo.MetaInfo
+	Magnet   *metainfo.Magnet
+}
+
+// InfoHash is the torrent's info-hash, known in every case.
+func (s Source) InfoHash() metainfo.Hash {
+	if s.MetaInfo != nil {
+		return s.MetaInfo.InfoHash
+	}
+	return s.Magnet.InfoHash
+}
+
+// Name is what to call it before the metadata says: the torrent's name,
+// the link's dn, or the info-hash.
+func (s Source) Name() string {
+	switch {
+	case s.MetaInfo != nil:
+		return s.MetaInfo.Info.Name
+	case s.Magnet.DisplayName != "":
+		return s.Magnet.DisplayName
+	}
+	return s.Magnet.InfoHash.String()
+}
+
+// AddOptions say where a torrent's bytes live and what it does.
+type AddOptions struct {
+	// FilesDir, when set, stores the torrent as its own files under it
+	// (get and seed) instead of in the shared cache.
+	FilesDir string
+	// ReadOnly seeds what FilesDir holds and downloads nothing; a
+	// torrent with no verified piece there fails.
+	ReadOnly bool
+	// BrowseOnly fetches no data: the metadata only (a magnet's); reads
+	// fail at once.
+	BrowseOnly bool
+}
+
+// Torrent is one torrent of the client, from its metadata to seeding.
+type Torrent struct {
+	c    *Client
+	ih   metainfo.Hash
+	src  Source
+	opts AddOptions
+	log  *slog.Logger
+	seq  int64 // order of Add, for List
+
+	ctx    context.Context // ends with stop
+	cancel context.CancelFunc
+
+	attached chan struct{} // closed once mi and data are set
+	running  chan struct{} // closed once eng is set and started
+	done     chan struct{} // closed when run has returned
+
+	// Set before attached is closed, never changed after.
+	mi   *metainfo.MetaInfo
+	data stream.Torrent
+	sw   *storagewrapper.Wrapper // nil with BrowseOnly
+	// Set before running is closed.
+	eng *engine.Torrent
+
+	mu  sync.Mutex
+	err error // why run stopped early; guarded by mu
+}
+
+// seqs numbers the torrents in the order they were added.
+var seqs atomic.Int64
+
+func newTorrent(c *Client, src Source, opts AddOptions) *Torrent {
+	t := &Torrent{
+		c: c, ih: src.InfoHash(), src: src, opts: opts, seq: seqs.Add(1),
+		attached: make(chan struct{}), running: make(chan struct{}), done: make(chan struct{}),
+	}
+	t.log = c.log
+	t.ctx, t.cancel = context.WithCancel(c.ctx)
+	return t
+}
+
+// InfoHash is the torrent's info-hash.
+func (t *Torrent) InfoHash() metainfo.Hash { return t.ih }
+
+// Source is what the torrent was added from.
+func (t *Torrent) Source() Source { return t.src }
+
+// Name is the torrent's name once its metadata is known, before that the
+// magnet link's dn or the info-hash.
+func (t *Torrent) Name() string {
+	if mi := t.MetaInfo(); mi != nil {
+		return mi.Info.Name
+	}
+	return t.src.Name()
+}
+
+// Attached is closed once the metadata is known and the storage open:
+// MetaInfo and Data may be read, and reads wait for their pieces.
+func (t *Torrent) Attached() <-chan struct{} { return t.attached }
+
+// Running is closed once the engine runs (never with BrowseOnly).
+func (t *Torrent) Running() <-chan struct{} { return t.running }
+
+// Done is closed when the torrent has stopped: removed, the client
+// closed, or failed (Err).
+func (t *Torrent) Done() <-chan struct{} { return t.done }
+
+// Err is why the torrent stopped by itself; nil while it runs and after a
+// Remove or Close.
+func (t *Torrent) Err() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.err
+}
+
+// MetaInfo is the torrent; nil until Attached.
+func (t *Torrent) MetaInfo() *metainfo.MetaInfo {
+	select {
+	case <-t.attached:
+		return t.mi
+	default:
+		return nil
+	}
+}
+
+// Data reads the torrent's verified bytes, waiting for them; nil until
+// Attached.
+func (t *Torrent) Data() stream.Torrent {
+	select {
+	case <-t.attached:
+		return t.data
+	default:
+		return nil
+	}
+}
+
+// Wrapper is the torrent's storagewrapper; nil until Attached and with
+// BrowseOnly.
+func (t *Torrent) Wrapper() *storagewrapper.Wrapper {
+	select {
+	case <-t.attached:
+		return t.sw
+	default:
+		return nil
+	}
+}
+
+// Engine is the torrent's engine; nil until Running.
+func (t *Torrent) Engine() *engine.Torrent {
+	select {
+	case <-t.running:
+		return t.eng
+	default:
+		return nil
+	}
+}
+
+// Stats is what `btfs ls` and the status line show of a torrent.
+type Stats struct {
+	// Total is the size in bytes, 0 before the metadata; Verified the
+	// bytes verified.
+	Total, Verified int64
+	// DownloadRate and UploadRate in bytes/s; Peers connected.
+	DownloadRate, UploadRate float64
+	Peers                    int
+	// State is "metadata", "checking", "running", "browsing" or "failed".
+	State string
+}
+
+// Stats returns a snapshot.
+func (t *Torrent) Stats(ctx context.Context) (Stats, error) {
+	var st Stats
+	if err := t.Err(); err != nil {
+		st.State = "failed"
+		return st, nil
+	}
+	mi := t.MetaInfo()
+	if mi == nil {
+		st.State = "metadata"
+		return st, nil
+	}
+	st.Total = mi.Info.TotalLength
+	if t.sw == nil {
+		st.State = "browsing"
+		return st, nil
+	}
+	if e := t.Engine(); e != nil {
+		es, err := e.Stats(ctx)
+		if err == nil {
+			st.State, st.Verified = "running", es.VerifiedBytes
+			st.DownloadRate, st.UploadRate, st.Peers = es.DownloadRate, es.UploadRate, es.Peers
+			return st, nil
+		}
+	}
+	st.State = "checking"
+	st.Verified = t.sw.Stats().VerifiedBytes
+	return st, nil
+}
+
+// stop ends the torrent; run cleans up and closes done.
+func (t *Torrent) stop() { t.cancel() }
+
+// fail records why the torrent stopped by itself.
+func (t *Torrent) fail(err error) {
+	t.mu.Lock()
+	t.err = err
+	t.mu.Unlock()
+	t.log.Error("torrent stopped", "torrent", t.Name(), "err", err)
+}
+
+// run brings the torrent up; the cleanup (closing what start opened, in
+// reverse, then done) runs once the torrent is stopped. An idle torrent
+// so costs no goroutine here: after start, nothing waits but a
+// context.AfterFunc. (Its engine's loop ends only when its context does.)
+// release is called once the cleanup has run.
+func (t *Torrent) run(release func()) {
+	var closers []func()
+	cleanup := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+		close(t.done)
+		release()
+	}
+	if err := t.start(&closers); err != nil {
+		if t.ctx.Err() == nil {
+			t.fail(err)
+		}
+		cleanup()
+		return
+	}
+	context.AfterFunc(t.ctx, cleanup)
+}
+
+// start brings the torrent up to its engine, appending to closers what
+// run must close.
+func (t *Torrent) start(closers *[]func()) error {
+	ctx := t.ctx
+	cacheDir := ""
+	if t.opts.FilesDir == "" {
+		cacheDir = filepath.Join(t.c.cfg.CacheDir, t.ih.String())
+		if err := mkdir(cacheDir); err != nil {
+			return fmt.Errorf("cache: %w", err)
+		}
+	}
+	mi := t.src.MetaInfo
+	var peers []netip.AddrPort
+	if mi == nil && cacheDir != "" {
+		// A magnet link seen before: its metadata is in the cache, and
+		// the torrent needs no peer to show its files.
+		if info, err := cache.LoadInfo(cacheDir); err == nil {
+			if mi, err = t.src.Magnet.MetaInfo(info); err != nil {
+				t.log.Warn("cache: the saved metadata is unusable; fetching it again", "err", err)
+				mi = nil
+			} else {
+				t.log.Info("metadata from the cache", "torrent", mi.Info.Name)
+			}
+		}
+	}
+	if mi == nil {
+		var err error
+		if mi, peers, err = t.c.fetchInfo(ctx, t.src.Magnet); err != nil {
+			return err
+		}
+	}
+	if cacheDir != "" {
+		if err := cache.SaveInfo(cacheDir, mi.InfoBytes); err != nil {
+			t.log.Warn("the metadata could not be cached; the next start fetches it again", "err", err)
+		}
+	}
+	mode := t.c.cfg.Mode
+	if max := t.c.cfg.MaxCacheBytes; max > 0 && max < mi.Info.TotalLength && mode == picker.FetchAll && cacheDir != "" {
+		t.log.Info("the cache is smaller than the torrent: fetching only what readers want",
+			"cache_size", max, "torrent", mi.Info.TotalLength)
+		mode = picker.FetchReads
+	}
+
+	// Storage.
+	var store *cache.Store
+	if t.opts.BrowseOnly {
+		t.mi, t.data = mi, browseTorrent{n: mi.Info.NumPieces()}
+		close(t.attached)
+		return nil
+	}
+	var st storagewrapper.Store
+	if cacheDir != "" {
+		// The cache directory is shared with every btfs that has this
+		// torrent: pieces any of them verified are ours after one hash,
+		// and claims split the downloading between them.
+		s, err := cache.Open(cacheDir, mi.Info, cache.Options{Logger: t.log, MaxBytes: t.c.cfg.MaxCacheBytes})
+		if err != nil {
+			return err
+		}
+		store, st = s, s
+	} else {
+		if !t.opts.ReadOnly {
+			if err := mkdir(t.opts.FilesDir); err != nil {
+				return err
+			}
+		}
+		s, err := storagewrapper.NewFileStore(t.opts.FilesDir, mi.Info, t.opts.ReadOnly)
+		if err != nil {
+			return err
+		}
+		st = s
+	}
+	sw, err := storagewrapper.New(mi.Info, st, storagewrapper.Config{Logger: t.log})
+	if err != nil {
+		st.Close()
+		return err
+	}
+	*closers = append(*closers, func() { sw.Close() })
+	t.mi, t.data, t.sw = mi, sw, sw
+	close(t.attached)
+
+	if store != nil {
+		// The other processes' pieces are seen from now on, Resume
+		// included (a reader's miss adopts its piece at once).
+		runCtx, stopRun := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if err := store.Run(runCtx, sw); err != nil && runCtx.Err() == nil {
+				t.log.Error("cache: watching the other processes stopped", "err", err)
+			}
+		})
+		*closers = append(*closers, func() { stopRun(); wg.Wait() })
+	}
+	start := time.Now()
+	if err := sw.Resume(ctx); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		t.log.Warn("some stored pieces could not be read; they will be downloaded", "err", err)
+	}
+	ss := sw.Stats()
+	t.log.Info("checked stored data", "verified", ss.VerifiedPieces, "pieces", ss.Pieces, "took", time.Since(start).Round(time.Millisecond))
+	if t.opts.ReadOnly && ss.VerifiedPieces == 0 {
+		return fmt.Errorf("nothing to seed: no piece of %s verifies under %s", mi.Info.Name, t.opts.FilesDir)
+	}
+
+	e, err := engine.New(mi, sw, t.c.engineConfig(mode, peers))
+	if err != nil {
+		return err
+	}
+	if err := e.Start(ctx); err != nil {
+		return err
+	}
+	t.eng = e
+	*closers = append(*closers, func() {
+		t.c.setRunning(t.ih, nil)
+		e.Close()
+	})
+	t.c.setRunning(t.ih, e)
+	close(t.running)
+	return nil
+}
+
+// engineConfig is a torrent's engine config: the client's shared parts.
+func (c *Client) engineConfig(mode picker.Mode, peers []netip.AddrPort) engine.Config {
+	cfg := engine.Config{
+		Logger:          c.log,
+		PeerID:          c.peerID,
+		ListenAddr:      c.ListenAddr(),
+		MaxPeers:        c.cfg.MaxPeers,
+		Budget:          c.budget,
+		DownloadLimiter: c.down,
+		UploadLimiter:   c.up,
+		Mode:            mode,
+		Peers:           append(append([]netip.AddrPort(nil), c.cfg.Peers...), peers...),
+		Trackers:        c.cfg.Trackers,
+		Finder:          c.finder,
+		Local:           c.local,
+		NoWebSeeds:      c.cfg.NoWebSeeds,
+		Transport:       c.tr,
+		ExternalPort:    c.extern,
+	}
+	if c.cfg.Engine != nil {
+		c.cfg.Engine(&cfg)
+	}
+	return cfg
+}
+
+// fetchInfo gets a magnet link's info dictionary from the swarm: from the
+// link's x.pe peers and the client's, its trackers (or the client's), and
+// the DHT. It returns the torrent and every peer address it learned, for
+// the engine to start with.
+func (c *Client) fetchInfo(ctx context.Context, m *metainfo.Magnet) (*metainfo.MetaInfo, []netip.AddrPort, error) {
+	mc := magnet.Config{
+		InfoHash:  m.InfoHash,
+		Peers:     append(append([]netip.AddrPort(nil), c.cfg.Peers...), resolvePeers(ctx, m.Peers, c.log)...),
+		Trackers:  c.cfg.Trackers,
+		PeerID:    c.peerID,
+		MaxPeers:  c.cfg.MaxPeers,
+		Logger:    c.log,
+		Transport: c.tr, // the engine's: one policy, one memory of peers
+		Port:      int(c.ListenAddr().Port()),
+	}
+	if c.finder != nil {
+		mc.Finder = c.finder
+	}
+	if mc.Trackers == nil {
+		for _, t := range m.Trackers {
+			mc.Trackers = append(mc.Trackers, []string{t})
+		}
+	}
+	name := m.DisplayName
+	if name == "" {
+		name = m.InfoHash.String()
+	}
+	c.log.Info("fetching metadata", "torrent", name, "peers", len(mc.Peers), "trackers", len(mc.Trackers), "dht", mc.Finder != nil)
+	start := time.Now()
+	res, err := magnet.Fetch(ctx, mc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("fetching the metadata of %s: %w", name, err)
+	}
+	mi, err := m.MetaInfo(res.Info)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.log.Info("metadata fetched", "torrent", mi.Info.Name, "size", mi.Info.TotalLength,
+		"files", len(mi.Info.Files), "took", time.Since(start).Round(time.Millisecond), "peers", len(res.Peers))
+	return mi, res.Peers, nil
+}
+
+// resolvePeers turns x.pe's host:port strings into addresses; a name that
+// does not resolve is logged and skipped.
+func resolvePeers(ctx context.Context, peers []string, log *slog.Logger) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, p := range peers {
+		if ap, err := netip.ParseAddrPort(p); err == nil {
+			out = append(out, ap)
+			continue
+		}
+		host, port, err := net.SplitHostPort(p)
+		if err == nil {
+			var pn uint16
+			if _, err = fmt.Sscan(port, &pn); err == nil {
+				var ips []netip.Addr
+				ips, err = net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+				for _, ip := range ips {
+					out = append(out, netip.AddrPortFrom(ip.Unmap(), pn))
+				}
+			}
+		}
+		if err != nil {
+			log.Warn("magnet peer skipped", "peer", p, "err", err)
+		}
+	}
+	return out
+}
