@@ -19,6 +19,7 @@ import (
 	"btfs/metainfo"
 	"btfs/picker"
 	"btfs/storagewrapper"
+	"btfs/stream"
 )
 
 // mountFlags are btfs mount's own flags, beside the swarm's.
@@ -195,7 +196,10 @@ func mountAndServe(ctx context.Context, src source, mountpoint string, sf swarmF
 	// Mount first: the mount point is there at once (a magnet's files
 	// appear when its metadata comes), and reads simply wait while the
 	// cache is checked and peers are found.
-	fsOpts := fs.Options{AllowOther: mf.allowOther, ReadTimeout: mf.readTimeout, Logger: log}
+	// readers lists the open readers of the mount and of HTTP alike,
+	// for the status page and /metrics.
+	readers := stream.NewRegistry()
+	fsOpts := fs.Options{AllowOther: mf.allowOther, ReadTimeout: mf.readTimeout, Logger: log, Readers: readers}
 	var att *attached
 	if src.mi != nil {
 		mode = capped(maxBytes, src.mi.Info, mode, &fsOpts, log)
@@ -297,7 +301,7 @@ func mountAndServe(ctx context.Context, src source, mountpoint string, sf swarmF
 	}
 	defer t.Close()
 	defer stopStatus()
-	stopHTTP, err := startHTTP(ctx, mf.http, mi, sw, t, log, stderr)
+	stopHTTP, err := startHTTP(ctx, mf.http, mi, sw, t, att.store, readers, log, stderr)
 	if err != nil {
 		return err
 	}
