@@ -66,8 +66,10 @@ type Peer struct {
 	Uploaded     int64   `json:"uploaded"`
 	DownloadRate float64 `json:"downloadRate"`
 	UploadRate   float64 `json:"uploadRate"`
-	Encrypted    bool    `json:"encrypted"` // MSE/PE
-	UTP          bool    `json:"utp"`
+	// Encryption is the MSE/PE method: "rc4", "plaintext" (only the
+	// handshake obfuscated) or "" (a plain connection).
+	Encryption string `json:"encryption"`
+	UTP        bool   `json:"utp"`
 }
 
 // CacheUse is what a torrent's piece cache holds.

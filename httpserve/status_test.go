@@ -37,6 +37,9 @@ type event struct {
 			Cache *httpserve.CacheUse
 		} `json:"stats"`
 	} `json:"torrents"`
+	Reads map[string]struct {
+		Reads uint64 `json:"reads"`
+	} `json:"reads"`
 }
 
 // nextEvent reads the next "data:" line of an event stream.
@@ -71,7 +74,7 @@ func TestStatusEvents(t *testing.T) {
 	reg := stream.NewRegistry()
 	served := tr.served()
 	served.Stats = func(context.Context) (httpserve.Stats, error) {
-		return httpserve.Stats{PeerList: []httpserve.Peer{{Addr: "127.0.0.2:6881", Client: "AR1360", Encrypted: true}},
+		return httpserve.Stats{PeerList: []httpserve.Peer{{Addr: "127.0.0.2:6881", Client: "AR1360", Encryption: "rc4"}},
 			Cache: &httpserve.CacheUse{Bytes: 2 * pl}}, nil
 	}
 	srv := httptest.NewServer(httpserve.New(httpserve.Config{Torrents: httpserve.Static{served}, Readers: reg}))
@@ -138,7 +141,10 @@ func TestStatusEvents(t *testing.T) {
 	if done["a/movie.mp4"] != pl+(100_000-6*pl) || done["b.txt"] != 5000 || done["c d%.mkv"] != 6*pl+pl-105_000 {
 		t.Errorf("files done %v", done)
 	}
-	if ts.Stats == nil || len(ts.Stats.Peers) != 1 || !ts.Stats.Peers[0].Encrypted || ts.Stats.Cache.Bytes != 2*pl {
+	if ev.Reads["fuse"].Reads != 1 {
+		t.Errorf("reads %+v, want the fuse reader's one read", ev.Reads)
+	}
+	if ts.Stats == nil || len(ts.Stats.Peers) != 1 || ts.Stats.Peers[0].Encryption != "rc4" || ts.Stats.Cache.Bytes != 2*pl {
 		t.Errorf("stats %+v", ts.Stats)
 	}
 

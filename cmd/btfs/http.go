@@ -65,7 +65,7 @@ func startHTTP(ctx context.Context, hf httpFlags, mi *metainfo.MetaInfo, sw *sto
 					hs.PeerList = append(hs.PeerList, httpserve.Peer{
 						Addr: p.Addr.String(), Client: p.Client, Downloaded: p.Downloaded, Uploaded: p.Uploaded,
 						DownloadRate: p.DownloadRate, UploadRate: p.UploadRate,
-						Encrypted: p.Encryption != "", UTP: p.Network == "utp",
+						Encryption: p.Encryption, UTP: p.Network == "utp",
 					})
 				}
 				if store != nil {
