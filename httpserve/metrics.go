@@ -18,6 +18,7 @@ var (
 	descPieces   = prometheus.NewDesc("btfs_pieces", "Pieces in the torrent.", []string{"infohash"}, nil)
 	descHashFail = prometheus.NewDesc("btfs_hash_failures_total", "Pieces that failed their hash check.", []string{"infohash"}, nil)
 	descBanned   = prometheus.NewDesc("btfs_banned_peers", "Peers banned.", []string{"infohash"}, nil)
+	descWants    = prometheus.NewDesc("btfs_wants", "Byte ranges readers want now (blocked reads, readahead windows, media heads and tails), as the engine last read them.", []string{"infohash"}, nil)
 	descDownRate = prometheus.NewDesc("btfs_download_rate_bytes", "Payload download rate now, bytes/s (smoothed).", []string{"infohash"}, nil)
 	descUpRate   = prometheus.NewDesc("btfs_upload_rate_bytes", "Payload upload rate now, bytes/s (smoothed).", []string{"infohash"}, nil)
 	descCache    = prometheus.NewDesc("btfs_cache_bytes", "Bytes of verified pieces in the torrent's shared cache (every process's).", []string{"infohash"}, nil)
@@ -41,7 +42,7 @@ type collector struct{ s *Server }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descDown, descUp, descPeers, descVerified, descPieces, descHashFail, descBanned,
-		descDownRate, descUpRate, descCache, descCacheCap, descEvicted, descWait, descHits, descReaders} {
+		descWants, descDownRate, descUpRate, descCache, descCacheCap, descEvicted, descWait, descHits, descReaders} {
 		ch <- d
 	}
 }
@@ -87,6 +88,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descPieces, prometheus.GaugeValue, float64(st.Pieces), ih)
 		ch <- prometheus.MustNewConstMetric(descHashFail, prometheus.CounterValue, float64(st.HashFailures), ih)
 		ch <- prometheus.MustNewConstMetric(descBanned, prometheus.GaugeValue, float64(st.Banned), ih)
+		ch <- prometheus.MustNewConstMetric(descWants, prometheus.GaugeValue, float64(st.Wants), ih)
 		ch <- prometheus.MustNewConstMetric(descDownRate, prometheus.GaugeValue, st.DownloadRate, ih)
 		ch <- prometheus.MustNewConstMetric(descUpRate, prometheus.GaugeValue, st.UploadRate, ih)
 		if st.Cache != nil {

@@ -50,6 +50,10 @@ type Stats struct {
 	Pieces               int   // pieces in the torrent
 	HashFailures         int   // pieces that failed their hash check
 	Banned               int   // peers banned
+	// Wants counts the byte ranges readers want now (blocked reads,
+	// readahead windows, media heads and tails) as the engine last read
+	// them: 0 once every reader is gone.
+	Wants int
 	// DownloadRate and UploadRate are payload bytes/s, smoothed.
 	DownloadRate, UploadRate float64
 	// PeerList describes each connection, for the status page.
@@ -105,6 +109,9 @@ type Config struct {
 	// the defaults and no prefetch.
 	Policy        stream.Policy
 	PrefetchAhead int64
+	// Control adds, removes and lists torrents for the control endpoints
+	// (control.go); nil lists what Torrents serves and adds nothing.
+	Control Controller
 	// StallTimeout drops a stream whose client took none of its bytes for
 	// that long (a write blocked on a full socket): its Reader and wants go
 	// with it. 0 means DefaultStallTimeout.
@@ -166,6 +173,9 @@ func New(cfg Config) *Server {
 	s.mux.HandleFunc("GET /{$}", s.index)
 	s.mux.HandleFunc("GET /status", s.status)
 	s.mux.HandleFunc("GET /status/events", s.events)
+	s.mux.HandleFunc("GET /api/torrents", s.apiList)
+	s.mux.HandleFunc("POST /api/torrents", s.apiAdd)
+	s.mux.HandleFunc("DELETE /api/torrents/{ih}", s.apiRemove)
 	s.mux.HandleFunc("GET /t/{ih}/{path...}", s.file)
 	s.mux.HandleFunc("GET /playlist/{name}", s.playlist)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
@@ -219,6 +229,13 @@ func (s *Server) tokenOK(r *http.Request) bool {
 		got = a
 	}
 	return subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) == 1
+}
+
+// bearerOK reports whether the Authorization header carries the token
+// (never the URL: see control.go).
+func (s *Server) bearerOK(r *http.Request) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) == 1
 }
 
 // lookup finds the torrent named by its hex info-hash.

@@ -307,7 +307,7 @@ func TestMetrics(t *testing.T) {
 	served.Stats = func(context.Context) (httpserve.Stats, error) {
 		return httpserve.Stats{
 			Downloaded: 1000, Uploaded: 2000, Peers: 1, PiecesVerified: tr.w.Bitfield().Count(),
-			Pieces: tr.info.NumPieces(), HashFailures: 3, Banned: 4, DownloadRate: 5, UploadRate: 6,
+			Pieces: tr.info.NumPieces(), HashFailures: 3, Banned: 4, DownloadRate: 5, UploadRate: 6, Wants: 10,
 			PeerList: []httpserve.Peer{{Addr: "127.0.0.2:6881"}},
 			Cache:    &httpserve.CacheUse{Bytes: 7, Cap: 8, Evictions: 9},
 		}, nil
@@ -341,7 +341,7 @@ func TestMetrics(t *testing.T) {
 		"btfs_downloaded_bytes_total": 1000, "btfs_uploaded_bytes_total": 2000, "btfs_peers": 1,
 		"btfs_pieces_verified": 2, "btfs_pieces": float64(tr.info.NumPieces()), "btfs_hash_failures_total": 3,
 		"btfs_banned_peers": 4, "btfs_download_rate_bytes": 5, "btfs_upload_rate_bytes": 6,
-		"btfs_cache_bytes": 7, "btfs_cache_cap_bytes": 8, "btfs_cache_evictions_total": 9,
+		"btfs_cache_bytes": 7, "btfs_cache_cap_bytes": 8, "btfs_cache_evictions_total": 9, "btfs_wants": 10,
 	} {
 		mf := mfs[name]
 		if mf == nil || len(mf.Metric) != 1 {
