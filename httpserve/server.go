@@ -362,6 +362,8 @@ type readSeeker struct {
 	off, pieceLen int64
 	// rc sets the write deadline: each chunk read is to be written within
 	// stall, or the connection is closed (a client that stopped reading).
+	// net/http clears it after each response, so a kept-alive
+	// connection's next request starts without it.
 	rc    *http.ResponseController
 	stall time.Duration
 	err   error

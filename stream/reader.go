@@ -192,9 +192,10 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 // Nothing after Close. With a Registry, it counts as a read that did not
 // wait.
 func (r *Reader) Observe(off, n int64) {
+	ready := r.reg != nil && off < r.size && r.FirstMissing(off, min(off+n, r.size)) == min(off+n, r.size)
 	inWindow := r.observe(off, n)
 	if r.reg != nil {
-		r.reg.record(r.kind, 0, inWindow)
+		r.reg.record(r.kind, 0, ready && inWindow)
 	}
 }
 
