@@ -210,4 +210,3 @@ func TestSlowClients(t *testing.T) {
 	}
 	t.Logf("heap in use after the drop: %s KiB", strconv.FormatUint(heapInuse()>>10, 10))
 }
-
