@@ -167,8 +167,10 @@ func sameOrigin(r *http.Request) bool {
 	if o == "" {
 		return true
 	}
+	// A browser sends scheme://host[:port] and nothing else.
 	u, err := url.Parse(o)
-	if err != nil || u.Scheme != "http" || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") {
+	if err != nil || u.Scheme != "http" || u.Host == "" || u.Opaque != "" || u.User != nil || u.Path != "" ||
+		u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.HasSuffix(o, "#") {
 		return false
 	}
 	return sameHost(u.Host, r.Host)
