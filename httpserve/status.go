@@ -208,12 +208,11 @@ func (s *Server) torrentStatus(ctx context.Context, host string, t Torrent, read
 	m := []byte(strings.Repeat(string(rune(pieceMissing)), n))
 	// Lowest precedence first: each later state overwrites.
 	if ps, ok := t.Data.(pieceStater); ok {
-		for _, want := range ps.Wants() {
-			c := byte(pieceReadahead)
-			if want.Priority >= picker.Now {
-				continue // drawn after the pieces in flight
+		wants := ps.Wants()
+		for _, want := range wants {
+			if want.Priority < picker.Now {
+				setRange(m, info.PieceLength, want.Start, want.End, pieceReadahead)
 			}
-			setRange(m, info.PieceLength, want.Start, want.End, c)
 		}
 		for _, p := range ps.Refused() {
 			if p >= 0 && p < n {
@@ -225,7 +224,7 @@ func (s *Server) torrentStatus(ctx context.Context, host string, t Torrent, read
 				m[p] = pieceInFlight
 			}
 		}
-		for _, want := range ps.Wants() {
+		for _, want := range wants {
 			if want.Priority >= picker.Now {
 				setRange(m, info.PieceLength, want.Start, want.End, pieceNow)
 			}
