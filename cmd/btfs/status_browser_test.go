@@ -69,6 +69,9 @@ func TestStatusPageInBrowser(t *testing.T) {
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium),
 		chromedp.UserDataDir(t.TempDir()),
+		// Chromium puts its singleton socket in $TMPDIR and leaves it
+		// behind: keep it in the test's own directory.
+		chromedp.Env("TMPDIR="+t.TempDir()),
 		chromedp.NoSandbox, // root in a test namespace
 		chromedp.DisableGPU,
 		chromedp.WindowSize(1200, 1000),
