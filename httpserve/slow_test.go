@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -209,4 +210,49 @@ func TestSlowClients(t *testing.T) {
 		t.Errorf("a stalled client read %d more bytes, %v: want the connection closed early", n, err)
 	}
 	t.Logf("heap in use after the drop: %s KiB", strconv.FormatUint(heapInuse()>>10, 10))
+}
+
+// TestMaxStreams fills the server's streams with responses waiting for a
+// piece nobody has: one more is refused with 503 and Retry-After, and a
+// stream that ends makes room again.
+func TestMaxStreams(t *testing.T) {
+	tr := newTorrent(t, 16<<10, testFiles, testOrder) // nothing verified
+	srv := httptest.NewServer(httpserve.New(httpserve.Config{Torrents: httpserve.Static{tr.served()}, MaxStreams: 2}))
+	defer srv.Close()
+	url := srv.URL + "/t/" + tr.ih.String() + "/b.txt"
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel() // before the Wait: the streams end
+	first, firstCancel := context.WithCancel(ctx)
+	for _, c := range []context.Context{first, ctx} {
+		wg.Go(func() {
+			req, _ := http.NewRequestWithContext(c, http.MethodGet, url, nil)
+			if resp, err := srv.Client().Do(req); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	}
+	poll.Until(t, 10*time.Second, "two streams waiting", func() bool { return len(tr.w.Wants()) >= 2 })
+	resp, err := srv.Client().Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("a third stream: %d, Retry-After %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	firstCancel()
+	poll.Until(t, 10*time.Second, "a stream served again after one ended", func() bool {
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodHead, url, nil)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
