@@ -11,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"btfs/cache"
 	"btfs/httpserve"
+	"btfs/internal/memtorrent"
 	"btfs/internal/poll"
+	"btfs/storagewrapper"
 	"btfs/stream"
 )
 
@@ -208,4 +211,48 @@ func TestStatusSubscribersBounded(t *testing.T) {
 		resp.Body.Close()
 		return false
 	})
+}
+
+// TestStatusShowsOtherProcessClaim shares one cache directory between two
+// cache.Stores (two processes' worth: claims tell them apart): a piece the
+// first one downloads is drawn, on the second one's status page, as in
+// another process's claim, and its cache use is the cache's.
+func TestStatusShowsOtherProcessClaim(t *testing.T) {
+	const pl = 16 << 10
+	tr := newTorrent(t, pl, testFiles, testOrder) // for its info (piece hashes) and bytes
+	dir := t.TempDir()
+	open := func() *storagewrapper.Wrapper {
+		cs, err := cache.Open(dir, tr.info, cache.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := storagewrapper.New(tr.info, cs, storagewrapper.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { w.Close(); cs.Close() })
+		return w
+	}
+	a, b := open(), open()
+	if _, st := a.NewRequest(3); !st.OK() {
+		t.Fatalf("A: NewRequest(3) = %v", st)
+	}
+	if _, st := b.NewRequest(3); st != storagewrapper.RequestClaimedElsewhere {
+		t.Fatalf("B: NewRequest(3) = %v, want claimed elsewhere", st)
+	}
+	memtorrent.Deliver(t, b, tr.info, tr.data, 0)
+	srv := httptest.NewServer(httpserve.New(httpserve.Config{Torrents: httpserve.Static{{InfoHash: tr.ih, Info: tr.info, Data: b}}}))
+	defer srv.Close()
+	resp, err := srv.Client().Get(srv.URL + "/status/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	ts := nextEvent(t, bufio.NewReader(resp.Body)).Torrents[0]
+	if ts.Map[3] != '5' || ts.Map[0] != '1' || ts.Counts["claimed"] != 1 {
+		t.Fatalf("map %s counts %v: want piece 3 in another process's claim, piece 0 verified", ts.Map, ts.Counts)
+	}
+	if s := a.Refused(); len(s) != 0 {
+		t.Errorf("A sees its own claim as another's: %v", s)
+	}
 }
