@@ -420,11 +420,17 @@ func (s *readSeeker) Seek(off int64, whence int) (int64, error) {
 // fileURL is the absolute URL of file f of t as seen by a client that
 // reached us at host, with the token when one is set.
 func (s *Server) fileURL(host string, t Torrent, f metainfo.File) string {
+	return "http://" + host + s.fileRef(t, f)
+}
+
+// fileRef is fileURL without scheme and host: for the status page, whose
+// links are relative to wherever it was loaded from.
+func (s *Server) fileRef(t Torrent, f metainfo.File) string {
 	segs := make([]string, len(f.Path))
 	for i, c := range f.Path {
 		segs[i] = url.PathEscape(c)
 	}
-	u := "http://" + host + "/t/" + t.InfoHash.String() + "/" + strings.Join(segs, "/")
+	u := "/t/" + t.InfoHash.String() + "/" + strings.Join(segs, "/")
 	if s.cfg.Token != "" {
 		u += "?token=" + url.QueryEscape(s.cfg.Token)
 	}

@@ -96,7 +96,7 @@ type fileStatus struct {
 	Path   string `json:"path"`
 	Length int64  `json:"length"`
 	Done   int64  `json:"done"` // verified bytes
-	URL    string `json:"url"`
+	URL    string `json:"url"`  // relative to the server
 }
 
 type readerStatus struct {
@@ -153,7 +153,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	t := time.NewTicker(statusInterval)
 	defer t.Stop()
 	for {
-		data := s.snapshotJSON(r.Context(), r.Host)
+		data := s.snapshotJSON(r.Context())
 		_ = rc.SetWriteDeadline(time.Now().Add(eventWriteTimeout))
 		if _, err := fmt.Fprintf(w, "data: %s\n\n", data); err != nil {
 			return
@@ -171,15 +171,14 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 
 // snapshotJSON returns the current snapshot, built anew at most once per
 // statusInterval (half of it, so that a subscriber's tick never finds the
-// previous one). Its URLs are built for host: the first subscriber's
-// (every subscriber reaches the same server).
-func (s *Server) snapshotJSON(ctx context.Context, host string) []byte {
+// previous one).
+func (s *Server) snapshotJSON(ctx context.Context) []byte {
 	s.st.mu.Lock()
 	defer s.st.mu.Unlock()
 	if s.st.data != nil && time.Since(s.st.at) < statusInterval/2 {
 		return s.st.data
 	}
-	snap := s.snapshot(ctx, host)
+	snap := s.snapshot(ctx)
 	data, err := json.Marshal(snap)
 	if err != nil { // cannot happen: plain types
 		data = []byte(`{"error":"` + err.Error() + `"}`)
@@ -189,20 +188,20 @@ func (s *Server) snapshotJSON(ctx context.Context, host string) []byte {
 }
 
 // snapshot builds the state of every torrent.
-func (s *Server) snapshot(ctx context.Context, host string) snapshot {
+func (s *Server) snapshot(ctx context.Context) snapshot {
 	snap := snapshot{Time: time.Now().UnixMilli(), Reads: map[string]readCounts{}}
 	for k, st := range s.readers.Stats() {
 		snap.Reads[k] = readCounts{Reads: st.Reads, ReadaheadHits: st.ReadaheadHits, WaitSeconds: st.WaitSum}
 	}
 	readers := s.readers.Readers()
 	for _, t := range s.cfg.Torrents.Torrents() {
-		snap.Torrents = append(snap.Torrents, s.torrentStatus(ctx, host, t, readers))
+		snap.Torrents = append(snap.Torrents, s.torrentStatus(ctx, t, readers))
 	}
 	return snap
 }
 
 // torrentStatus is one torrent's part of a snapshot.
-func (s *Server) torrentStatus(ctx context.Context, host string, t Torrent, readers []stream.ReaderInfo) torrentStatus {
+func (s *Server) torrentStatus(ctx context.Context, t Torrent, readers []stream.ReaderInfo) torrentStatus {
 	info := t.Info
 	n := info.NumPieces()
 	m := []byte(strings.Repeat(string(rune(pieceMissing)), n))
@@ -259,7 +258,7 @@ func (s *Server) torrentStatus(ctx context.Context, host string, t Torrent, read
 				}
 			}
 		}
-		ts.Files = append(ts.Files, fileStatus{Path: filePath(f), Length: f.Length, Done: done, URL: s.fileURL(host, t, f)})
+		ts.Files = append(ts.Files, fileStatus{Path: filePath(f), Length: f.Length, Done: done, URL: s.fileRef(t, f)})
 	}
 	for _, r := range readers {
 		if r.Torrent != t.Data {

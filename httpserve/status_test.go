@@ -29,6 +29,7 @@ type event struct {
 		Files    []struct {
 			Path string `json:"path"`
 			Done int64  `json:"done"`
+			URL  string `json:"url"`
 		} `json:"files"`
 		Readers []struct {
 			Kind, Name             string
@@ -140,6 +141,9 @@ func TestStatusEvents(t *testing.T) {
 	done := map[string]int64{}
 	for _, f := range ts.Files {
 		done[f.Path] = f.Done
+		if f.Path == "c d%.mkv" && f.URL != "/t/"+tr.ih.String()+"/c%20d%25.mkv" {
+			t.Errorf("the link to %q is %q", f.Path, f.URL)
+		}
 	}
 	if done["a/movie.mp4"] != pl+(100_000-6*pl) || done["b.txt"] != 5000 || done["c d%.mkv"] != 6*pl+pl-105_000 {
 		t.Errorf("files done %v", done)
