@@ -193,6 +193,7 @@ func (c *Store) evicted(pieces []int) {
 	if len(pieces) == 0 {
 		return
 	}
+	c.evictions.Add(int64(len(pieces)))
 	c.mu.Lock()
 	host := c.host
 	c.mu.Unlock()

@@ -103,6 +103,12 @@ func TestEviction(t *testing.T) {
 		if total > limit {
 			t.Fatalf("after publishing %d: %d bytes over the cap of %d", st.publish, total, limit)
 		}
+		if u := c.Usage(); u.Bytes != total || u.Cap != limit {
+			t.Fatalf("after publishing %d: Usage %+v, on disk %d bytes", st.publish, u, total)
+		}
+	}
+	if u := c.Usage(); u.Evictions != 3 { // 2, 3, then 5
+		t.Fatalf("Usage %+v: want 3 evictions", u)
 	}
 	// This process had 2, 3 and 5: they are unverified, and a reader
 	// gets them again (fetched anew).

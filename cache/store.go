@@ -135,6 +135,8 @@ type Store struct {
 	evictProbe *os.File
 	// closed is set by Close.
 	closed atomic.Bool
+	// evictions counts the pieces this Store evicted (cap or full disk).
+	evictions atomic.Int64
 	// runDone is closed when Run returns (by Close when Run never ran).
 	runDone chan struct{}
 	// runOnce guards the start of Run.
@@ -459,3 +461,20 @@ func (c *Store) signal() {
 // so that it counts as read; a piece evicted while its file is open stays
 // readable through it.
 func (c *Store) PieceFile(i int) (*os.File, func(), error) { return c.ds.PieceFile(i) }
+
+// Usage is what a Store holds, for the status page and /metrics.
+type Usage struct {
+	// Bytes is the published pieces' total length as last seen (every
+	// process's: the cap's estimate); Cap is Options.MaxBytes (0: none).
+	Bytes, Cap int64
+	// Evictions counts the pieces this process evicted.
+	Evictions int64
+}
+
+// Usage returns a snapshot of the cache's use.
+func (c *Store) Usage() Usage {
+	c.mu.Lock()
+	b := c.presentBytes
+	c.mu.Unlock()
+	return Usage{Bytes: b, Cap: c.maxBytes, Evictions: c.evictions.Load()}
+}

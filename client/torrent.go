@@ -80,6 +80,9 @@ type Torrent struct {
 	mi   *metainfo.MetaInfo
 	data stream.Torrent
 	sw   *storagewrapper.Wrapper // nil with BrowseOnly
+	// cache is the shared cache holding the data; nil for a files
+	// store and with BrowseOnly.
+	cache *cache.Store
 	// Set before running is closed.
 	eng *engine.Torrent
 
@@ -161,6 +164,17 @@ func (t *Torrent) Wrapper() *storagewrapper.Wrapper {
 	select {
 	case <-t.attached:
 		return t.sw
+	default:
+		return nil
+	}
+}
+
+// Cache is the shared cache store holding the torrent's data; nil until
+// Attached, for a files store (get, seed) and with BrowseOnly.
+func (t *Torrent) Cache() *cache.Store {
+	select {
+	case <-t.attached:
+		return t.cache
 	default:
 		return nil
 	}
@@ -331,7 +345,7 @@ func (t *Torrent) start(closers *[]func()) error {
 		return err
 	}
 	*closers = append(*closers, func() { sw.Close() })
-	t.mi, t.data, t.sw = mi, sw, sw
+	t.mi, t.data, t.sw, t.cache = mi, sw, sw, store
 	close(t.attached)
 
 	if store != nil {

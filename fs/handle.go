@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -74,6 +75,9 @@ func (m *mountState) open(f *fileNode) *handle {
 		PieceLength:   m.info.PieceLength,
 		PrefetchAhead: prefetchAhead,
 		Logger:        m.log.With("file", f.index),
+		Registry:      m.readers,
+		Kind:          "fuse",
+		Name:          strings.Join(m.info.Files[f.index].Path, "/"),
 	}
 	if f.media {
 		cfg.HeadTail = m.mediaHeadTail

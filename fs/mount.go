@@ -42,6 +42,8 @@ type mountState struct {
 	policy stream.Policy
 	// mediaHeadTail is Options.MediaHeadTail with its default applied.
 	mediaHeadTail int64
+	// readers is Options.Readers (may be nil).
+	readers *stream.Registry
 	// readTimeout is Options.ReadTimeout.
 	readTimeout time.Duration
 	// requestLimit is how long a request may wait before it must be
@@ -264,6 +266,7 @@ func newMountState(parent context.Context, ih metainfo.Hash, mi *metainfo.MetaIn
 		log:           log,
 		policy:        stream.NewPolicy(opts.ReadaheadMin, opts.ReadaheadMax),
 		mediaHeadTail: opts.MediaHeadTail,
+		readers:       opts.Readers,
 		readTimeout:   opts.ReadTimeout,
 		uid:           uint32(os.Getuid()),
 		gid:           uint32(os.Getgid()),

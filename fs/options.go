@@ -29,6 +29,10 @@ type Options struct {
 	// is wanted while it is open, at least one piece; 0 means
 	// DefaultMediaHeadTail.
 	MediaHeadTail int64
+	// Readers, when set, lists each open handle's stream.Reader (kind
+	// "fuse") and counts its reads: the status page and /metrics of
+	// package httpserve show them beside the HTTP streams.
+	Readers *stream.Registry
 	// Logger receives mount events and read failures; nil discards them.
 	Logger *slog.Logger
 	// Control is a library's control socket, shown on its root as the

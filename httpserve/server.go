@@ -50,6 +50,37 @@ type Stats struct {
 	Pieces               int   // pieces in the torrent
 	HashFailures         int   // pieces that failed their hash check
 	Banned               int   // peers banned
+	// Wants counts the byte ranges readers want now (blocked reads,
+	// readahead windows, media heads and tails) as the engine last read
+	// them: 0 once every reader is gone.
+	Wants int
+	// DownloadRate and UploadRate are payload bytes/s, smoothed.
+	DownloadRate, UploadRate float64
+	// PeerList describes each connection, for the status page.
+	PeerList []Peer
+	// Cache is the torrent's piece cache, when it has one.
+	Cache *CacheUse
+}
+
+// Peer is one connection of a torrent, as the status page shows it.
+type Peer struct {
+	Addr         string  `json:"addr"`
+	Client       string  `json:"client"` // from the peer id ("" unknown)
+	Downloaded   int64   `json:"downloaded"`
+	Uploaded     int64   `json:"uploaded"`
+	DownloadRate float64 `json:"downloadRate"`
+	UploadRate   float64 `json:"uploadRate"`
+	// Encryption is the MSE/PE method: "rc4", "plaintext" (only the
+	// handshake obfuscated) or "" (a plain connection).
+	Encryption string `json:"encryption"`
+	UTP        bool   `json:"utp"`
+}
+
+// CacheUse is what a torrent's piece cache holds.
+type CacheUse struct {
+	Bytes     int64 `json:"bytes"`     // published pieces, every process's
+	Cap       int64 `json:"cap"`       // 0: no cap
+	Evictions int64 `json:"evictions"` // pieces this process evicted
 }
 
 // Lister lists the torrents served now; it is asked at each request, so a
@@ -78,9 +109,34 @@ type Config struct {
 	// the defaults and no prefetch.
 	Policy        stream.Policy
 	PrefetchAhead int64
+	// Control adds, removes and lists torrents for the control endpoints
+	// (control.go); nil lists what Torrents serves and adds nothing.
+	Control Controller
+	// StallTimeout drops a stream whose client took none of its bytes for
+	// that long (a write blocked on a full socket): its Reader and wants go
+	// with it. 0 means DefaultStallTimeout.
+	StallTimeout time.Duration
+	// MaxStreams bounds the file responses served at once; more are
+	// answered 503 with Retry-After. 0 means DefaultMaxStreams.
+	MaxStreams int
+	// Readers lists the open stream.Readers (the mount's too, when it
+	// shares this Registry): the status page shows them and /metrics
+	// exports their read waits. nil: the server's own.
+	Readers *stream.Registry
 	// Logger receives request errors at debug level; nil discards them.
 	Logger *slog.Logger
 }
+
+// Config defaults.
+const (
+	// DefaultStallTimeout is StallTimeout's default: a paused player keeps
+	// its connection open without reading for a while, but not forever.
+	DefaultStallTimeout = 2 * time.Minute
+	// DefaultMaxStreams is MaxStreams's default: far more than players,
+	// few enough that their buffers (a Reader, a 32 KiB copy buffer, the
+	// connection's) stay within some tens of MiB.
+	DefaultMaxStreams = 256
+)
 
 // Server is the HTTP handler.
 type Server struct {
@@ -88,7 +144,11 @@ type Server struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	reg     *prometheus.Registry
-	readDur *prometheus.HistogramVec
+	readers *stream.Registry
+	// streams holds a token per file response being served.
+	streams chan struct{}
+	// st is the status page's shared snapshot and subscriber count.
+	st statusCache
 }
 
 // New returns a Server; its metrics live in its own registry (no global
@@ -98,13 +158,24 @@ func New(cfg Config) *Server {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	s.readDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "btfs_read_wait_seconds",
-		Help:    "How long a read of a torrent's bytes waited for them, by consumer.",
-		Buckets: prometheus.ExponentialBuckets(0.0005, 4, 10), // 0.5 ms … 131 s
-	}, []string{"source"})
-	s.reg.MustRegister(s.readDur, collector{s})
+	if s.cfg.StallTimeout <= 0 {
+		s.cfg.StallTimeout = DefaultStallTimeout
+	}
+	if s.cfg.MaxStreams <= 0 {
+		s.cfg.MaxStreams = DefaultMaxStreams
+	}
+	s.streams = make(chan struct{}, s.cfg.MaxStreams)
+	s.readers = cfg.Readers
+	if s.readers == nil {
+		s.readers = stream.NewRegistry()
+	}
+	s.reg.MustRegister(collector{s})
 	s.mux.HandleFunc("GET /{$}", s.index)
+	s.mux.HandleFunc("GET /status", s.status)
+	s.mux.HandleFunc("GET /status/events", s.events)
+	s.mux.HandleFunc("GET /api/torrents", s.apiList)
+	s.mux.HandleFunc("POST /api/torrents", s.apiAdd)
+	s.mux.HandleFunc("DELETE /api/torrents/{ih}", s.apiRemove)
 	s.mux.HandleFunc("GET /t/{ih}/{path...}", s.file)
 	s.mux.HandleFunc("GET /playlist/{name}", s.playlist)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
@@ -160,6 +231,13 @@ func (s *Server) tokenOK(r *http.Request) bool {
 	return subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) == 1
 }
 
+// bearerOK reports whether the Authorization header carries the token
+// (never the URL: see control.go).
+func (s *Server) bearerOK(r *http.Request) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.Token)) == 1
+}
+
 // lookup finds the torrent named by its hex info-hash.
 func (s *Server) lookup(ih string) (Torrent, bool) {
 	for _, t := range s.cfg.Torrents.Torrents() {
@@ -199,6 +277,14 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
+	select {
+	case s.streams <- struct{}{}:
+		defer func() { <-s.streams }()
+	default:
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "too many streams", http.StatusServiceUnavailable)
+		return
+	}
 	f := t.Info.Files[idx]
 	// Several ranges would be as many seeks, each a want; a player asks
 	// for one. RFC 9110 lets a server ignore Range: the whole file.
@@ -210,6 +296,9 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request) {
 		PieceLength:   t.Info.PieceLength,
 		PrefetchAhead: s.cfg.PrefetchAhead,
 		Logger:        s.log.With("http", p),
+		Registry:      s.readers,
+		Kind:          "http",
+		Name:          p,
 	}
 	name := f.Path[len(f.Path)-1]
 	if stream.IsMedia(name) && r.Method != http.MethodHead {
@@ -220,7 +309,8 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Type", contentType(name))
 	h.Set("ETag", etag(t.InfoHash, p))
-	rs := &readSeeker{ctx: r.Context(), r: sr, off: f.Offset, pieceLen: t.Info.PieceLength, wait: s.readDur.WithLabelValues("http")}
+	rs := &readSeeker{ctx: r.Context(), r: sr, off: f.Offset, pieceLen: t.Info.PieceLength,
+		rc: http.NewResponseController(w), stall: s.cfg.StallTimeout}
 	http.ServeContent(w, r, name, time.Time{}, rs)
 	if rs.err != nil && r.Context().Err() == nil {
 		s.log.Debug("http: read failed", "path", p, "err", rs.err)
@@ -270,8 +360,13 @@ type readSeeker struct {
 	pos int64
 	// off is the file's torrent offset and pieceLen the piece length.
 	off, pieceLen int64
-	wait          prometheus.Observer
-	err           error
+	// rc sets the write deadline: each chunk read is to be written within
+	// stall, or the connection is closed (a client that stopped reading).
+	// net/http clears it after each response, so a kept-alive
+	// connection's next request starts without it.
+	rc    *http.ResponseController
+	stall time.Duration
+	err   error
 }
 
 func (s *readSeeker) Read(p []byte) (int, error) {
@@ -291,9 +386,10 @@ func (s *readSeeker) Read(p []byte) (int, error) {
 	} else if pe := ((s.off+s.pos)/s.pieceLen+1)*s.pieceLen - s.off; pe < end {
 		p = p[:pe-s.pos]
 	}
-	start := time.Now()
 	n, err := s.r.ReadAt(s.ctx, p, s.pos)
-	s.wait.Observe(time.Since(start).Seconds())
+	if n > 0 && s.rc != nil {
+		_ = s.rc.SetWriteDeadline(time.Now().Add(s.stall))
+	}
 	s.pos += int64(n)
 	if errors.Is(err, io.EOF) && n > 0 {
 		err = nil
@@ -324,11 +420,17 @@ func (s *readSeeker) Seek(off int64, whence int) (int64, error) {
 // fileURL is the absolute URL of file f of t as seen by a client that
 // reached us at host, with the token when one is set.
 func (s *Server) fileURL(host string, t Torrent, f metainfo.File) string {
+	return "http://" + host + s.fileRef(t, f)
+}
+
+// fileRef is fileURL without scheme and host: for the status page, whose
+// links are relative to wherever it was loaded from.
+func (s *Server) fileRef(t Torrent, f metainfo.File) string {
 	segs := make([]string, len(f.Path))
 	for i, c := range f.Path {
 		segs[i] = url.PathEscape(c)
 	}
-	u := "http://" + host + "/t/" + t.InfoHash.String() + "/" + strings.Join(segs, "/")
+	u := "/t/" + t.InfoHash.String() + "/" + strings.Join(segs, "/")
 	if s.cfg.Token != "" {
 		u += "?token=" + url.QueryEscape(s.cfg.Token)
 	}
@@ -368,6 +470,11 @@ func (s *Server) playlist(w http.ResponseWriter, r *http.Request) {
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {
 	var b strings.Builder
 	b.WriteString("<!doctype html>\n<meta charset=\"utf-8\"><title>btfs</title>\n")
+	st := "/status"
+	if s.cfg.Token != "" {
+		st += "?token=" + url.QueryEscape(s.cfg.Token)
+	}
+	fmt.Fprintf(&b, "<p><a href=\"%s\">status: piece maps, readers, peers</a></p>\n", html.EscapeString(st))
 	ts := s.cfg.Torrents.Torrents()
 	if len(ts) == 0 {
 		b.WriteString("<p>no torrent</p>\n")

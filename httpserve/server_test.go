@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -23,6 +24,7 @@ import (
 	"btfs/internal/poll"
 	"btfs/metainfo"
 	"btfs/storagewrapper"
+	"btfs/stream"
 )
 
 func TestMain(m *testing.M) { leakcheck.Main(m) }
@@ -291,13 +293,26 @@ func TestPlaylist(t *testing.T) {
 	}
 }
 
-// TestMetrics parses /metrics with the Prometheus text parser: the pieces
-// verified come from the torrent, and HTTP reads are in the histogram.
+// TestMetrics parses /metrics with the Prometheus text parser: every
+// family is there with its labels; the pieces verified come from the
+// torrent, the torrent's counters from its Stats, and reads through a
+// FUSE-kind Reader sharing the Registry and through HTTP are counted under
+// their own path.
 func TestMetrics(t *testing.T) {
 	tr := newTorrent(t, 16<<10, testFiles, testOrder)
 	tr.deliver(t, 0)
 	tr.deliver(t, 6) // b.txt is [100000, 105000): in piece 6
-	s := httpserve.New(httpserve.Config{Torrents: httpserve.Static{tr.served()}})
+	reg := stream.NewRegistry()
+	served := tr.served()
+	served.Stats = func(context.Context) (httpserve.Stats, error) {
+		return httpserve.Stats{
+			Downloaded: 1000, Uploaded: 2000, Peers: 1, PiecesVerified: tr.w.Bitfield().Count(),
+			Pieces: tr.info.NumPieces(), HashFailures: 3, Banned: 4, DownloadRate: 5, UploadRate: 6, Wants: 10,
+			PeerList: []httpserve.Peer{{Addr: "127.0.0.2:6881"}},
+			Cache:    &httpserve.CacheUse{Bytes: 7, Cap: 8, Evictions: 9},
+		}, nil
+	}
+	s := httpserve.New(httpserve.Config{Torrents: httpserve.Static{served}, Readers: reg})
 	do := func(target string) *httptest.ResponseRecorder {
 		req := httptest.NewRequest(http.MethodGet, target, nil)
 		req.Host = "127.0.0.1"
@@ -308,26 +323,63 @@ func TestMetrics(t *testing.T) {
 	if rec := do("/t/" + tr.ih.String() + "/b.txt"); rec.Code != 200 {
 		t.Fatalf("b.txt: %d", rec.Code)
 	}
+	fuse := stream.NewReader(tr.w, 0, 16<<10, stream.Config{PieceLength: 16 << 10, Registry: reg, Kind: "fuse"})
+	defer fuse.Close()
+	for off := int64(0); off < 16<<10; off += 4096 {
+		if _, err := fuse.ReadAt(t.Context(), make([]byte, 4096), off); err != nil {
+			t.Fatal(err)
+		}
+	}
 	rec := do("/metrics")
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	mfs, err := p.TextToMetricFamilies(rec.Body)
 	if err != nil {
 		t.Fatalf("parse: %v", err)
 	}
-	v := mfs["btfs_pieces_verified"]
-	if v == nil || len(v.Metric) != 1 {
-		t.Fatalf("btfs_pieces_verified: %v", v)
+	ih := tr.ih.String()
+	for name, want := range map[string]float64{
+		"btfs_downloaded_bytes_total": 1000, "btfs_uploaded_bytes_total": 2000, "btfs_peers": 1,
+		"btfs_pieces_verified": 2, "btfs_pieces": float64(tr.info.NumPieces()), "btfs_hash_failures_total": 3,
+		"btfs_banned_peers": 4, "btfs_download_rate_bytes": 5, "btfs_upload_rate_bytes": 6,
+		"btfs_cache_bytes": 7, "btfs_cache_cap_bytes": 8, "btfs_cache_evictions_total": 9, "btfs_wants": 10,
+	} {
+		mf := mfs[name]
+		if mf == nil || len(mf.Metric) != 1 {
+			t.Errorf("%s: %v", name, mf)
+			continue
+		}
+		m := mf.Metric[0]
+		got := m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		if got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+		if l := m.Label; len(l) != 1 || l[0].GetName() != "infohash" || l[0].GetValue() != ih {
+			t.Errorf("%s labels %v", name, l)
+		}
 	}
-	bf := tr.w.Bitfield()
-	if got := v.Metric[0].GetGauge().GetValue(); got != float64(bf.Count()) {
-		t.Errorf("btfs_pieces_verified %v, bitfield %d", got, bf.Count())
+	byPath := func(name string) map[string]*dto.Metric {
+		out := map[string]*dto.Metric{}
+		if mf := mfs[name]; mf != nil {
+			for _, m := range mf.Metric {
+				out[m.Label[0].GetValue()] = m
+			}
+		}
+		return out
 	}
-	if l := v.Metric[0].Label; len(l) != 1 || l[0].GetValue() != tr.ih.String() {
-		t.Errorf("labels %v", l)
+	h := byPath("btfs_read_wait_seconds")
+	if h["http"].GetHistogram().GetSampleCount() == 0 || h["fuse"].GetHistogram().GetSampleCount() != 4 {
+		t.Errorf("btfs_read_wait_seconds: %v", h)
 	}
-	h := mfs["btfs_read_wait_seconds"]
-	if h == nil || len(h.Metric) != 1 || h.Metric[0].GetHistogram().GetSampleCount() == 0 {
-		t.Fatalf("btfs_read_wait_seconds: %v", h)
+	if b := h["fuse"].GetHistogram().GetBucket(); len(b) != len(stream.WaitBuckets)+1 || b[len(b)-1].GetCumulativeCount() != 4 {
+		t.Errorf("fuse buckets %v", b)
+	}
+	hits := byPath("btfs_readahead_hits_total")
+	if got := hits["fuse"].GetCounter().GetValue(); got < 1 || got > 3 { // the first read had no window yet
+		t.Errorf("fuse readahead hits %v of 4 sequential reads of verified bytes", got)
+	}
+	readers := byPath("btfs_readers")
+	if readers["fuse"].GetGauge().GetValue() != 1 || readers["http"].GetGauge().GetValue() != 0 {
+		t.Errorf("btfs_readers %v", readers)
 	}
 }
 

@@ -238,7 +238,13 @@ func TestClaimedElsewhere(t *testing.T) {
 	if c := w.TakeChanges(); !slices.Equal(c.ClaimedElsewhere, []int{1}) {
 		t.Fatalf("changes = %+v", c)
 	}
+	if r := w.Refused(); !slices.Equal(r, []int{1}) {
+		t.Fatalf("Refused = %v, want [1]", r)
+	}
 	w.ClaimEnded(1)
+	if r := w.Refused(); len(r) != 0 {
+		t.Fatalf("after the claim ended, Refused = %v", r)
+	}
 	if c := w.TakeChanges(); !slices.Equal(c.Unverified, []int{1}) {
 		t.Fatalf("after the claim ended, changes = %+v", c)
 	}

@@ -322,3 +322,17 @@ func (w *Wrapper) InFlight() []int {
 	sort.Ints(out)
 	return out
 }
+
+// Refused returns the pieces another process sharing the store has
+// claimed (NewRequest did not start them), in increasing order: the status
+// page draws them apart from the missing ones.
+func (w *Wrapper) Refused() []int {
+	w.mu.Lock()
+	out := make([]int, 0, len(w.refused))
+	for p := range w.refused {
+		out = append(out, p)
+	}
+	w.mu.Unlock()
+	sort.Ints(out)
+	return out
+}

@@ -88,6 +88,9 @@ type span struct {
 
 func (s span) empty() bool { return s.start >= s.end }
 
+// within reports whether non-empty s lies inside o.
+func (s span) within(o span) bool { return !s.empty() && s.start >= o.start && s.end <= o.end }
+
 // Policy holds the bounds of the readahead of a set of Readers (every
 // handle of a mount, say). Make one with NewPolicy; a Reader given the
 // zero value uses NewPolicy(0, 0).

@@ -55,6 +55,11 @@ type Config struct {
 	PrefetchAhead int64
 	// Logger receives seeks at debug level; nil discards them.
 	Logger *slog.Logger
+	// Registry, when set, lists the Reader while it is open and counts its
+	// reads under Kind ("fuse", "http"); Name is the file's path, for
+	// people.
+	Registry   *Registry
+	Kind, Name string
 }
 
 // Reader follows one consumer of one byte range of a torrent (a file): an
@@ -99,6 +104,14 @@ type Reader struct {
 	// prefetched is the range offset up to which Prefetch asked for the
 	// piece files to be read into the page cache; 0 after a seek.
 	prefetched int64
+	// headTailSpans are the head and tail wanted (range offsets).
+	headTailSpans []span
+
+	// reg, kind, name and opened are Config.Registry, Kind, Name and
+	// when NewReader ran; reg may be nil.
+	reg        *Registry
+	kind, name string
+	opened     time.Time
 }
 
 // NewReader returns a Reader of the size bytes at torrent offset off of t.
@@ -114,10 +127,12 @@ func NewReader(t Torrent, off, size int64, cfg Config) *Reader {
 	r := &Reader{
 		t: t, off: off, size: max(size, 0), pieceLen: max(cfg.PieceLength, 1),
 		policy: cfg.Policy, prefetchAhead: cfg.PrefetchAhead, log: log, fixed: -1,
+		reg: cfg.Registry, kind: cfg.Kind, name: cfg.Name, opened: time.Now(),
 	}
 	if cfg.HeadTail > 0 {
 		now := time.Now()
 		for _, s := range headTail(r.size, r.pieceLen, cfg.HeadTail) {
+			r.headTailSpans = append(r.headTailSpans, s)
 			r.headTail = append(r.headTail, t.Want(picker.Want{
 				Start:    off + s.start,
 				End:      off + s.end,
@@ -125,6 +140,9 @@ func NewReader(t Torrent, off, size int64, cfg Config) *Reader {
 				Deadline: now,
 			}))
 		}
+	}
+	if r.reg != nil {
+		r.reg.add(r)
 	}
 	return r
 }
@@ -147,8 +165,13 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 		return 0, nil
 	}
 	n := min(int64(len(p)), r.size-off)
-	r.Observe(off, n)
+	ready := r.reg != nil && r.FirstMissing(off, off+n) == off+n
+	inWindow := r.observe(off, n)
+	start := time.Now()
 	got, err := r.t.ReadAt(ctx, p[:n], r.off+off)
+	if r.reg != nil {
+		r.reg.record(r.kind, time.Since(start), ready && inWindow)
+	}
 	if int64(got) == n {
 		if n < int64(len(p)) {
 			return got, io.EOF
@@ -166,19 +189,37 @@ func (r *Reader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 // hit it learned of) and moves the readahead want if the window moved
 // enough (Policy.observe, moved). A seek releases the old window's want at
 // once: the swarm stops being asked for bytes nobody is about to read.
-// Nothing after Close.
+// Nothing after Close. With a Registry, it counts as a read that did not
+// wait.
 func (r *Reader) Observe(off, n int64) {
+	ready := r.reg != nil && off < r.size && r.FirstMissing(off, min(off+n, r.size)) == min(off+n, r.size)
+	inWindow := r.observe(off, n)
+	if r.reg != nil {
+		r.reg.record(r.kind, 0, ready && inWindow)
+	}
+}
+
+// observe is Observe without the count; it reports whether the read lay
+// inside the readahead window or the head/tail wants as they were before
+// it.
+func (r *Reader) observe(off, n int64) (inWindow bool) {
 	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return
+		return false
+	}
+	read := span{start: off, end: off + n}
+	inWindow = read.within(r.cur)
+	for _, s := range r.headTailSpans {
+		inWindow = inWindow || read.within(s)
 	}
 	if r.policy.observe(&r.st, off, n, now) {
 		r.prefetched = 0
 		r.log.Debug("stream: seek", "off", off, "len", n, "random", r.st.random())
 	}
 	r.update(now)
+	return inWindow
 }
 
 // SetReadahead fixes the readahead window at n bytes (0: none), whatever
@@ -274,6 +315,9 @@ func (r *Reader) Close() error {
 		return nil
 	}
 	r.closed = true
+	if r.reg != nil {
+		r.reg.remove(r)
+	}
 	if r.release != nil {
 		r.release()
 		r.release = nil
@@ -284,4 +328,19 @@ func (r *Reader) Close() error {
 	r.headTail = nil
 	r.cur = span{}
 	return nil
+}
+
+// info returns a snapshot of the Reader for Registry.Readers; false once
+// closed.
+func (r *Reader) info() (ReaderInfo, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ReaderInfo{}, false
+	}
+	return ReaderInfo{
+		Torrent: r.t, Kind: r.kind, Name: r.name, Off: r.off, Size: r.size,
+		Pos: r.st.pos, WindowStart: r.cur.start, WindowEnd: r.cur.end,
+		Random: r.st.random(), Opened: r.opened,
+	}, true
 }

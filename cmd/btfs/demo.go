@@ -14,6 +14,7 @@ import (
 	"btfs/client"
 	"btfs/engine"
 	"btfs/metainfo"
+	"btfs/stream"
 )
 
 // defaultDemoRate is -max-download-rate's default for the demo: the rate
@@ -131,7 +132,7 @@ Ctrl-C unmounts and cleans up.
 			filepath.Join(mountpoint, "files", "random-1.bin"),
 			filepath.Join(seedDir, mi.Info.Name, "files", "random-1.bin"))
 	}
-	r := &mountRun{sf: sf, mf: mf, log: log, stdout: stdout, stderr: stderr}
+	r := &mountRun{sf: sf, mf: mf, log: log, stdout: stdout, stderr: stderr, readers: stream.NewRegistry()}
 	return r.one(ctx, client.Source{MetaInfo: mi}, mountpoint, ready)
 }
 

@@ -9,10 +9,12 @@ import (
 	"net"
 	"sync"
 
+	"btfs/cache"
 	"btfs/engine"
 	"btfs/httpserve"
 	"btfs/metainfo"
 	"btfs/storagewrapper"
+	"btfs/stream"
 )
 
 // httpFlags are btfs mount's HTTP server flags.
@@ -33,7 +35,7 @@ func (f *httpFlags) register(fl interface {
 // finds it. stop closes the server and every stream; it may be called
 // again.
 func startHTTP(ctx context.Context, hf httpFlags, mi *metainfo.MetaInfo, sw *storagewrapper.Wrapper, t *engine.Torrent,
-	log *slog.Logger, stderr io.Writer) (stop func(), err error) {
+	store *cache.Store, readers *stream.Registry, log *slog.Logger, stderr io.Writer) (stop func(), err error) {
 	if hf.addr == "" {
 		return func() {}, nil
 	}
@@ -45,26 +47,50 @@ func startHTTP(ctx context.Context, hf httpFlags, mi *metainfo.MetaInfo, sw *sto
 	if err != nil {
 		return nil, fmt.Errorf("-http: %w", err)
 	}
+	torrents := httpserve.Static{{
+		InfoHash: mi.InfoHash, Info: mi.Info, Data: sw,
+		Stats: func(ctx context.Context) (httpserve.Stats, error) {
+			st, err := t.Stats(ctx)
+			if err != nil {
+				return httpserve.Stats{}, err
+			}
+			hs := httpserve.Stats{
+				Downloaded: st.Downloaded, Uploaded: st.Uploaded, Peers: st.Peers,
+				PiecesVerified: st.PiecesDone, Pieces: st.NumPieces,
+				HashFailures: st.HashFailures, Banned: st.Banned,
+				DownloadRate: st.DownloadRate, UploadRate: st.UploadRate, Wants: st.Wants,
+			}
+			for _, p := range st.PerPeer {
+				hs.PeerList = append(hs.PeerList, httpserve.Peer{
+					Addr: p.Addr.String(), Client: p.Client, Downloaded: p.Downloaded, Uploaded: p.Uploaded,
+					DownloadRate: p.DownloadRate, UploadRate: p.UploadRate,
+					Encryption: p.Encryption, UTP: p.Network == "utp",
+				})
+			}
+			if store != nil {
+				u := store.Usage()
+				hs.Cache = &httpserve.CacheUse{Bytes: u.Bytes, Cap: u.Cap, Evictions: u.Evictions}
+			}
+			return hs, nil
+		},
+	}}
 	srv := httpserve.New(httpserve.Config{
-		Torrents: httpserve.Static{{
-			InfoHash: mi.InfoHash, Info: mi.Info, Data: sw,
-			Stats: func(ctx context.Context) (httpserve.Stats, error) {
-				st, err := t.Stats(ctx)
-				return httpserve.Stats{
-					Downloaded: st.Downloaded, Uploaded: st.Uploaded, Peers: st.Peers,
-					PiecesVerified: st.PiecesDone, Pieces: st.NumPieces,
-					HashFailures: st.HashFailures, Banned: st.Banned,
-				}, err
-			},
-		}},
-		Token:  token,
-		Logger: log,
+		Torrents: torrents,
+		// One mount serves one torrent: the control endpoints list it;
+		// adding and removing answer 501 until a client owns many.
+		Control: httpserve.ListFrom{Lister: torrents, Why: "btfs mount serves the one torrent it mounted; mount another with btfs mount"},
+		Token:   token,
+		Readers: readers,
+		Logger:  log,
 	})
-	url := "http://" + ln.Addr().String() + "/"
+	base := "http://" + ln.Addr().String() + "/"
+	url, status := base, base+"status"
 	if token != "" {
 		url += "?token=" + token
+		status += "?token=" + token
 	}
 	fmt.Fprintf(stderr, "btfs: serving HTTP at %s\n", url)
+	fmt.Fprintf(stderr, "btfs: status page at %s\n", status)
 	log.Info("http: serving", "addr", ln.Addr().String())
 	sctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup

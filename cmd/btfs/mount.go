@@ -17,6 +17,7 @@ import (
 	"btfs/fs"
 	"btfs/metainfo"
 	"btfs/picker"
+	"btfs/stream"
 )
 
 // mountFlags are btfs mount's own flags, beside the swarm's.
@@ -136,7 +137,7 @@ func runMount(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case fl.NArg() == 1 && looksLikeSource(fl.Arg(0)):
 		return usagef("missing MOUNTPOINT")
 	}
-	r := &mountRun{sf: sf, mf: mf, stdout: stdout, stderr: stderr}
+	r := &mountRun{sf: sf, mf: mf, stdout: stdout, stderr: stderr, readers: stream.NewRegistry()}
 	var err error
 	var closeLog func()
 	if r.log, closeLog, err = sf.logger(stderr); err != nil {
@@ -165,6 +166,9 @@ type mountRun struct {
 	mf             mountFlags
 	log            *slog.Logger
 	stdout, stderr io.Writer
+	// readers lists the open readers of the mount and of HTTP alike, for
+	// the status page and /metrics.
+	readers *stream.Registry
 }
 
 // newClient starts the process's client as the flags say.
@@ -191,7 +195,7 @@ func (r *mountRun) newClient(ctx context.Context, private, offline bool) (*clien
 // fsOptions are the mount's options; info, when known, sizes the readahead
 // to a capped cache.
 func (r *mountRun) fsOptions(info *metainfo.Info) fs.Options {
-	opts := fs.Options{AllowOther: r.mf.allowOther, ReadTimeout: r.mf.readTimeout, Logger: r.log}
+	opts := fs.Options{AllowOther: r.mf.allowOther, ReadTimeout: r.mf.readTimeout, Logger: r.log, Readers: r.readers}
 	maxBytes, _ := r.mf.maxCacheBytes()
 	if info != nil {
 		capped(maxBytes, info, &opts)
@@ -302,7 +306,7 @@ func (r *mountRun) one(ctx context.Context, src client.Source, mountpoint string
 	eng, sw := tor.Engine(), tor.Wrapper()
 	stopStatus := startStatus(ctx, eng, r.log, r.stderr, r.sf.quiet)
 	defer stopStatus()
-	stopHTTP, err := startHTTP(ctx, r.mf.http, mi, sw, eng, r.log, r.stderr)
+	stopHTTP, err := startHTTP(ctx, r.mf.http, mi, sw, eng, tor.Cache(), r.readers, r.log, r.stderr)
 	if err != nil {
 		return err
 	}
