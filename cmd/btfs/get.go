@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -66,12 +65,20 @@ func swarm(ctx context.Context, sf swarmFlags, src, dir string, readOnly, keepSe
 	}
 	defer closeSwarm()
 	mi := source.mi
+	var (
+		t           *engine.Torrent
+		stopStatus  func()
+		giveStorage func(*storagewrapper.Wrapper, picker.Mode)
+	)
 	if mi == nil {
-		var peers []netip.AddrPort
-		if mi, peers, err = fetchMetadata(ctx, source.magnet, cfg, log, stderr, sf.quiet); err != nil {
+		if t, stopStatus, giveStorage, err = startMagnet(ctx, source.magnet, cfg, log, stderr, sf.quiet); err != nil {
 			return err
 		}
-		cfg.Peers = append(cfg.Peers, peers...)
+		defer t.Close()
+		defer stopStatus()
+		if mi, err = t.Info(ctx); err != nil {
+			return fmt.Errorf("fetching the metadata of %s: %w", source.name(), err)
+		}
 	}
 	if !readOnly {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -91,11 +98,14 @@ func swarm(ctx context.Context, sf swarmFlags, src, dir string, readOnly, keepSe
 		return fmt.Errorf("nothing to seed: no piece of %s verifies under %s", mi.Info.Name, dir)
 	}
 	start := time.Now()
-	t, stopStatus, err := startTorrent(ctx, mi, sw, cfg, log, stderr, sf.quiet)
-	if err != nil {
-		return err
+	if t == nil {
+		if t, stopStatus, err = startTorrent(ctx, mi, sw, cfg, log, stderr, sf.quiet); err != nil {
+			return err
+		}
+	} else {
+		giveStorage(sw, picker.FetchAll) // the magnet's engine goes on with its peers
 	}
-	defer t.Close()
+	defer t.Close() // before sw.Close
 	defer stopStatus()
 
 	select {

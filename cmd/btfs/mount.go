@@ -15,6 +15,7 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"btfs/cache"
+	"btfs/engine"
 	"btfs/fs"
 	"btfs/metainfo"
 	"btfs/picker"
@@ -235,16 +236,26 @@ func mountAndServe(ctx context.Context, src source, mountpoint string, sf swarmF
 		}
 	}()
 
+	var (
+		t           *engine.Torrent // started now for a magnet link, after Resume otherwise
+		stopStatus  func()
+		giveStorage func(*storagewrapper.Wrapper, picker.Mode)
+	)
 	if src.mi == nil {
-		mi, peers, err := fetchMetadata(serveCtx, src.magnet, cfg, log, stderr, sf.quiet)
+		cfg.Mode = mode
+		if t, stopStatus, giveStorage, err = startMagnet(ctx, src.magnet, cfg, log, stderr, sf.quiet); err != nil {
+			return err
+		}
+		defer t.Close()
+		defer stopStatus()
+		mi, err := t.Info(serveCtx)
 		if err != nil {
 			if serveCtx.Err() != nil {
 				return nil // stopped while fetching
 			}
-			return err
+			return fmt.Errorf("fetching the metadata of %s: %w", src.name(), err)
 		}
 		src.mi = mi
-		cfg.Peers = append(cfg.Peers, peers...)
 		if err := cache.SaveInfo(dir, mi.InfoBytes); err != nil {
 			log.Warn("the metadata could not be cached; the next mount fetches it again", "err", err)
 		}
@@ -291,11 +302,14 @@ func mountAndServe(ctx context.Context, src source, mountpoint string, sf swarmF
 		}
 		log.Warn("some cached pieces could not be read; they will be downloaded", "err", err)
 	}
-	t, stopStatus, err := startTorrent(ctx, mi, sw, cfg, log, stderr, sf.quiet)
-	if err != nil {
-		return err
+	if t == nil {
+		if t, stopStatus, err = startTorrent(ctx, mi, sw, cfg, log, stderr, sf.quiet); err != nil {
+			return err
+		}
+	} else {
+		giveStorage(sw, mode) // the magnet's engine goes on with its peers
 	}
-	defer t.Close()
+	defer t.Close() // before the storagewrapper closes
 	defer stopStatus()
 	stopHTTP, err := startHTTP(ctx, mf.http, mi, sw, t, log, stderr)
 	if err != nil {

@@ -7,12 +7,13 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
-	"time"
 
 	"btfs/engine"
-	"btfs/engine/magnet"
 	"btfs/metainfo"
+	"btfs/picker"
+	"btfs/storagewrapper"
 )
 
 // source is what the user named: a torrent (a file or a URL) or a magnet
@@ -59,80 +60,38 @@ func loadSource(ctx context.Context, arg string) (source, error) {
 	return source{mi: mi}, err
 }
 
-// metadataStatusEvery is how often the terminal status line is redrawn
-// while the metadata is fetched.
-const metadataStatusEvery = time.Second
-
-// fetchMetadata gets a magnet link's info dictionary from the swarm: from
-// the link's x.pe peers and -peer, its trackers (or -tracker), and the
-// DHT. It returns the torrent and every peer address it learned, for the
-// engine to start with. The status line says "fetching metadata" until
-// then.
-func fetchMetadata(ctx context.Context, m *metainfo.Magnet, cfg engine.Config, log *slog.Logger, stderr io.Writer, quiet bool) (*metainfo.MetaInfo, []netip.AddrPort, error) {
-	mc := magnet.Config{
-		InfoHash:  m.InfoHash,
-		Peers:     append(append([]netip.AddrPort(nil), cfg.Peers...), resolvePeers(ctx, m.Peers, log)...),
-		Trackers:  cfg.Trackers,
-		PeerID:    cfg.PeerID,
-		MaxPeers:  cfg.MaxPeers,
-		Finder:    cfg.Finder, // the DHT, or nil
-		Logger:    log,
-		Transport: cfg.Transport, // the engine's: one policy, one memory of peers
+// startMagnet starts the engine for a magnet link whose metadata is not
+// known: it fetches the info dictionary from the swarm (the link's x.pe
+// peers and -peer, its trackers or -tracker, the DHT) with the same
+// connections it then downloads through. The caller waits for the info
+// with t.Info, opens the storage for it and hands it over with give; the
+// engine keeps its peers meanwhile. The status line says "fetching
+// metadata" until the info is in.
+func startMagnet(ctx context.Context, m *metainfo.Magnet, cfg engine.Config, log *slog.Logger, stderr io.Writer, quiet bool) (
+	t *engine.Torrent, stop func(), give func(*storagewrapper.Wrapper, picker.Mode), err error) {
+	mi := &metainfo.MetaInfo{InfoHash: m.InfoHash}
+	for _, tr := range m.Trackers {
+		mi.AnnounceList = append(mi.AnnounceList, []string{tr})
 	}
-	if mc.Trackers == nil {
-		for _, t := range m.Trackers {
-			mc.Trackers = append(mc.Trackers, []string{t})
-		}
+	cfg.Peers = append(slices.Clone(cfg.Peers), resolvePeers(ctx, m.Peers, log)...)
+	type opened struct {
+		sw   *storagewrapper.Wrapper
+		mode picker.Mode
 	}
-	if cfg.Listener != nil {
-		if ap, err := netip.ParseAddrPort(cfg.Listener.Addr().String()); err == nil {
-			mc.Port = int(ap.Port())
-		}
-	}
-	name := m.DisplayName
-	if name == "" {
-		name = m.InfoHash.String()
-	}
-	log.Info("fetching metadata", "torrent", name, "peers", len(mc.Peers), "trackers", len(mc.Trackers), "dht", mc.Finder != nil)
-	statusCtx, stopStatus := context.WithCancel(ctx)
-	statusDone := make(chan struct{})
-	go func() {
-		defer close(statusDone)
-		metadataStatus(statusCtx, name, stderr, quiet)
-	}()
-	start := time.Now()
-	res, err := magnet.Fetch(ctx, mc)
-	stopStatus()
-	<-statusDone
-	if err != nil {
-		return nil, nil, fmt.Errorf("fetching the metadata of %s: %w", name, err)
-	}
-	mi, err := m.MetaInfo(res.Info)
-	if err != nil {
-		return nil, nil, err
-	}
-	log.Info("metadata fetched", "torrent", mi.Info.Name, "size", fmtBytes(mi.Info.TotalLength),
-		"files", len(mi.Info.Files), "took", time.Since(start).Round(time.Millisecond), "peers", len(res.Peers))
-	return mi, res.Peers, nil
-}
-
-// metadataStatus redraws "fetching metadata" on a terminal until ctx ends.
-func metadataStatus(ctx context.Context, name string, w io.Writer, quiet bool) {
-	if quiet || !isTerminal(w) {
-		return
-	}
-	start := time.Now()
-	tick := time.NewTicker(metadataStatusEvery)
-	defer tick.Stop()
-	for {
-		fmt.Fprintf(w, "\r\033[Kfetching metadata of %s  %s", name, time.Since(start).Round(time.Second))
+	storage := make(chan opened, 1)
+	cfg.OpenStorage = func(ctx context.Context, _ *metainfo.MetaInfo) (*storagewrapper.Wrapper, picker.Mode, error) {
 		select {
+		case o := <-storage:
+			return o.sw, o.mode, nil
 		case <-ctx.Done():
-			fmt.Fprint(w, "\r\033[K")
-			return
-		case <-tick.C:
+			return nil, 0, ctx.Err()
 		}
 	}
+	log.Info("fetching metadata", "torrent", source{magnet: m}.name(), "peers", len(cfg.Peers), "trackers", len(m.Trackers), "dht", cfg.Finder != nil)
+	if t, stop, err = startTorrent(ctx, mi, nil, cfg, log, stderr, quiet); err != nil {
+		return nil, nil, nil, err
+	}
+	return t, stop, func(sw *storagewrapper.Wrapper, mode picker.Mode) { storage <- opened{sw, mode} }, nil
 }
 
 // resolvePeers turns x.pe's host:port strings into addresses; a name that
