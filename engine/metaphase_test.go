@@ -4,9 +4,15 @@ import (
 	"context"
 	"crypto/sha1"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -313,7 +319,7 @@ func TestMagnetNobodyHasIt(t *testing.T) {
 	_, mi := swarmtest.MakeTorrent(t, t.TempDir(), swarmtest.TorrentOptions{Seed: 14, Size: 1 << 20, PieceLength: 64 << 10})
 	var mp metaPeer
 	empty := listenMetaPeer(t, mi, "127.0.0.22", mp.behave(0, false, nil)) // a magnet leecher: no metadata_size
-	closed := netip.MustParseAddrPort("127.0.0.23:1")                          // nothing listens on port 1
+	closed := netip.MustParseAddrPort("127.0.0.23:1")                      // nothing listens on port 1
 	finder := &gatedFinder{}
 	tor, _ := startMagnet(t, mi, Config{
 		Logger:   testLogger(t),
@@ -363,5 +369,103 @@ func TestMagnetBadInfo(t *testing.T) {
 	}
 	if !errors.Is(tor.Err(), ErrBadInfo) {
 		t.Fatalf("Err: %v, want ErrBadInfo", tor.Err())
+	}
+}
+
+// announceLog is an HTTP proxy in front of a real tracker (opentracker)
+// that records the event of each announce per peer id.
+type announceLog struct {
+	url    string // the proxy's announce URL
+	mu     sync.Mutex
+	events map[string][]string // by peer id: the events in order ("" for a regular announce)
+}
+
+func proxyTracker(t *testing.T, trackerURL string) *announceLog {
+	t.Helper()
+	target, err := url.Parse(trackerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	al := &announceLog{events: map[string][]string{}}
+	rp := &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		r.SetURL(&url.URL{Scheme: target.Scheme, Host: target.Host})
+		r.Out.URL.Path = target.Path
+	}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		al.mu.Lock()
+		al.events[q.Get("peer_id")] = append(al.events[q.Get("peer_id")], q.Get("event"))
+		al.mu.Unlock()
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	al.url = srv.URL + target.Path
+	return al
+}
+
+// of returns the events announced by peer id.
+func (al *announceLog) of(id [20]byte) []string {
+	al.mu.Lock()
+	defer al.mu.Unlock()
+	return slices.Clone(al.events[string(id[:])])
+}
+
+// TestMagnetHandoverRealPeers: an aria2c and a libtorrent seeder, found
+// through opentracker. The magnet Torrent fetches the metadata and the
+// data over the same two connections (none made again at the handover),
+// and the tracker hears "started" from it exactly once.
+func TestMagnetHandoverRealPeers(t *testing.T) {
+	swarmtest.Require(t, "aria2c", "opentracker")
+	swarmtest.RequireLibtorrent(t)
+	tr := swarmtest.StartTracker(t)
+	dir := t.TempDir()
+	opts := swarmtest.TorrentOptions{Size: 6 << 20, PieceLength: 32 << 10, Seed: 15, AnnounceList: [][]string{{tr.HTTPURL()}}}
+	torrentPath, mi := swarmtest.MakeTorrent(t, dir, opts)
+	tr.AddInfoHash(t, mi.InfoHash)
+	seeders := []netip.AddrPort{
+		swarmtest.StartAria2Seeder(t, torrentPath, dir, "127.0.0.2").Addr(),
+		swarmtest.StartLibtorrentSeeder(t, torrentPath, dir, "127.0.0.3").Addr(),
+	}
+	for _, s := range seeders {
+		tr.WaitForPeer(t, mi.InfoHash, s)
+	}
+	al := proxyTracker(t, tr.HTTPURL())
+	// No listener: the seeders cannot dial us, so every connection is one
+	// we made, and a redial would show.
+	// The rate cap keeps the download going until both seeders are in
+	// (aria2c answers a handshake only at its 1 s tick).
+	tor, got := startMagnet(t, mi, Config{Logger: testLogger(t), Trackers: [][]string{{al.url}}, MaxDownloadRate: 2 << 20})
+	waitInfo(t, tor, mi, time.Minute)
+	sw := <-got
+	poll.UntilNil(t, 30*time.Second, "both seeders connected", func() error {
+		st, err := tor.Stats(context.Background())
+		if err == nil && len(st.PerPeer) < len(seeders) {
+			err = fmt.Errorf("connected to %d of %d seeders", len(st.PerPeer), len(seeders))
+		}
+		return err
+	})
+	waitComplete(t, tor, 90*time.Second)
+	checkData(t, mi, sw, dir)
+	st, err := tor.Stats(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Connections != len(seeders) {
+		t.Errorf("%d connections over the run, want %d: one per seeder, none made again at the handover", st.Connections, len(seeders))
+	}
+	for _, p := range st.PerPeer {
+		if p.Downloaded == 0 {
+			t.Logf("%s delivered nothing", p.Addr)
+		}
+	}
+	events := al.of(tor.PeerID())
+	started := 0
+	for _, e := range events {
+		if e == "started" {
+			started++
+		}
+	}
+	if started != 1 || len(events) == 0 || events[0] != "started" {
+		t.Errorf("the tracker heard %q from us, want exactly one \"started\", first", events)
 	}
 }
