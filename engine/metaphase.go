@@ -345,9 +345,7 @@ func (s *state) infoArrived(infoBytes []byte) {
 	go func() {
 		defer t.wg.Done()
 		sw, mode, err := t.cfg.OpenStorage(t.ctx, &full)
-		if !t.post(t.ctx, storageEvent{sw: sw, mode: mode, err: err}) && sw != nil {
-			sw.Close()
-		}
+		t.post(t.ctx, storageEvent{sw: sw, mode: mode, err: err}) // sw stays the caller's to close, as New's does
 	}()
 }
 

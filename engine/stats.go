@@ -36,7 +36,8 @@ type Stats struct {
 	Metadata                     bool
 	MetadataHave, MetadataPieces int
 	// Connections counts the connections admitted since the start (in
-	// both directions, across the metadata phase): redials show up here.
+	// both directions, across the metadata phase, webseeds included):
+	// redials show up here.
 	Connections int
 }
 

@@ -121,9 +121,7 @@ type Config struct {
 	UTP *utp.Socket
 	// Transport dials and accepts connections (encryption policy, uTP);
 	// nil means a TCP transport with the default policy (encryption
-	// preferred) and this Config's timeouts and logger. Share one between
-	// the magnet fetcher and the engine so that what it learned about
-	// peers carries over.
+	// preferred) and this Config's timeouts and logger.
 	Transport *transport.Transport
 	// OpenStorage opens the storage of a torrent started without its info
 	// dictionary (a magnet link: New with mi.Info nil), once the
@@ -133,7 +131,9 @@ type Config struct {
 	// connections stay open, and when it returns they go on into the
 	// swarm, in the picker mode it returns (Mode's, unless a cache
 	// smaller than the torrent says otherwise). An error stops the
-	// Torrent (Err says it). Required with a nil mi.Info, unused otherwise.
+	// Torrent (Err says it). The caller closes the Wrapper after the
+	// Torrent, as it does New's. Required with a nil mi.Info, unused
+	// otherwise.
 	OpenStorage func(ctx context.Context, mi *metainfo.MetaInfo) (*storagewrapper.Wrapper, picker.Mode, error)
 	// MaxMetadataSize caps the info dictionary fetched from peers; 0
 	// means wire.DefaultMaxMetadataSize (16 MiB).
