@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"crypto/sha1"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/http"
@@ -467,5 +468,47 @@ func TestMagnetHandoverRealPeers(t *testing.T) {
 	}
 	if started != 1 || len(events) == 0 || events[0] != "started" {
 		t.Errorf("the tracker heard %q from us, want exactly one \"started\", first", events)
+	}
+}
+
+// TestMagnetHostileWire: messages over wire's caps, before the piece count
+// is known, end the connection (and nothing else): the honest seeder, which
+// the Finder offers only once the hostile connection has ended, then
+// delivers.
+func TestMagnetHostileWire(t *testing.T) {
+	dir := t.TempDir()
+	_, mi := swarmtest.MakeTorrent(t, dir, swarmtest.TorrentOptions{Seed: 16, Size: 1 << 20, PieceLength: 64 << 10})
+	header := func(n uint32, id wire.ID) []byte { return append(binary.BigEndian.AppendUint32(nil, n+1), byte(id)) }
+	for _, tc := range []struct {
+		name string
+		b    []byte
+	}{
+		{"extended message of 2 MiB", header(2<<20, wire.Extended)},
+		{"bitfield of 1 MiB", header(1<<20, wire.Bitfield)},
+		{"piece block of 1 MiB", header(1<<20+8, wire.Piece)},
+		{"length prefix of 4 GiB", []byte{0xff, 0xff, 0xff, 0xff, 20}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			log := testLogger(t)
+			bad := listenMetaPeer(t, mi, "127.0.0.26", func(c *rawConn) error {
+				if _, err := c.conn.Write(tc.b); err != nil {
+					return err
+				}
+				return c.readUntil(func(wire.Message) error { return nil })
+			})
+			good := seedEngine(t, mi, dir, Config{Logger: log, Listen: "127.0.0.27:0"})
+			gate := make(chan struct{})
+			go func() {
+				select {
+				case <-bad.dropped:
+					close(gate)
+				case <-t.Context().Done():
+				}
+			}()
+			finder := &gatedFinder{addrs: []netip.AddrPort{good.ListenAddr()}, gate: gate}
+			tor, _ := startMagnet(t, mi, Config{Logger: log, Peers: []netip.AddrPort{bad.addr}, Finder: finder})
+			waitInfo(t, tor, mi, 30*time.Second)
+			waitComplete(t, tor, time.Minute)
+		})
 	}
 }
