@@ -242,7 +242,6 @@ func mountAndServe(ctx context.Context, src source, mountpoint string, sf swarmF
 		giveStorage func(*storagewrapper.Wrapper, picker.Mode)
 	)
 	if src.mi == nil {
-		cfg.Mode = mode
 		if t, stopStatus, giveStorage, err = startMagnet(ctx, src.magnet, cfg, log, stderr, sf.quiet); err != nil {
 			return err
 		}
