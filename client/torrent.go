@@ -13,7 +13,6 @@ import (
 
 	"btfs/cache"
 	"btfs/engine"
-	"btfs/engine/magnet"
 	"btfs/metainfo"
 	"btfs/picker"
 	"btfs/storagewrapper"
@@ -122,7 +121,10 @@ func (t *Torrent) Name() string {
 // MetaInfo and Data may be read, and reads wait for their pieces.
 func (t *Torrent) Attached() <-chan struct{} { return t.attached }
 
-// Running is closed once the engine runs (never with BrowseOnly).
+// Running is closed once the engine runs: for a magnet link whose
+// metadata is not in the cache that is at once, before Attached (the
+// engine fetches the metadata, Engine's Stats say how far). With
+// BrowseOnly only then: that engine stops once the metadata is in.
 func (t *Torrent) Running() <-chan struct{} { return t.running }
 
 // Done is closed when the torrent has stopped: removed, the client
@@ -212,6 +214,11 @@ func (t *Torrent) Stats(ctx context.Context) (Stats, error) {
 	mi := t.MetaInfo()
 	if mi == nil {
 		st.State = "metadata"
+		if e := t.Engine(); e != nil {
+			if es, err := e.Stats(ctx); err == nil {
+				st.DownloadRate, st.UploadRate, st.Peers = es.DownloadRate, es.UploadRate, es.Peers
+			}
+		}
 		return st, nil
 	}
 	st.Total = mi.Info.TotalLength
@@ -268,7 +275,10 @@ func (t *Torrent) run(release func()) {
 }
 
 // start brings the torrent up to its engine, appending to closers what
-// run must close.
+// run must close. A magnet link whose metadata is not in the cache starts
+// its engine at once, without the info: the engine fetches it from peers
+// (BEP 9) and goes on with the same connections once openStorage has
+// opened the storage.
 func (t *Torrent) start(closers *[]func()) error {
 	ctx := t.ctx
 	cacheDir := ""
@@ -279,7 +289,6 @@ func (t *Torrent) start(closers *[]func()) error {
 		}
 	}
 	mi := t.src.MetaInfo
-	var peers []netip.AddrPort
 	if mi == nil && cacheDir != "" {
 		// A magnet link seen before: its metadata is in the cache, and
 		// the torrent needs no peer to show its files.
@@ -293,11 +302,105 @@ func (t *Torrent) start(closers *[]func()) error {
 		}
 	}
 	if mi == nil {
-		var err error
-		if mi, peers, err = t.c.fetchInfo(ctx, t.src.Magnet); err != nil {
-			return err
-		}
+		return t.startMagnet(closers, cacheDir)
 	}
+	sw, mode, err := t.openStorage(ctx, mi, cacheDir, closers)
+	if err != nil || sw == nil { // sw nil: BrowseOnly, no engine
+		return err
+	}
+	e, err := engine.New(mi, sw, t.c.engineConfig(mode, nil))
+	if err != nil {
+		return err
+	}
+	if err := e.Start(ctx); err != nil {
+		return err
+	}
+	t.eng = e
+	*closers = append(*closers, func() {
+		t.c.setRunning(t.ih, nil)
+		e.Close()
+	})
+	t.c.setRunning(t.ih, e)
+	close(t.running)
+	return nil
+}
+
+// startMagnet starts the engine of a magnet link without its info
+// dictionary: from the link's x.pe peers and the client's, its trackers
+// (or the client's), the DHT, and the connections the client's listener
+// hands it (it is reachable by its info-hash from now on). Running closes
+// now, Attached once the metadata has arrived and openStorage has opened
+// the storage; the engine then swarms on with the same connections. With
+// BrowseOnly the engine stops once the metadata is in.
+func (t *Torrent) startMagnet(closers *[]func(), cacheDir string) error {
+	ctx := t.ctx
+	m := t.src.Magnet
+	// What openStorage opens, closed after the engine (which waits for
+	// openStorage to return: no append races the cleanup).
+	var opened []func()
+	engCtx, stopEng := context.WithCancel(ctx)
+	cfg := t.c.engineConfig(t.c.cfg.Mode, resolvePeers(ctx, m.Peers, t.log))
+	cfg.OpenStorage = func(ctx context.Context, mi *metainfo.MetaInfo) (*storagewrapper.Wrapper, picker.Mode, error) {
+		sw, mode, err := t.openStorage(ctx, mi, cacheDir, &opened)
+		switch {
+		case err != nil:
+			if ctx.Err() == nil {
+				t.fail(err)
+				t.cancel() // the cleanup closes the engine, then what was opened
+			}
+			return nil, 0, err
+		case sw == nil: // BrowseOnly: the files are listed, no data is fetched
+			t.c.setRunning(t.ih, nil)
+			stopEng()
+			return nil, 0, context.Canceled
+		}
+		return sw, mode, nil
+	}
+	e, err := engine.New(m.Torrent(), nil, cfg)
+	if err != nil {
+		stopEng()
+		return err
+	}
+	trackers := len(m.Trackers)
+	if cfg.Trackers != nil {
+		trackers = len(cfg.Trackers)
+	}
+	t.log.Info("fetching metadata", "torrent", t.src.Name(), "peers", len(cfg.Peers), "trackers", trackers, "dht", cfg.Finder != nil)
+	if err := e.Start(engCtx); err != nil {
+		stopEng()
+		return err
+	}
+	t.eng = e
+	*closers = append(*closers, func() {
+		t.c.setRunning(t.ih, nil)
+		stopEng()
+		e.Close()
+		for i := len(opened) - 1; i >= 0; i-- {
+			opened[i]()
+		}
+	})
+	t.c.setRunning(t.ih, e)
+	close(t.running)
+	// A dictionary that hashes right but does not parse stops the engine
+	// before openStorage: the torrent fails with it. Nothing waits here
+	// once the metadata is in (openStorage reports its own errors).
+	go func() {
+		if _, err := e.Info(ctx); err != nil && ctx.Err() == nil {
+			t.fail(err)
+			t.cancel()
+		}
+	}()
+	return nil
+}
+
+// openStorage opens the torrent's storage once its metadata is known:
+// saves the info to the cache directory, opens the cache store (or the
+// files store under FilesDir) and its storagewrapper, checks what is
+// stored, and picks the mode (a cache smaller than the torrent fetches
+// only what readers want). Attached closes on the way, before the check,
+// so that reads may wait for their pieces meanwhile. With BrowseOnly it
+// only attaches and returns a nil wrapper. What it opens goes to closers.
+func (t *Torrent) openStorage(ctx context.Context, mi *metainfo.MetaInfo, cacheDir string, closers *[]func()) (*storagewrapper.Wrapper, picker.Mode, error) {
 	if cacheDir != "" {
 		if err := cache.SaveInfo(cacheDir, mi.InfoBytes); err != nil {
 			t.log.Warn("the metadata could not be cached; the next start fetches it again", "err", err)
@@ -310,12 +413,11 @@ func (t *Torrent) start(closers *[]func()) error {
 		mode = picker.FetchReads
 	}
 
-	// Storage.
 	var store *cache.Store
 	if t.opts.BrowseOnly {
 		t.mi, t.data = mi, browseTorrent{n: mi.Info.NumPieces()}
 		close(t.attached)
-		return nil
+		return nil, mode, nil
 	}
 	var st storagewrapper.Store
 	if cacheDir != "" {
@@ -324,25 +426,25 @@ func (t *Torrent) start(closers *[]func()) error {
 		// and claims split the downloading between them.
 		s, err := cache.Open(cacheDir, mi.Info, cache.Options{Logger: t.log, MaxBytes: t.c.cfg.MaxCacheBytes})
 		if err != nil {
-			return err
+			return nil, 0, err
 		}
 		store, st = s, s
 	} else {
 		if !t.opts.ReadOnly {
 			if err := mkdir(t.opts.FilesDir); err != nil {
-				return err
+				return nil, 0, err
 			}
 		}
 		s, err := storagewrapper.NewFileStore(t.opts.FilesDir, mi.Info, t.opts.ReadOnly)
 		if err != nil {
-			return err
+			return nil, 0, err
 		}
 		st = s
 	}
 	sw, err := storagewrapper.New(mi.Info, st, storagewrapper.Config{Logger: t.log})
 	if err != nil {
 		st.Close()
-		return err
+		return nil, 0, err
 	}
 	*closers = append(*closers, func() { sw.Close() })
 	t.mi, t.data, t.sw, t.cache = mi, sw, sw, store
@@ -363,34 +465,20 @@ func (t *Torrent) start(closers *[]func()) error {
 	start := time.Now()
 	if err := sw.Resume(ctx); err != nil {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return nil, 0, ctx.Err()
 		}
 		t.log.Warn("some stored pieces could not be read; they will be downloaded", "err", err)
 	}
 	ss := sw.Stats()
 	t.log.Info("checked stored data", "verified", ss.VerifiedPieces, "pieces", ss.Pieces, "took", time.Since(start).Round(time.Millisecond))
 	if t.opts.ReadOnly && ss.VerifiedPieces == 0 {
-		return fmt.Errorf("nothing to seed: no piece of %s verifies under %s", mi.Info.Name, t.opts.FilesDir)
+		return nil, 0, fmt.Errorf("nothing to seed: no piece of %s verifies under %s", mi.Info.Name, t.opts.FilesDir)
 	}
-
-	e, err := engine.New(mi, sw, t.c.engineConfig(mode, peers))
-	if err != nil {
-		return err
-	}
-	if err := e.Start(ctx); err != nil {
-		return err
-	}
-	t.eng = e
-	*closers = append(*closers, func() {
-		t.c.setRunning(t.ih, nil)
-		e.Close()
-	})
-	t.c.setRunning(t.ih, e)
-	close(t.running)
-	return nil
+	return sw, mode, nil
 }
 
-// engineConfig is a torrent's engine config: the client's shared parts.
+// engineConfig is a torrent's engine config: the client's shared parts,
+// and peers of the torrent's own (a magnet link's x.pe).
 func (c *Client) engineConfig(mode picker.Mode, peers []netip.AddrPort) engine.Config {
 	cfg := engine.Config{
 		Logger:          c.log,
@@ -413,48 +501,6 @@ func (c *Client) engineConfig(mode picker.Mode, peers []netip.AddrPort) engine.C
 		c.cfg.Engine(&cfg)
 	}
 	return cfg
-}
-
-// fetchInfo gets a magnet link's info dictionary from the swarm: from the
-// link's x.pe peers and the client's, its trackers (or the client's), and
-// the DHT. It returns the torrent and every peer address it learned, for
-// the engine to start with.
-func (c *Client) fetchInfo(ctx context.Context, m *metainfo.Magnet) (*metainfo.MetaInfo, []netip.AddrPort, error) {
-	mc := magnet.Config{
-		InfoHash:  m.InfoHash,
-		Peers:     append(append([]netip.AddrPort(nil), c.cfg.Peers...), resolvePeers(ctx, m.Peers, c.log)...),
-		Trackers:  c.cfg.Trackers,
-		PeerID:    c.peerID,
-		MaxPeers:  c.cfg.MaxPeers,
-		Logger:    c.log,
-		Transport: c.tr, // the engine's: one policy, one memory of peers
-		Port:      int(c.ListenAddr().Port()),
-	}
-	if c.finder != nil {
-		mc.Finder = c.finder
-	}
-	if mc.Trackers == nil {
-		for _, t := range m.Trackers {
-			mc.Trackers = append(mc.Trackers, []string{t})
-		}
-	}
-	name := m.DisplayName
-	if name == "" {
-		name = m.InfoHash.String()
-	}
-	c.log.Info("fetching metadata", "torrent", name, "peers", len(mc.Peers), "trackers", len(mc.Trackers), "dht", mc.Finder != nil)
-	start := time.Now()
-	res, err := magnet.Fetch(ctx, mc)
-	if err != nil {
-		return nil, nil, fmt.Errorf("fetching the metadata of %s: %w", name, err)
-	}
-	mi, err := m.MetaInfo(res.Info)
-	if err != nil {
-		return nil, nil, err
-	}
-	c.log.Info("metadata fetched", "torrent", mi.Info.Name, "size", mi.Info.TotalLength,
-		"files", len(mi.Info.Files), "took", time.Since(start).Round(time.Millisecond), "peers", len(res.Peers))
-	return mi, res.Peers, nil
 }
 
 // resolvePeers turns x.pe's host:port strings into addresses; a name that

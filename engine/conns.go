@@ -105,7 +105,7 @@ func (s *state) maybeDial(now time.Time) {
 		if len(s.peers)+s.dialing >= s.t.cfg.MaxPeers {
 			return
 		}
-		if k.connected || k.dialing || k.self || s.banned[a.Addr()] {
+		if k.connected || k.dialing || k.self || s.banned[a.Addr()] || (k.noMeta && s.fetch != nil) {
 			continue
 		}
 		if now.Before(k.nextTry) && !(urgent && now.Sub(k.lastTry) >= urgentRedial) {
@@ -195,12 +195,16 @@ func (s *state) onConn(ev connEvent) {
 	}
 	s.peers[p] = struct{}{}
 	s.byID[p.id] = p
+	s.connections++
 	if k := s.known[ev.addr]; k != nil {
 		k.connected, k.failures = true, 0
 	} else if ev.outgoing {
 		s.known[ev.addr] = &known{connected: true}
 	}
 	s.t.log.Debug("peer connected", "addr", p.addr, "outgoing", ev.outgoing, "fast", p.fast, "ext", p.ext, "network", p.network, "encryption", encName(p.enc))
+	if s.fetch != nil {
+		s.fetch.hands++
+	}
 	p.start()
 	s.greet(p)
 }
@@ -215,6 +219,14 @@ func (s *state) greet(p *peer) {
 	}
 	if s.t.nodes != nil && p.exts.dht && s.t.cfg.DHTPort > 0 && s.t.cfg.DHTPort <= 65535 {
 		p.send(wire.Message{ID: wire.Port, Port: uint16(s.t.cfg.DHTPort)}) // BEP 5
+	}
+	if s.pk == nil {
+		// The metadata phase: nothing to declare yet; the pieces we
+		// turn out to have go as HAVEs when the storage is attached.
+		if p.fast {
+			p.send(wire.Message{ID: wire.HaveNone})
+		}
+		return
 	}
 	bf := s.t.sw.Bitfield()
 	switch {
@@ -256,6 +268,10 @@ func (s *state) dropPeer(p *peer, err error) {
 	s.forgetPieces(p)
 	if err != nil {
 		s.t.log.Debug("peer gone", "addr", p.addr, "err", err)
+	}
+	if s.fetch != nil && !s.fetch.opening {
+		s.fetch.fetcher.PeerGone(p.key) // its requests go to others
+		s.pumpAllMeta(time.Now())
 	}
 	s.fillAll()
 }

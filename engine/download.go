@@ -72,6 +72,9 @@ func (s *state) queueTime(p *peer) time.Duration {
 // fillAll tops up every peer's pipeline, fastest queue first, so that the
 // pieces readers wait on go to the peers that will deliver them soonest.
 func (s *state) fillAll() {
+	if s.pk == nil {
+		return // the metadata phase: nothing to request yet
+	}
 	ps := make([]*peer, 0, len(s.peers))
 	for p := range s.peers {
 		if s.canRequest(p) {

@@ -72,6 +72,9 @@ type extState struct {
 	metaBudget *rate.Limiter
 	// metaRefused counts its ut_metadata requests we refused.
 	metaRefused int
+	// metaOffered is set once it announced a metadata_size we may fetch
+	// (metaphase.go).
+	metaOffered bool
 }
 
 // extHandshake is ours: the extensions we speak, under our IDs.
@@ -108,9 +111,10 @@ func (s *state) sendExt(p *peer, name string, payload []byte) bool {
 // onExtHandshake reads the peer's BEP 10 handshake (the first, or a later
 // one that changes its extensions).
 func (s *state) onExtHandshake(p *peer, payload []byte) {
-	// We never fetch metadata here, so an absurd metadata_size costs the
-	// peer nothing else: its "m" (ut_pex) and the rest still count.
-	eh, err := wire.ParseExtHandshake(payload, wire.DefaultMaxMetadataSize)
+	// An absurd metadata_size costs the peer nothing else: its "m"
+	// (ut_pex) and the rest still count; in the metadata phase it is not
+	// asked (metaOffer).
+	eh, err := wire.ParseExtHandshake(payload, s.t.cfg.MaxMetadataSize)
 	if err != nil && !errors.Is(err, wire.ErrMetadataTooLarge) {
 		s.t.log.Debug("bad extension handshake", "peer", p.key, "err", err)
 		return
@@ -150,6 +154,7 @@ func (s *state) onExtHandshake(p *peer, payload []byte) {
 		p.exts.pexOut = pex.NewSender(p.exts.listen)
 		p.exts.pexDue = time.Now().Add(pexFirstDelay)
 	}
+	s.metaOffer(p, eh.MetadataSize, err) // metaphase.go: a source of the metadata
 }
 
 // unlisten marks p's listen address as no longer connected (it left, or
@@ -181,16 +186,24 @@ func (s *state) onExtended(p *peer, m wire.Message) {
 
 // onMetadataMsg answers a ut_metadata request with a piece of our info
 // dictionary, or a reject when the piece does not exist or the peer has
-// used up its budget. Data and reject messages are ignored: we have the
-// dictionary.
+// used up its budget. Data and reject messages answer our requests of the
+// metadata phase (metaphase.go); after it they are ignored.
 func (s *state) onMetadataMsg(p *peer, payload []byte) {
-	msg, err := wire.ParseMetadataMsg(payload, wire.DefaultMaxMetadataSize)
+	msg, err := wire.ParseMetadataMsg(payload, s.t.cfg.MaxMetadataSize)
+	if errors.Is(err, wire.ErrUnknownMetadataMsg) {
+		return // BEP 9: unknown message types are ignored
+	}
 	if err != nil {
 		s.t.log.Debug("bad ut_metadata message", "peer", p.key, "err", err)
 		s.refuseMetadata(p)
 		return
 	}
-	if msg.Type != wire.MetadataRequest {
+	switch msg.Type {
+	case wire.MetadataData:
+		s.onMetaPiece(p, msg.Piece, msg.Data)
+		return
+	case wire.MetadataReject:
+		s.onMetaReject(p, msg.Piece)
 		return
 	}
 	if p.exts.metaBudget == nil {

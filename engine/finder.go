@@ -42,6 +42,7 @@ type lookupState struct {
 	running bool      // one is under way (never two at once)
 	started time.Time // when the last one started; zero before the first
 	runs    int       // lookups started
+	lastErr error     // the last lookup's error, nil if it worked
 }
 
 // lookupDoneEvent: a lookup ended.
@@ -90,6 +91,7 @@ func (t *Torrent) runLookup(f PeerFinder, port int) {
 // lookupDone records the end of a lookup.
 func (s *state) lookupDone(err error) {
 	s.lookup.running = false
+	s.lookup.lastErr = err
 	if err != nil && s.t.ctx.Err() == nil {
 		s.t.log.Debug("DHT lookup failed", "err", err)
 	}

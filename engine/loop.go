@@ -56,6 +56,8 @@ type (
 		addr netip.AddrPort
 		err  error
 	}
+	// trackerEvent: one announce ended (err nil: it worked).
+	trackerEvent struct{ err error }
 	// peersEvent: a tracker (or another source) gave us addresses.
 	peersEvent struct {
 		addrs  []netip.AddrPort
@@ -97,31 +99,37 @@ type known struct {
 	nextTry   time.Time // not before
 	lastTry   time.Time // when the last dial started
 	self      bool      // it is us
+	noMeta    bool      // it cannot give us the metadata: not dialled again before the info is in (metaphase.go)
 }
 
 // state is the swarm state, owned by the loop goroutine.
 type state struct {
-	t         *Torrent
-	pk        *picker.Picker
-	choker    *choker.Choker[*peer]
-	peers     map[*peer]struct{}
-	byID      map[[20]byte]*peer
-	known     map[netip.AddrPort]*known
-	dialing   int
-	banned    map[netip.Addr]bool
-	bans      smartBan                     // who sent which block of pieces in flight and of failed pieces
-	reqCount  map[storagewrapper.Block]int // peers each outstanding block is requested from
-	wants     []picker.Want                // last wants read from the storagewrapper
-	wantedAt  time.Time                    // when wants was last seen non-empty (interest lingers after it)
-	stats     Stats                        // refreshed every tick
-	hashFail  int                          // pieces that failed their hash
-	wasted    int64                        // bytes received and thrown away
-	announcer *tracker.Announcer           // nil without trackers
-	pexIn     *pex.Intake                  // filters what peers tell us by PEX; nil for a private torrent
-	learned   map[string]int               // new addresses by source ("tracker", "pex", "dht", ...)
-	lookup    lookupState                  // the Finder's lookups (finder.go)
-	localNeed func()                       // asks the local finder for an early announce; nil without one (local.go)
-	store     storeView                    // the store's health as last seen (health.go)
+	t           *Torrent
+	pk          *picker.Picker // nil until the storage is attached (a magnet link's metadata phase)
+	choker      *choker.Choker[*peer]
+	peers       map[*peer]struct{}
+	byID        map[[20]byte]*peer
+	known       map[netip.AddrPort]*known
+	dialing     int
+	banned      map[netip.Addr]bool
+	bans        smartBan                     // who sent which block of pieces in flight and of failed pieces
+	reqCount    map[storagewrapper.Block]int // peers each outstanding block is requested from
+	wants       []picker.Want                // last wants read from the storagewrapper
+	wantedAt    time.Time                    // when wants was last seen non-empty (interest lingers after it)
+	stats       Stats                        // refreshed every tick
+	hashFail    int                          // pieces that failed their hash
+	wasted      int64                        // bytes received and thrown away
+	announcer   *tracker.Announcer           // nil without trackers
+	pexIn       *pex.Intake                  // filters what peers tell us by PEX; nil for a private torrent
+	kick        <-chan struct{}              // the storagewrapper's demand signal; nil before the storage is attached
+	learned     map[string]int               // new addresses by source ("tracker", "pex", "dht", ...)
+	lookup      lookupState                  // the Finder's lookups (finder.go)
+	localNeed   func()                       // asks the local finder for an early announce; nil without one (local.go)
+	store       storeView                    // the store's health as last seen (health.go)
+	fetch       *metaPhase                   // the metadata phase of a magnet link; nil once the swarm runs (metaphase.go)
+	connections int                          // connections admitted since the start (Stats.Connections)
+	trackerOK   int                          // announces that worked
+	trackerErr  error                        // the last announce that failed
 }
 
 // newChoker returns the tit-for-tat choker with cfg's optimistic interval.
@@ -131,10 +139,11 @@ func newChoker(cfg Config) *choker.Choker[*peer] {
 	return c
 }
 
-func newState(t *Torrent, pk *picker.Picker) *state {
+// newState is the loop's state before the storage is attached (pk is nil
+// until setStorage).
+func newState(t *Torrent) *state {
 	s := &state{
 		t:        t,
-		pk:       pk,
 		choker:   newChoker(t.cfg),
 		peers:    make(map[*peer]struct{}),
 		byID:     make(map[[20]byte]*peer),
@@ -144,7 +153,7 @@ func newState(t *Torrent, pk *picker.Picker) *state {
 		reqCount: make(map[storagewrapper.Block]int),
 		learned:  make(map[string]int),
 	}
-	if !t.private {
+	if t.mi.Info == nil || !t.mi.Info.Private {
 		s.pexIn = pex.NewIntake(pex.IntakeConfig{})
 	}
 	return s
@@ -157,13 +166,9 @@ func (t *Torrent) run() {
 	defer t.lim.Stop() // no summary after the torrent is gone
 	defer s.shutdown()
 
-	// Our pieces so far (resumed from disk).
-	bf := t.sw.Bitfield()
-	for i, ok := bf.NextSet(0); ok; i, ok = bf.NextSet(i + 1) {
-		s.pk.Verified(i)
+	if s.fetch == nil {
+		s.startSwarm()
 	}
-	s.checkComplete()
-	s.readWants()
 	s.addPeers(t.cfg.Peers, "config")
 	stopTrackers := t.startTrackers()
 	defer stopTrackers()
@@ -172,7 +177,9 @@ func (t *Torrent) run() {
 	}
 	s.maybeLookup(time.Now())
 	s.joinLocal()
-	s.startWebSeeds()
+	if s.fetch == nil {
+		s.startWebSeeds()
+	}
 
 	tick := time.NewTicker(tickInterval)
 	defer tick.Stop()
@@ -189,7 +196,7 @@ func (t *Torrent) run() {
 			fn()
 		case ev := <-t.events:
 			s.handle(ev)
-		case <-t.sw.Kick():
+		case <-s.kick:
 			s.checkStore() // health.go: a full or failing disk, or its recovery
 			s.syncStore()  // cache.go: pieces adopted, evicted or claimed elsewhere
 			s.readWants()
@@ -198,17 +205,34 @@ func (t *Torrent) run() {
 				s.maybeDial(time.Now()) // a read waits with nobody connected: see maybeDial
 			}
 		case now := <-urgent.C:
-			s.rerequestLate(now)
+			if s.pk != nil {
+				s.rerequestLate(now)
+			}
 		case now := <-tick.C:
 			ticks++
 			s.tick(now)
-			if ticks == 2 {
+			if ticks == 2 && s.pk != nil {
 				s.rechoke(now) // an early first rechoke so new swarms start trading
 			}
 		case now := <-rechoke.C:
-			s.rechoke(now)
+			if s.pk != nil {
+				s.rechoke(now)
+			}
 		}
 	}
+}
+
+// startSwarm begins what needs the storage: our pieces so far (resumed
+// from disk) into the picker, the readers' wants, the store's kicks. At
+// the start of run, or when a magnet link's storage has opened.
+func (s *state) startSwarm() {
+	bf := s.t.sw.Bitfield()
+	for i, ok := bf.NextSet(0); ok; i, ok = bf.NextSet(i + 1) {
+		s.pk.Verified(i)
+	}
+	s.kick = s.t.sw.Kick()
+	s.checkComplete()
+	s.readWants()
 }
 
 // handle dispatches one event.
@@ -219,6 +243,11 @@ func (s *state) handle(ev event) {
 			s.onMessage(ev.p, ev.m)
 		}
 	case blockEvent:
+		if s.pk == nil { // a block before the swarm runs cannot have been asked for
+			s.wasted += int64(ev.b.Length)
+			ev.p.unrequested++
+			return
+		}
 		if ev.err == nil {
 			s.recordBlock(ev.p.addr.Addr(), ev.b, ev.gen, ev.sum)
 		}
@@ -237,6 +266,14 @@ func (s *state) handle(ev event) {
 		s.addPeers(ev.addrs, ev.source)
 	case lookupDoneEvent:
 		s.lookupDone(ev.err)
+	case trackerEvent:
+		if ev.err != nil {
+			s.trackerErr = ev.err
+		} else {
+			s.trackerOK++
+		}
+	case storageEvent:
+		s.onStorage(ev) // metaphase.go
 	}
 }
 
@@ -265,7 +302,9 @@ func (s *state) tick(now time.Time) {
 		p.up.Tick(now)
 		s.checkSnub(p, now)
 	}
-	if len(s.wants) > 0 {
+	if s.pk == nil {
+		s.pumpAllMeta(now) // requests that timed out go to others (metaphase.go)
+	} else if len(s.wants) > 0 {
 		s.wantedAt = now
 	} else if s.pk.Mode() == picker.FetchReads && !s.lingering(now) {
 		for p := range s.peers {
@@ -280,13 +319,15 @@ func (s *state) tick(now time.Time) {
 	s.maybeNeedLocal(now)
 	s.pexTick(now)
 	s.refreshStats()
-	s.fillAll()
+	if s.pk != nil {
+		s.fillAll()
+	}
 }
 
 // checkComplete closes t.complete once everything is verified, and tells
 // peers we are no longer interested.
 func (s *state) checkComplete() {
-	if s.pk.NumVerified() < s.pk.NumPieces() {
+	if !s.isComplete() {
 		return
 	}
 	select {
@@ -316,8 +357,9 @@ func (s *state) shutdown() {
 	}
 }
 
-// isComplete reports whether we are a seed.
-func (s *state) isComplete() bool { return s.pk.NumVerified() == s.pk.NumPieces() }
+// isComplete reports whether we are a seed (never before the storage is
+// attached).
+func (s *state) isComplete() bool { return s.pk != nil && s.pk.NumVerified() == s.pk.NumPieces() }
 
 // peerHas is the picker's view of a peer's pieces: nil for have-all.
 func (p *peer) pieces() *bitfield.Bitfield {

@@ -16,6 +16,10 @@ func (s *state) onMessage(p *peer, m wire.Message) {
 		s.dropPeer(p, fmt.Errorf("%w: %s without the fast extension", errProtocol, m.ID))
 		return
 	}
+	if s.pk == nil {
+		s.earlyMessage(p, m) // the metadata phase (metaphase.go)
+		return
+	}
 	switch m.ID {
 	case wire.Choke:
 		p.peerChoking = true

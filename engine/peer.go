@@ -57,6 +57,7 @@ type peer struct {
 	released       int                                // requests we withdrew (cancel, choke, reject, snub): late blocks it may still send
 	closed         bool                               // removed from the swarm
 	exts           extState                           // BEP 10 extensions: its IDs, PEX, ut_metadata budget (extensions.go)
+	early          earlyPieces                        // its declared pieces while the piece count is unknown (metaphase.go)
 }
 
 // askedSet holds the blocks asked of one peer and neither answered nor
@@ -214,7 +215,16 @@ func (p *peer) send(m wire.Message) { p.out.push(m) }
 // small event for the loop.
 func (p *peer) readLoop() {
 	defer p.t.wg.Done()
-	r := wire.NewReader(p.conn, wire.Limits{NumPieces: p.t.info.NumPieces()})
+	// A connection of a magnet link's metadata phase reads with the piece
+	// count unknown (wire caps the bitfield anyway); the loop checks the
+	// indices once it knows.
+	var lim wire.Limits
+	select {
+	case <-p.t.infoKnown:
+		lim.NumPieces = p.t.info.NumPieces()
+	default:
+	}
+	r := wire.NewReader(p.conn, lim)
 	var err error
 	for {
 		if err = p.conn.SetReadDeadline(time.Now().Add(p.t.cfg.IdleTimeout)); err != nil {

@@ -96,6 +96,12 @@ func newRawPeer(t *testing.T) *rawPeer {
 // connection it accepts, after the handshake (fast: it offers BEP 6).
 func listenRawPeer(t *testing.T, mi *metainfo.MetaInfo, ip string, fast bool, behave func(*rawConn) error) *rawPeer {
 	t.Helper()
+	return listenRawPeerHS(t, mi, ip, rawHandshake(mi, fast), behave)
+}
+
+// listenRawPeerHS is listenRawPeer with the handshake to send.
+func listenRawPeerHS(t *testing.T, mi *metainfo.MetaInfo, ip string, ours wire.Handshake, behave func(*rawConn) error) *rawPeer {
+	t.Helper()
 	rp := newRawPeer(t)
 	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
@@ -103,7 +109,6 @@ func listenRawPeer(t *testing.T, mi *metainfo.MetaInfo, ip string, fast bool, be
 	}
 	rp.ln = ln
 	rp.addr = addrOf(ln.Addr())
-	ours := rawHandshake(mi, fast)
 	rp.wg.Add(1)
 	go func() {
 		defer rp.wg.Done()

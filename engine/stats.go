@@ -30,6 +30,15 @@ type Stats struct {
 	// Transport counts connections by encryption, and those lost to the
 	// encryption policy (shared by every Torrent of the Transport).
 	Transport transport.Stats
+	// Metadata is set while a magnet link's info dictionary is fetched
+	// (PiecesDone, NumPieces and the byte counts are 0 until it is in);
+	// MetadataHave of MetadataPieces of its 16 KiB pieces are in.
+	Metadata                     bool
+	MetadataHave, MetadataPieces int
+	// Connections counts the connections admitted since the start (in
+	// both directions, across the metadata phase, webseeds included):
+	// redials show up here.
+	Connections int
 }
 
 // PeerStats describes one connection.
@@ -67,7 +76,6 @@ func (t *Torrent) Stats(ctx context.Context) (Stats, error) {
 }
 
 func (s *state) refreshStats() {
-	sw := s.t.sw.Stats()
 	st := Stats{
 		Downloaded:     s.t.down.Total(),
 		Uploaded:       s.t.up.Total(),
@@ -77,17 +85,21 @@ func (s *state) refreshStats() {
 		HashFailures:   s.hashFail,
 		Peers:          len(s.peers),
 		KnownPeers:     len(s.known),
-		PiecesDone:     s.pk.NumVerified(),
-		NumPieces:      s.pk.NumPieces(),
-		Total:          s.t.info.TotalLength,
-		Endgame:        s.pk.Endgame(),
 		Wants:          len(s.wants),
 		Banned:         len(s.banned),
 		Learned:        s.learned,
 		LookupsStarted: s.lookup.runs,
 		Transport:      s.t.tr.Stats(),
 	}
-	st.VerifiedBytes = sw.VerifiedBytes
+	if s.pk != nil {
+		st.PiecesDone, st.NumPieces, st.Endgame = s.pk.NumVerified(), s.pk.NumPieces(), s.pk.Endgame()
+		st.Total, st.VerifiedBytes = s.t.info.TotalLength, s.t.sw.Stats().VerifiedBytes
+	}
+	if s.fetch != nil {
+		st.Metadata = true
+		st.MetadataHave, st.MetadataPieces = s.fetch.fetcher.Progress()
+	}
+	st.Connections = s.connections
 	st.PerPeer = s.stats.PerPeer[:0]
 	for p := range s.peers {
 		st.PerPeer = append(st.PerPeer, PeerStats{

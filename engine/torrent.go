@@ -43,9 +43,7 @@ import (
 
 // Defaults for the zero fields of Config.
 const (
-	DefaultMaxPeers         = 50
-	DefaultDialTimeout      = 5 * time.Second
-	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultMaxPeers = 50
 	// DefaultIdleTimeout closes a connection that sent nothing (not even a
 	// keep-alive, which well-behaved peers send every two minutes).
 	DefaultIdleTimeout = 3 * time.Minute
@@ -100,7 +98,9 @@ type Config struct {
 	// Trackers overrides the torrent's announce list when non-nil; an
 	// empty non-nil slice means no trackers at all.
 	Trackers [][]string
-	// DialTimeout, HandshakeTimeout and IdleTimeout: 0 means the defaults.
+	// DialTimeout and HandshakeTimeout bound a dial and the handshakes
+	// after it when Transport is nil; 0 means transport's defaults.
+	// IdleTimeout: 0 means DefaultIdleTimeout.
 	DialTimeout, HandshakeTimeout, IdleTimeout time.Duration
 	// Rand seeds the choker and the picker; nil means a random seed.
 	Rand *rand.Rand
@@ -136,10 +136,23 @@ type Config struct {
 	UTP *utp.Socket
 	// Transport dials and accepts connections (encryption policy, uTP);
 	// nil means a TCP transport with the default policy (encryption
-	// preferred) and this Config's timeouts and logger. Share one between
-	// the magnet fetcher and the engine so that what it learned about
-	// peers carries over.
+	// preferred) and this Config's timeouts and logger.
 	Transport *transport.Transport
+	// OpenStorage opens the storage of a torrent started without its info
+	// dictionary (a magnet link: New with mi.Info nil), once the
+	// dictionary has arrived from peers and hashed to the info-hash. It
+	// runs in its own goroutine (it may check what is on disk: the
+	// Wrapper it returns should have been Resumed); meanwhile the
+	// connections stay open, and when it returns they go on into the
+	// swarm, in the picker mode it returns (Mode's, unless a cache
+	// smaller than the torrent says otherwise). An error stops the
+	// Torrent (Err says it). The caller closes the Wrapper after the
+	// Torrent, as it does New's. Required with a nil mi.Info, unused
+	// otherwise.
+	OpenStorage func(ctx context.Context, mi *metainfo.MetaInfo) (*storagewrapper.Wrapper, picker.Mode, error)
+	// MaxMetadataSize caps the info dictionary fetched from peers; 0
+	// means wire.DefaultMaxMetadataSize (16 MiB).
+	MaxMetadataSize int64
 	// ExternalPort, when set, is the port a NAT gateway forwards to our
 	// listener (package portmap), 0 while there is none: trackers are told
 	// it instead of the listen port.
@@ -148,9 +161,10 @@ type Config struct {
 
 // Torrent is one swarm: the peers of one info-hash.
 type Torrent struct {
-	mi   *metainfo.MetaInfo      // the torrent, read-only
-	info *metainfo.Info          // mi.Info
-	sw   *storagewrapper.Wrapper // verified pieces; safe for concurrent use
+	mi   *metainfo.MetaInfo      // the torrent as given, read-only (Info nil for a magnet link)
+	info *metainfo.Info          // the info dictionary; set by the loop before infoKnown closes (metaphase.go)
+	full *metainfo.MetaInfo      // mi with its info; set with info
+	sw   *storagewrapper.Wrapper // verified pieces, safe for concurrent use; set by the loop before ready closes
 	cfg  Config                  // defaults applied
 	log  *slog.Logger            // never nil
 	lim  *ratelog.Limiter        // the lines that repeat (a failing disk): once per kind and interval
@@ -168,22 +182,38 @@ type Torrent struct {
 	done      chan struct{}  // closed when the loop has returned
 	wg        sync.WaitGroup // every goroutine the Torrent started
 	complete  chan struct{}  // closed once every piece is verified
+	infoKnown chan struct{}  // closed once info and full are set (at New unless a magnet link)
+	ready     chan struct{}  // closed once sw and gens are set and the swarm runs (at New unless a magnet link)
+	err       error          // why the loop stopped on its own; set before done closes
 	closeOnce sync.Once
-	gens      *pieceGens           // per piece, failed hash checks seen by the loop (smartban.go)
+	gens      *pieceGens           // per piece, failed hash checks seen by the loop (smartban.go); set with sw
 	sumSeed   maphash.Seed         // seed of the block digests (smartban.go)
-	private   bool                 // BEP 27: no PEX, no DHT
-	meta      *metadata.Server     // answers ut_metadata requests (extensions.go)
+	private   bool                 // BEP 27: no PEX, no DHT; loop-owned (false until a magnet's info says)
+	meta      *metadata.Server     // answers ut_metadata requests (extensions.go); loop-owned
 	nodes     NodeAdder            // the Finder's DHT routing table, nil unless we speak BEP 5
 	tr        *transport.Transport // dials and accepts: TCP, MSE, the handshake
 
 	s *state // loop-owned; see loop.go
 }
 
-// New prepares a Torrent for mi whose pieces live in sw. Call Run to start
-// it. sw should have been Resumed, so that what is on disk counts.
+// New prepares a Torrent for mi whose pieces live in sw. Call Start to
+// start it. sw should have been Resumed, so that what is on disk counts.
+//
+// A magnet link starts without its info dictionary: mi has the info-hash
+// (and the link's trackers and web seeds) but no Info, sw is nil and
+// cfg.OpenStorage is set. The Torrent then fetches the dictionary from
+// its peers (BEP 9) in its own loop, with the same address book,
+// trackers, DHT and connections it goes on swarming with; Info waits for
+// it.
 func New(mi *metainfo.MetaInfo, sw *storagewrapper.Wrapper, cfg Config) (*Torrent, error) {
-	if mi == nil || mi.Info == nil || sw == nil {
-		return nil, errors.New("engine: New needs a torrent and a storagewrapper")
+	magnet := mi != nil && mi.Info == nil
+	switch {
+	case mi == nil:
+		return nil, errors.New("engine: New needs a torrent")
+	case magnet && (sw != nil || cfg.OpenStorage == nil || mi.InfoHash == (metainfo.Hash{})):
+		return nil, errors.New("engine: a torrent without its info needs an info-hash, Config.OpenStorage and no storagewrapper")
+	case !magnet && sw == nil:
+		return nil, errors.New("engine: New needs a storagewrapper")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -194,12 +224,6 @@ func New(mi *metainfo.MetaInfo, sw *storagewrapper.Wrapper, cfg Config) (*Torren
 	if cfg.MaxPeers <= 0 {
 		cfg.MaxPeers = DefaultMaxPeers
 	}
-	if cfg.DialTimeout <= 0 {
-		cfg.DialTimeout = DefaultDialTimeout
-	}
-	if cfg.HandshakeTimeout <= 0 {
-		cfg.HandshakeTimeout = DefaultHandshakeTimeout
-	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
@@ -209,21 +233,23 @@ func New(mi *metainfo.MetaInfo, sw *storagewrapper.Wrapper, cfg Config) (*Torren
 	if cfg.OptimisticInterval <= 0 {
 		cfg.OptimisticInterval = choker.DefaultOptimisticInterval
 	}
+	if cfg.MaxMetadataSize <= 0 {
+		cfg.MaxMetadataSize = wire.DefaultMaxMetadataSize
+	}
 	if cfg.Rand == nil {
 		cfg.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
 	t := &Torrent{
-		mi:       mi,
-		info:     mi.Info,
-		sw:       sw,
-		cfg:      cfg,
-		log:      cfg.Logger.With("torrent", mi.InfoHash.String()[:8]),
-		events:   make(chan event, 256),
-		cmds:     make(chan func()),
-		done:     make(chan struct{}),
-		complete: make(chan struct{}),
-		gens:     newPieceGens(mi.Info.NumPieces()),
-		sumSeed:  maphash.MakeSeed(),
+		mi:        mi,
+		cfg:       cfg,
+		log:       cfg.Logger.With("torrent", mi.InfoHash.String()[:8]),
+		events:    make(chan event, 256),
+		cmds:      make(chan func()),
+		done:      make(chan struct{}),
+		complete:  make(chan struct{}),
+		infoKnown: make(chan struct{}),
+		ready:     make(chan struct{}),
+		sumSeed:   maphash.MakeSeed(),
 	}
 	t.lim = ratelog.New(t.log, 0)
 	t.tr = cfg.Transport
@@ -237,9 +263,7 @@ func New(mi *metainfo.MetaInfo, sw *storagewrapper.Wrapper, cfg Config) (*Torren
 	t.ours = wire.Handshake{InfoHash: mi.InfoHash, PeerID: cfg.PeerID}
 	t.ours.Reserved.SetExtensions()
 	t.ours.Reserved.SetFast()
-	t.private = mi.Info.Private
-	t.meta = metadata.NewServer(mi.InfoBytes)
-	if na, ok := cfg.Finder.(NodeAdder); ok && !t.private {
+	if na, ok := cfg.Finder.(NodeAdder); ok && (magnet || !mi.Info.Private) {
 		t.nodes = na
 		t.ours.Reserved.SetDHT()
 	}
@@ -255,12 +279,16 @@ func New(mi *metainfo.MetaInfo, sw *storagewrapper.Wrapper, cfg Config) (*Torren
 	if cfg.UploadLimiter != nil {
 		t.upLimit = cfg.UploadLimiter
 	}
-	pk, err := picker.New(mi.Info.PieceLength, mi.Info.TotalLength, rand.New(rand.NewPCG(cfg.Rand.Uint64(), cfg.Rand.Uint64())))
-	if err != nil {
-		return nil, fmt.Errorf("engine: %w", err)
+	t.s = newState(t)
+	if magnet {
+		t.meta = metadata.NewServer(nil)
+		t.s.fetch = newMetaPhase(mi.InfoHash, cfg.MaxMetadataSize)
+		return t, nil
 	}
-	pk.SetMode(cfg.Mode)
-	t.s = newState(t, pk)
+	t.setInfo(mi)
+	if err := t.s.setStorage(sw, cfg.Mode); err != nil {
+		return nil, err
+	}
 	return t, nil
 }
 
@@ -305,6 +333,18 @@ func (t *Torrent) Start(ctx context.Context) error {
 		t.run()
 	}()
 	return nil
+}
+
+// Err is why the Torrent stopped on its own (the info dictionary of a
+// magnet link hashed but did not parse, its storage did not open); nil
+// while it runs and after Close.
+func (t *Torrent) Err() error {
+	select {
+	case <-t.done:
+		return t.err
+	default:
+		return nil
+	}
 }
 
 // Close stops the Torrent: it announces "stopped" (briefly), closes every

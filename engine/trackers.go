@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"math/rand/v2"
 	"net/netip"
 	"time"
@@ -26,7 +27,7 @@ func (t *Torrent) startTrackers() (stop func()) {
 		port = int(ap.Port())
 	}
 	a, err := tracker.NewAnnouncer(tracker.AnnouncerConfig{
-		Client:   client,
+		Client:   reportingClient{client, t},
 		Tiers:    tiers,
 		InfoHash: t.mi.InfoHash,
 		PeerID:   t.cfg.PeerID,
@@ -34,11 +35,13 @@ func (t *Torrent) startTrackers() (stop func()) {
 		Key:      t.cfg.Rand.Uint32(),
 		NumWant:  t.cfg.MaxPeers,
 		Stats: func() tracker.Stats {
-			return tracker.Stats{
-				Uploaded:   t.up.Total(),
-				Downloaded: t.down.Total(),
-				Left:       t.info.TotalLength - t.sw.Stats().VerifiedBytes,
+			st := tracker.Stats{Uploaded: t.up.Total(), Downloaded: t.down.Total(), Left: unknownLeft}
+			select {
+			case <-t.ready:
+				st.Left = t.info.TotalLength - t.sw.Stats().VerifiedBytes
+			default: // a magnet link's metadata phase (metaphase.go)
 			}
+			return st
 		},
 		OnPeers: func(addrs []netip.AddrPort) {
 			t.post(t.ctx, peersEvent{addrs: addrs, source: "tracker"})
@@ -66,6 +69,22 @@ func (t *Torrent) startTrackers() (stop func()) {
 		<-finished
 		client.Close()
 	}
+}
+
+// reportingClient tells the loop how each announce went, for the summary
+// of a metadata phase that found nothing (metaphase.go).
+type reportingClient struct {
+	*tracker.Client
+	t *Torrent
+}
+
+// Announce implements tracker.AnnounceClient.
+func (rc reportingClient) Announce(ctx context.Context, url string, req tracker.AnnounceRequest) (*tracker.AnnounceResponse, error) {
+	resp, err := rc.Client.Announce(ctx, url, req)
+	if req.Event != tracker.EventStopped {
+		rc.t.post(rc.t.ctx, trackerEvent{err: err})
+	}
+	return resp, err
 }
 
 // maybeNeedPeers asks the trackers for an announce soon when the download

@@ -127,8 +127,7 @@ func (m *Magnet) String() string {
 
 // MetaInfo makes the torrent of the link from its info dictionary (fetched
 // from peers with BEP 9, or read back from the cache): the bytes must hash
-// to the link's info-hash and pass ParseInfo. The link's trackers become
-// one tier each, in link order (BEP 12: all tried, first answering kept).
+// to the link's info-hash and pass ParseInfo.
 func (m *Magnet) MetaInfo(info []byte) (*MetaInfo, error) {
 	if h := Hash(sha1.Sum(info)); h != m.InfoHash {
 		return nil, fmt.Errorf("metainfo: info dictionary hashes to %s, not the link's %s", h, m.InfoHash)
@@ -137,14 +136,24 @@ func (m *Magnet) MetaInfo(info []byte) (*MetaInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	mi := &MetaInfo{Info: parsed, InfoBytes: append([]byte(nil), info...), InfoHash: m.InfoHash}
+	mi := m.Torrent()
+	mi.Info, mi.InfoBytes = parsed, append([]byte(nil), info...)
+	return mi, nil
+}
+
+// Torrent is the link's torrent before its info dictionary is known (Info
+// nil): the info-hash and the trackers, for an engine that fetches the
+// dictionary itself. The link's trackers become one tier each, in link
+// order (BEP 12: all tried, first answering kept).
+func (m *Magnet) Torrent() *MetaInfo {
+	mi := &MetaInfo{InfoHash: m.InfoHash}
 	for _, t := range m.Trackers {
 		mi.AnnounceList = append(mi.AnnounceList, []string{t})
 	}
 	if len(m.Trackers) > 0 {
 		mi.Announce = m.Trackers[0]
 	}
-	return mi, nil
+	return mi
 }
 
 // decodeBTIH reads a v1 info-hash in hex (40 characters) or base32 (32).

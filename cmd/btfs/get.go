@@ -66,17 +66,11 @@ func swarm(ctx context.Context, sf swarmFlags, arg, dir string, readOnly, keepSe
 	if err != nil {
 		return err
 	}
+	stopStatus, statusOn := func() {}, false
+	defer func() { stopStatus() }()
 	if src.MetaInfo == nil {
-		statusCtx, stopStatus := context.WithCancel(ctx)
-		statusDone := make(chan struct{})
-		go func() {
-			defer close(statusDone)
-			metadataStatus(statusCtx, src.Name(), stderr, sf.quiet)
-		}()
-		err := waitFor(ctx, t, t.Attached())
-		stopStatus()
-		<-statusDone
-		if err != nil {
+		stopStatus, statusOn = metadataStatus(ctx, t, log, stderr, sf.quiet)
+		if err := waitFor(ctx, t, t.Attached()); err != nil {
 			return err
 		}
 	}
@@ -85,8 +79,9 @@ func swarm(ctx context.Context, sf swarmFlags, arg, dir string, readOnly, keepSe
 	}
 	start := time.Now()
 	eng := t.Engine()
-	stopStatus := startStatus(ctx, eng, log, stderr, sf.quiet)
-	defer stopStatus()
+	if !statusOn {
+		stopStatus = startStatus(ctx, eng, log, stderr, sf.quiet)
+	}
 
 	select {
 	case <-eng.Complete():

@@ -137,7 +137,8 @@ func TestMountMagnetDHT(t *testing.T) {
 	// get_peers only with nodes from the target's bucket and farther ones
 	// (its table.closestNodes walks down from the target's bucket), so in
 	// a network of three a node may name none of the others, and btfs
-	// looked again only after 30 s (magnet's lookupEvery): passing runs
+	// looked again only after 30 s (then engine/magnet's lookupEvery; the
+	// engine's lookupMinGap, a minute, now): passing runs
 	// took 40 or 70 s, and some never got the metadata.
 	args := []string{"mount", "-listen", "127.0.0.1:0", "-cache-dir", t.TempDir(), "-no-trackers", "-read-timeout", "60s", "-log-level", "debug"}
 	for _, n := range nodes {

@@ -265,16 +265,11 @@ func (r *mountRun) one(ctx context.Context, src client.Source, mountpoint string
 		}
 	}()
 
+	stopStatus, statusOn := func() {}, false
+	defer func() { stopStatus() }()
 	if mi == nil {
-		statusCtx, stopStatus := context.WithCancel(serveCtx)
-		statusDone := make(chan struct{})
-		go func() {
-			defer close(statusDone)
-			metadataStatus(statusCtx, src.Name(), r.stderr, r.sf.quiet)
-		}()
+		stopStatus, statusOn = metadataStatus(ctx, tor, r.log, r.stderr, r.sf.quiet)
 		err := waitFor(serveCtx, tor, tor.Attached())
-		stopStatus()
-		<-statusDone
 		if err != nil {
 			if serveCtx.Err() != nil {
 				return nil // stopped while fetching
@@ -289,6 +284,7 @@ func (r *mountRun) one(ctx context.Context, src client.Source, mountpoint string
 	}
 
 	if r.mf.browseOnly {
+		stopStatus()
 		r.log.Info("browse only: the files are listed, reads fail")
 		select {
 		case <-ctx.Done():
@@ -304,8 +300,9 @@ func (r *mountRun) one(ctx context.Context, src client.Source, mountpoint string
 		return err
 	}
 	eng, sw := tor.Engine(), tor.Wrapper()
-	stopStatus := startStatus(ctx, eng, r.log, r.stderr, r.sf.quiet)
-	defer stopStatus()
+	if !statusOn {
+		stopStatus = startStatus(ctx, eng, r.log, r.stderr, r.sf.quiet)
+	}
 	stopHTTP, err := startHTTP(ctx, r.mf.http, mi, sw, eng, tor.Cache(), r.readers, r.log, r.stderr)
 	if err != nil {
 		return err

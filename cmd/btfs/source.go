@@ -2,10 +2,9 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
+	"log/slog"
 	"strings"
-	"time"
 
 	"btfs/client"
 	"btfs/metainfo"
@@ -25,25 +24,23 @@ func loadSource(ctx context.Context, arg string) (client.Source, error) {
 	return client.Source{MetaInfo: mi}, err
 }
 
-// metadataStatusEvery is how often the terminal status line is redrawn
-// while the metadata is fetched.
-const metadataStatusEvery = time.Second
-
-// metadataStatus redraws "fetching metadata" on a terminal until ctx ends.
-func metadataStatus(ctx context.Context, name string, w io.Writer, quiet bool) {
-	if quiet || !isTerminal(w) {
-		return
-	}
-	start := time.Now()
-	tick := time.NewTicker(metadataStatusEvery)
-	defer tick.Stop()
-	for {
-		fmt.Fprintf(w, "\r\033[Kfetching metadata of %s  %s", name, time.Since(start).Round(time.Second))
+// metadataStatus starts the status line of a magnet link's engine, which
+// runs before the metadata is known: "fetching metadata n/m pieces" until
+// it is, then the download's progress. When the metadata came from the
+// cache (the torrent is attached before any engine runs) it starts
+// nothing and reports false.
+func metadataStatus(ctx context.Context, t *client.Torrent, log *slog.Logger, w io.Writer, quiet bool) (stop func(), started bool) {
+	select {
+	case <-t.Running():
 		select {
-		case <-ctx.Done():
-			fmt.Fprint(w, "\r\033[K")
-			return
-		case <-tick.C:
+		case <-t.Attached(): // from the cache: the caller's usual status line
+			return func() {}, false
+		default:
 		}
+		return startStatus(ctx, t.Engine(), log, w, quiet), true
+	case <-t.Attached():
+	case <-t.Done():
+	case <-ctx.Done():
 	}
+	return func() {}, false
 }

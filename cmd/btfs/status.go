@@ -101,6 +101,9 @@ func (r *flowRates) add(at time.Time, down, up int64) (downRate, upRate float64)
 }
 
 func formatStatus(st engine.Stats) string {
+	if st.Metadata {
+		return fmt.Sprintf("fetching metadata  %d/%d pieces  peers %d/%d", st.MetadataHave, st.MetadataPieces, st.Peers, st.KnownPeers)
+	}
 	return fmt.Sprintf("%s of %s (%s)  ↓ %s  ↑ %s  peers %d/%d  ETA %s",
 		humanize.IBytes(uint64(st.VerifiedBytes)), humanize.IBytes(uint64(st.Total)), percent(st),
 		rateString(st.DownloadRate), rateString(st.UploadRate), st.Peers, st.KnownPeers, eta(st))

@@ -1,9 +1,10 @@
 // Package transport turns an address or an accepted socket into a
 // handshaken BitTorrent connection: a dialler per transport (TCP, uTP:
 // utp.go) below an optional MSE/PE layer (engine/mse) below the BitTorrent
-// handshake (engine/wire). The engine and the magnet fetcher both dial and
-// accept through it, so the encryption policy, the memory of which peers
-// refuse encryption and the failure counts are one thing per process.
+// handshake (engine/wire). The engine dials and accepts through it (a
+// magnet link's metadata phase included), so the encryption policy, the
+// memory of which peers refuse encryption and the failure counts are one
+// thing per process.
 //
 // Policy, like libtorrent's defaults: Prefer accepts both plain and
 // encrypted incoming connections and dials encrypted first, falling back to

@@ -1,9 +1,0 @@
-package magnet
-
-import (
-	"testing"
-
-	"btfs/internal/leakcheck"
-)
-
-func TestMain(m *testing.M) { leakcheck.Main(m) }
