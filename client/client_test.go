@@ -168,3 +168,93 @@ func TestCloseStopsEverything(t *testing.T) {
 		t.Errorf("Add after Close: %v", err)
 	}
 }
+
+// TestMagnetAcceptsDuringMetadata: a magnet link that knows no peer, no
+// tracker and no DHT gets its metadata, then its data, from a seeder that
+// dials it: the client's listener hands the incoming connection (plain,
+// or MSE, whose SKEY must find the magnet's info-hash) to the torrent's
+// engine while it has no info yet, and that one connection goes on into
+// the download.
+func TestMagnetAcceptsDuringMetadata(t *testing.T) {
+	for i, policy := range []transport.Policy{transport.Off, transport.Require} {
+		t.Run(policy.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			_, mi := swarmtest.MakeTorrent(t, dir, swarmtest.TorrentOptions{Name: "m.bin", Size: 200<<10 + 7, PieceLength: 16 << 10, Seed: uint64(320 + i)})
+			leecher, err := New(context.Background(), Config{CacheDir: t.TempDir(), Listen: "127.0.0.1:0", Trackers: [][]string{}, Policy: policy, Mode: picker.FetchAll})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer leecher.Close()
+			m, err := metainfo.ParseMagnet("magnet:?xt=urn:btih:" + mi.InfoHash.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			tor, err := leecher.Add(context.Background(), Source{Magnet: m}, AddOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitRunning(t, tor) // the engine runs before the metadata is in
+			if tor.MetaInfo() != nil {
+				t.Fatal("a magnet nobody served has its metadata")
+			}
+
+			seeder, err := New(context.Background(), Config{Trackers: [][]string{}, Policy: policy, Peers: []netip.AddrPort{leecher.ListenAddr()}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer seeder.Close()
+			if _, err := seeder.Add(context.Background(), Source{MetaInfo: mi}, AddOptions{FilesDir: dir, ReadOnly: true}); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-tor.Attached():
+			case <-tor.Done():
+				t.Fatalf("stopped: %v", tor.Err())
+			case <-time.After(time.Minute):
+				t.Fatal("no metadata after a minute")
+			}
+			if tor.MetaInfo().Info.Name != "m.bin" {
+				t.Errorf("name %q", tor.MetaInfo().Info.Name)
+			}
+			select {
+			case <-tor.Engine().Complete():
+			case <-time.After(time.Minute):
+				t.Fatal("incomplete after a minute")
+			}
+			want, err := os.ReadFile(filepath.Join(dir, "m.bin"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := make([]byte, len(want))
+			if _, err := tor.Data().ReadAt(context.Background(), got, 0); err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("read %v, same bytes %v", err, bytes.Equal(got, want))
+			}
+			st, err := tor.Engine().Stats(context.Background())
+			if err != nil || st.Connections != 1 {
+				t.Errorf("connections made or accepted: %d (%v), want the seeder's one", st.Connections, err)
+			}
+			// Its metadata is in the cache now: the magnet added again
+			// to another client is attached at once, with no peer.
+			leecher.Close()
+			again, err := New(context.Background(), Config{CacheDir: leecher.cfg.CacheDir, Trackers: [][]string{}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer again.Close()
+			tor2, err := again.Add(context.Background(), Source{Magnet: m}, AddOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-tor2.Attached():
+			case <-tor2.Done():
+				t.Fatalf("stopped: %v", tor2.Err())
+			case <-time.After(time.Minute):
+				t.Fatal("the cached metadata not attached after a minute")
+			}
+			if _, err := tor2.Data().ReadAt(context.Background(), got, 0); err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("read from the cache: %v, same bytes %v", err, bytes.Equal(got, want))
+			}
+		})
+	}
+}
