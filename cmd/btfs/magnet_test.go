@@ -295,26 +295,48 @@ func TestMountMagnetHostileMetadata(t *testing.T) {
 }
 
 // TestMountBrowseOnly: -browse-only lists the files with their sizes and
-// fails a read at once (EIO) instead of fetching.
+// fails a read at once (EIO) instead of fetching: of a torrent file, and of
+// a magnet link, whose engine fetches the metadata only and then stops
+// (the seeder uploads no piece).
 func TestMountBrowseOnly(t *testing.T) {
-	swarmtest.Require(t, "fusermount3")
-	dir := t.TempDir()
-	torrentPath, mi := swarmtest.MakeTorrent(t, dir, swarmtest.TorrentOptions{Files: swarmtest.MultiFile, PieceLength: 64 << 10, Seed: 64})
-	s := testSwarm{dir: dir, torrentPath: torrentPath, mi: mi}
-	mp := mountpoint(t)
-	p := startBtfs(t, "mount", "-browse-only", "-listen", "127.0.0.1:0", "-cache-dir", t.TempDir(), torrentPath, mp)
-	waitMounted(t, p, mp)
-	for _, f := range mi.Info.Files {
-		fi, err := os.Stat(s.mounted(mp, f))
-		if err != nil || fi.Size() != f.Length {
-			t.Fatalf("%s: %v, %v; want size %d", filepath.Join(f.Path...), fi, err, f.Length)
-		}
-		if f.Length == 0 {
-			continue
-		}
-		if _, err := os.ReadFile(s.mounted(mp, f)); !errors.Is(err, syscall.EIO) {
-			t.Errorf("reading %s with -browse-only: %v, want EIO", filepath.Join(f.Path...), err)
-		}
+	for _, magnet := range []bool{false, true} {
+		t.Run(map[bool]string{false: "torrent", true: "magnet"}[magnet], func(t *testing.T) {
+			swarmtest.Require(t, "fusermount3")
+			dir := t.TempDir()
+			torrentPath, mi := swarmtest.MakeTorrent(t, dir, swarmtest.TorrentOptions{Files: swarmtest.MultiFile, PieceLength: 64 << 10, Seed: 64})
+			s := testSwarm{dir: dir, torrentPath: torrentPath, mi: mi}
+			arg := torrentPath
+			var seeder *swarmtest.Seeder
+			if magnet {
+				swarmtest.Require(t, "aria2c")
+				seeder = swarmtest.StartAria2Seeder(t, torrentPath, dir, "127.0.0.2")
+				arg = magnetOf(mi, nil, seeder.Addr())
+			}
+			mp := mountpoint(t)
+			p := startBtfs(t, "mount", "-browse-only", "-listen", "127.0.0.1:0", "-cache-dir", t.TempDir(), "-no-trackers", arg, mp)
+			waitMounted(t, p, mp)
+			for _, f := range mi.Info.Files {
+				var fi os.FileInfo
+				poll.UntilNil(t, time.Minute, "the file listed", func() (err error) {
+					fi, err = os.Stat(s.mounted(mp, f))
+					return err
+				})
+				if fi.Size() != f.Length {
+					t.Fatalf("%s: size %d, want %d", filepath.Join(f.Path...), fi.Size(), f.Length)
+				}
+				if f.Length == 0 {
+					continue
+				}
+				if _, err := os.ReadFile(s.mounted(mp, f)); !errors.Is(err, syscall.EIO) {
+					t.Errorf("reading %s with -browse-only: %v, want EIO", filepath.Join(f.Path...), err)
+				}
+			}
+			if seeder != nil {
+				if n, err := seeder.UploadLength(context.Background()); err != nil || n != 0 {
+					t.Errorf("the seeder uploaded %d bytes (%v), want none", n, err)
+				}
+			}
+		})
 	}
 }
 
