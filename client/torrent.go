@@ -308,7 +308,11 @@ func (t *Torrent) start(closers *[]func()) error {
 	if err != nil || sw == nil { // sw nil: BrowseOnly, no engine
 		return err
 	}
-	e, err := engine.New(mi, sw, t.c.engineConfig(mode, nil))
+	var peers []netip.AddrPort
+	if m := t.src.Magnet; m != nil { // its metadata was cached: its x.pe peers still count
+		peers = resolvePeers(ctx, m.Peers, t.log)
+	}
+	e, err := engine.New(mi, sw, t.c.engineConfig(mode, peers))
 	if err != nil {
 		return err
 	}
