@@ -160,7 +160,7 @@ func (t *Torrent) run() {
 	// Our pieces so far (resumed from disk).
 	bf := t.sw.Bitfield()
 	for i, ok := bf.NextSet(0); ok; i, ok = bf.NextSet(i + 1) {
-		s.pk.Verified(i)
+		s.pk.Sync(i, picker.PieceVerified)
 	}
 	s.checkComplete()
 	s.readWants()
