@@ -195,6 +195,11 @@ func (s *Server) handle(c *net.UnixConn) {
 	if err != nil || uid != s.uid {
 		s.log.Warn("control: connection refused: not the owner", "peer_uid", uid, "err", err)
 		writeResponse(c, Response{Error: fmt.Sprintf("refused: this btfs belongs to uid %d, you are uid %d", s.uid, uid)})
+		// The request is read and dropped (bounded, within the request
+		// timeout) rather than left unread: closing over unread data
+		// resets the connection, and the caller might not see why.
+		_ = c.CloseWrite()
+		_, _ = io.Copy(io.Discard, io.LimitReader(c, MaxRequest))
 		return
 	}
 	req, err := DecodeRequest(bufio.NewReader(c))
@@ -277,10 +282,14 @@ func Do(ctx context.Context, path string, req Request) (Response, error) {
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
 	defer stop()
-	if err := json.NewEncoder(c).Encode(req); err != nil {
-		return resp, fmt.Errorf("control: %w", err)
-	}
+	// A server that refuses us (another user's) answers and closes
+	// without reading the request: a write that fails then still leaves
+	// its answer to read, and that answer says why.
+	werr := json.NewEncoder(c).Encode(req)
 	if err := json.NewDecoder(io.LimitReader(c, MaxRequest)).Decode(&resp); err != nil {
+		if werr != nil {
+			return resp, fmt.Errorf("control: %w", werr)
+		}
 		return resp, fmt.Errorf("control: no answer: %w", err)
 	}
 	if resp.Error != "" {

@@ -16,20 +16,19 @@ func (s *state) syncStore() {
 	}
 	for _, i := range ch.Verified {
 		n := s.pk.NumVerified()
-		s.pk.Verified(i)
+		s.sync(i)
 		if s.pk.NumVerified() == n {
-			continue // known already (our own download, or resumed)
+			continue // known already (our own download, or resumed), or gone again
 		}
 		// As for a piece of our own: HAVE to the peers that lack it,
 		// interest updated, completion checked.
 		s.pieceDone(storagewrapper.Result{Piece: i, Completed: true, Verified: true})
 	}
 	for _, i := range ch.Unverified {
-		s.pk.Unverified(i)
 		s.cancelPiece(i) // dropped in flight (health.go): its blocks would be wasted
-		s.requeued(i)
+		s.sync(i)
 	}
 	for _, i := range ch.ClaimedElsewhere {
-		s.pk.FullyRequested(i)
+		s.sync(i) // set aside, as if fully requested
 	}
 }

@@ -119,11 +119,14 @@ func (s *state) fill(p *peer) {
 			}
 			limit += urgentExtra
 		}
-		if len(p.outstanding) >= limit {
-			if !urgent || preempted || !s.preempt(p) {
-				break
-			}
+		// A reader's block asked behind a full pipeline would wait for
+		// all of it: make room first, once per fill.
+		if urgent && !preempted && len(p.outstanding) >= target {
+			s.preempt(p)
 			preempted = true
+		}
+		if len(p.outstanding) >= limit {
+			break
 		}
 		if s.pk.EndgameCandidate(piece) {
 			// Nothing is pickable any more: fillEndgame below walks
@@ -135,17 +138,14 @@ func (s *state) fill(p *peer) {
 		b, st := s.t.sw.NewRequest(piece)
 		switch st {
 		case storagewrapper.RequestGranted:
-			s.pk.Started(piece)
+			s.sync(piece)
 			s.request(p, b)
-		case storagewrapper.RequestExhausted, storagewrapper.RequestBusy:
-			s.pk.FullyRequested(piece)
-		case storagewrapper.RequestClaimedElsewhere:
-			// Another process sharing the cache downloads it: set aside
-			// (syncStore brings it back if its claim ends unpublished),
-			// and go on with the next piece.
-			s.pk.FullyRequested(piece)
-		case storagewrapper.RequestVerified:
-			s.pk.Verified(piece)
+		case storagewrapper.RequestExhausted, storagewrapper.RequestBusy, storagewrapper.RequestVerified,
+			storagewrapper.RequestClaimedElsewhere:
+			// Nothing to hand out: the picker learns why (full, set
+			// aside while another process sharing the cache downloads
+			// it, verified), and the loop goes on with the next piece.
+			s.sync(piece)
 		case storagewrapper.RequestAtCap:
 			s.fillInFlight(p, limit)
 			return
@@ -211,7 +211,7 @@ func (s *state) fillInFlight(p *peer, limit int) {
 			b, st := s.t.sw.NewRequest(piece)
 			if st != storagewrapper.RequestGranted {
 				if st == storagewrapper.RequestExhausted {
-					s.pk.FullyRequested(piece)
+					s.sync(piece)
 				}
 				break
 			}
@@ -237,7 +237,7 @@ func (s *state) fillAllowedFast(p *peer, limit int) {
 			if st != storagewrapper.RequestGranted {
 				break
 			}
-			s.pk.Started(piece)
+			s.sync(piece)
 			s.request(p, b)
 		}
 	}
@@ -292,7 +292,7 @@ func (s *state) releaseRequest(p *peer, b storagewrapper.Block, cancel bool) {
 	}
 	delete(s.reqCount, b)
 	if s.t.sw.RequestLost(b) {
-		s.requeued(b.Piece)
+		s.sync(b.Piece)
 	}
 }
 
@@ -305,18 +305,11 @@ func (s *state) withdraw(p *peer, b storagewrapper.Block) {
 	p.released++
 }
 
-// requeued tells the picker that a block of piece went back to the
-// storagewrapper: the piece is pickable again, started if other blocks of
-// it are still out or received, idle if that was its last (the
-// storagewrapper then took it out of flight, and a started piece that is
-// not in flight would jump the rarest-first queue).
-func (s *state) requeued(piece int) {
-	if _, inFlight := slices.BinarySearch(s.t.sw.InFlight(), piece); inFlight {
-		s.pk.Started(piece)
-	} else {
-		s.pk.Unrequested(piece)
-	}
-}
+// sync brings the picker's copy of piece's state up to the
+// storagewrapper's, which owns it; called after every change the loop
+// makes or hears of (blocks handed out or back, a piece done, failed or
+// adopted, a claim elsewhere).
+func (s *state) sync(piece int) { s.pk.Sync(piece, s.t.sw.PieceState(piece)) }
 
 // onBlock applies what PieceCameIn did with a block p sent.
 func (s *state) onBlock(p *peer, b storagewrapper.Block, res storagewrapper.Result, err error) {
@@ -387,7 +380,7 @@ func (s *state) pieceDone(res storagewrapper.Result) {
 	i := res.Piece
 	switch {
 	case res.Verified:
-		s.pk.Verified(i)
+		s.sync(i)
 		s.pieceVerified(i)
 		for q := range s.peers {
 			if !q.hasPiece(i) {
@@ -401,12 +394,13 @@ func (s *state) pieceDone(res storagewrapper.Result) {
 	case res.HashFailed:
 		s.hashFail++
 		s.wasted += s.t.info.PieceLen(i)
-		s.pk.Failed(i)
+		s.pk.Failed(i) // idle, and bumped behind its equals
+		s.sync(i)
 		s.blame(res)
 		s.fillAll()
 	default:
 		// The store failed while publishing; the storagewrapper has re-queued it.
-		s.pk.Unrequested(i)
+		s.sync(i)
 		s.pieceAbandoned(i)
 	}
 }

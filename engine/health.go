@@ -63,7 +63,7 @@ func (s *state) storeFailedBlock(b storagewrapper.Block, err error) {
 	if !errors.Is(err, storagewrapper.ErrStore) {
 		s.t.lim.Error("cannot store block", "piece", b.Piece, "err", err)
 	}
-	s.requeued(b.Piece)
+	s.sync(b.Piece)
 	s.checkStore()
 }
 

@@ -228,7 +228,7 @@ func (t *Torrent) run() {
 func (s *state) startSwarm() {
 	bf := s.t.sw.Bitfield()
 	for i, ok := bf.NextSet(0); ok; i, ok = bf.NextSet(i + 1) {
-		s.pk.Verified(i)
+		s.pk.Sync(i, picker.PieceVerified)
 	}
 	s.kick = s.t.sw.Kick()
 	s.checkComplete()

@@ -40,18 +40,33 @@ const wordPieces = 64
 // something sooner than the rarest piece would.
 const randomFirstPieces = 4
 
-// pieceState is where a piece stands in its download; see invariant 1.
-type pieceState uint8
+// PieceState is where a piece stands in its download; see invariant 1.
+// The storagewrapper owns it (its blocks handed out, its hash checked)
+// and reports it in these terms; the picker keeps the copy Next needs,
+// brought up to date by Sync.
+type PieceState uint8
 
 const (
-	// idle: not verified and no block handed out.
-	idle pieceState = iota
-	// started: some blocks handed out, some not.
-	started
-	// full: every block handed out; pickable again only in endgame.
-	full
-	// verified: the hash checked; never picked.
-	verified
+	// PieceIdle: not verified and no block handed out.
+	PieceIdle PieceState = iota
+	// PieceStarted: some blocks handed out, some not.
+	PieceStarted
+	// PieceFull: every block handed out (or the piece is set aside:
+	// being hashed, adopted, or downloaded by another process); pickable
+	// again only in endgame.
+	PieceFull
+	// PieceVerified: the hash checked; never picked.
+	PieceVerified
+)
+
+// The picker's own short names.
+type pieceState = PieceState
+
+const (
+	idle     = PieceIdle
+	started  = PieceStarted
+	full     = PieceFull
+	verified = PieceVerified
 )
 
 // pickable reports whether Next may return a piece in this state outside

@@ -130,3 +130,25 @@ func TestStateEventsThatDoNotApply(t *testing.T) {
 		t.Fatalf("unknown mode became %v, want fetch-reads", p.Mode())
 	}
 }
+
+// TestSync: Sync reaches every state from every state, keeping the
+// counts and sets Next relies on.
+func TestSync(t *testing.T) {
+	all := []PieceState{PieceIdle, PieceStarted, PieceFull, PieceVerified}
+	for _, from := range all {
+		for _, to := range all {
+			p := newPicker(t, 1, 4)
+			p.Sync(2, from)
+			p.Sync(2, to)
+			if p.state[2] != to {
+				t.Fatalf("%v then %v: state %v", from, to, p.state[2])
+			}
+			if got, want := p.NumVerified(), map[bool]int{true: 1, false: 0}[to == PieceVerified]; got != want {
+				t.Fatalf("%v then %v: %d verified", from, to, got)
+			}
+			if got := p.pickable.Has(2); got != to.pickable() {
+				t.Fatalf("%v then %v: pickable %v", from, to, got)
+			}
+		}
+	}
+}

@@ -1,9 +1,29 @@
 package picker
 
-// The engine reports the storagewrapper's answers with these methods. Each
-// is a no-op when it does not apply (an index out of range, a piece already
-// in that state, a verified piece told it was started), so the engine can
-// report what it saw without first asking the picker what it knows.
+// The piece states come from the storagewrapper, which owns them: the
+// engine passes its PieceState to Sync after each change. The transitions
+// below are what Sync is made of. Each is a no-op when it does not apply
+// (an index out of range, a piece already in that state, a verified piece
+// told it was started).
+
+// Sync sets piece i to the state its owner reports. The engine calls it
+// after each change it makes or hears of, so the picker holds no state of
+// its own about a piece beyond its wants, availability and bump.
+func (p *Picker) Sync(i int, s PieceState) {
+	if s == PieceVerified {
+		p.Verified(i)
+		return
+	}
+	p.Unverified(i) // no-op unless it was verified
+	switch s {
+	case PieceIdle:
+		p.Unrequested(i)
+	case PieceStarted:
+		p.Started(i)
+	case PieceFull:
+		p.FullyRequested(i)
+	}
+}
 
 // Started records that some, but not all, blocks of piece i are handed out:
 // the storagewrapper gave out a block, or a fully requested piece lost some

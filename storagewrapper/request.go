@@ -47,6 +47,16 @@ func (d *download) idle() bool {
 	return !d.hashing && d.out == 0 && d.writing == 0 && d.received == 0
 }
 
+// hasFree reports whether a block is left to hand out.
+func (d *download) hasFree() bool {
+	for idx := d.firstFree; idx < len(d.state); idx++ {
+		if d.state[idx] == blockFree {
+			return true
+		}
+	}
+	return false
+}
+
 // free puts block idx back to be handed out again.
 func (d *download) free(idx int) {
 	d.state[idx] = blockFree

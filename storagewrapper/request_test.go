@@ -4,6 +4,8 @@ import (
 	"errors"
 	"slices"
 	"testing"
+
+	"btfs/picker"
 )
 
 // blocks builds the expected blocks of piece p from (begin, length) pairs.
@@ -204,5 +206,41 @@ func TestRequestLostRetiresIdlePiece(t *testing.T) {
 	// It starts again from the lowest block.
 	if b, st := w.NewRequest(0); st != RequestGranted || b.Begin != 0 {
 		t.Fatalf("restart: %v, %v", b, st)
+	}
+}
+
+// TestPieceState: the state the picker keeps a copy of, as the wrapper
+// sees it after each step of a piece's download.
+func TestPieceState(t *testing.T) {
+	const k = BlockSize
+	f := newFixture(t, 2*k, 4*k)
+	w := newWrapper(t, f, nil, Config{})
+	steps := []struct {
+		name string
+		do   func()
+		want picker.PieceState
+	}{
+		{"nothing handed out", func() {}, picker.PieceIdle},
+		{"one of two blocks out", func() { w.NewRequest(0) }, picker.PieceStarted},
+		{"both out", func() { w.NewRequest(0) }, picker.PieceFull},
+		{"one back", func() { w.RequestLost(Block{Piece: 0, Begin: k, Length: k}) }, picker.PieceStarted},
+		{"the other back: out of flight", func() { w.RequestLost(Block{Piece: 0, Begin: 0, Length: k}) }, picker.PieceIdle},
+		{"received and verified", func() {
+			for _, b := range requestAll(t, w, 0) {
+				if _, err := w.PieceCameIn(b.Piece, b.Begin, f.block(b), "peer"); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, picker.PieceVerified},
+		{"evicted", func() { w.Unverify(0) }, picker.PieceIdle},
+	}
+	for _, s := range steps {
+		s.do()
+		if got := w.PieceState(0); got != s.want {
+			t.Fatalf("%s: state %v, want %v", s.name, got, s.want)
+		}
+	}
+	if got := w.PieceState(99); got != picker.PieceIdle {
+		t.Fatalf("out of range: %v", got)
 	}
 }

@@ -1,6 +1,9 @@
 package storagewrapper
 
-import "btfs/bitfield"
+import (
+	"btfs/bitfield"
+	"btfs/picker"
+)
 
 // DoIHave reports whether piece is verified: the seed's do_I_have.
 func (w *Wrapper) DoIHave(piece int) bool {
@@ -43,4 +46,33 @@ func (w *Wrapper) Stats() Stats {
 		InFlight:       len(w.downloads),
 		Wants:          len(w.wants),
 	}
+}
+
+// PieceState is where piece stands, in the picker's terms: verified;
+// full when no block is left to hand out (all handed out or received,
+// being hashed, being adopted, or claimed by another process sharing the
+// Store); started when some blocks are handed out and some are not; idle
+// otherwise. The wrapper owns this state; the engine's picker keeps a copy
+// synced from here (picker.Sync) after each change.
+func (w *Wrapper) PieceState(piece int) picker.PieceState {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if piece < 0 || piece >= w.info.NumPieces() {
+		return picker.PieceIdle
+	}
+	if w.verified.Has(piece) {
+		return picker.PieceVerified
+	}
+	_, adopting := w.adopting[piece]
+	_, refused := w.refused[piece]
+	d := w.downloads[piece]
+	switch {
+	case adopting || refused:
+		return picker.PieceFull
+	case d == nil:
+		return picker.PieceIdle
+	case d.hashing || !d.hasFree():
+		return picker.PieceFull
+	}
+	return picker.PieceStarted
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dustin/go-humanize"
+	"golang.org/x/sys/unix"
 
 	"btfs/client"
 	"btfs/fs"
@@ -90,6 +91,22 @@ func capped(maxBytes int64, info *metainfo.Info, opts *fs.Options) {
 	}
 	opts.ReadaheadMax = max(info.PieceLength, min(fs.DefaultReadaheadMax, maxBytes/4))
 	opts.ReadaheadMin = min(fs.DefaultReadaheadMin, opts.ReadaheadMax)
+}
+
+// freeSpace is the room left on the file system of dir (or of its nearest
+// existing parent), 0 when unknown.
+func freeSpace(dir string) int64 {
+	for {
+		var st unix.Statfs_t
+		if err := unix.Statfs(dir, &st); err == nil {
+			return int64(st.Bavail) * st.Bsize
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return 0
+		}
+		dir = parent
+	}
 }
 
 // cappedUnknown is capped's readahead bound for a mount whose torrent is
@@ -193,10 +210,17 @@ func (r *mountRun) newClient(ctx context.Context, private, offline bool) (*clien
 }
 
 // fsOptions are the mount's options; info, when known, sizes the readahead
-// to a capped cache.
+// to a capped cache, or to a cache disk with less room than -cache-size.
 func (r *mountRun) fsOptions(info *metainfo.Info) fs.Options {
 	opts := fs.Options{AllowOther: r.mf.allowOther, ReadTimeout: r.mf.readTimeout, Logger: r.log, Readers: r.readers}
 	maxBytes, _ := r.mf.maxCacheBytes()
+	if room := freeSpace(r.mf.cacheDir); room > 0 && (maxBytes <= 0 || room < maxBytes) {
+		// A readahead window larger than the disk thrashes once the disk
+		// is full: each piece fetched ahead evicts the one the reader
+		// needs next (the oldest published), which is fetched again and
+		// evicts the next, and a sequential read crawls.
+		maxBytes = room
+	}
 	if info != nil {
 		capped(maxBytes, info, &opts)
 	} else {
