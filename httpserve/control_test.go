@@ -45,6 +45,9 @@ func (l *library) Add(_ context.Context, src httpserve.Source) (httpserve.Torren
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if _, ok := l.ts[ih]; ok {
+		return httpserve.TorrentInfo{}, fmt.Errorf("%s: %w", ih, httpserve.ErrExists)
+	}
 	l.ts[ih] = ti
 	return ti, nil
 }
@@ -99,6 +102,9 @@ func TestControl(t *testing.T) {
 	magnet := "magnet:?xt=urn:btih:" + strings.Repeat("ab", 20) + "&dn=x"
 	if rec := do(http.MethodPost, "/api/torrents", "text/plain", magnet+"\n"); rec.Code != http.StatusCreated {
 		t.Fatalf("add magnet: %d %s", rec.Code, rec.Body)
+	}
+	if rec := do(http.MethodPost, "/api/torrents", "text/plain", magnet); rec.Code != http.StatusConflict {
+		t.Errorf("add the same magnet again: %d %s, want 409", rec.Code, rec.Body)
 	}
 	for _, tc := range []struct{ ct, body string }{
 		{"text/plain", "file:///etc/passwd"},

@@ -306,7 +306,7 @@ func (r *mountRun) one(ctx context.Context, src client.Source, mountpoint string
 	eng, sw := tor.Engine(), tor.Wrapper()
 	stopStatus := startStatus(ctx, eng, r.log, r.stderr, r.sf.quiet)
 	defer stopStatus()
-	stopHTTP, err := startHTTP(ctx, r.mf.http, mi, sw, eng, tor.Cache(), r.readers, r.log, r.stderr)
+	stopHTTP, err := startHTTP(ctx, r.mf.http, c, nil, r.readers, r.log, r.stderr)
 	if err != nil {
 		return err
 	}
