@@ -26,7 +26,7 @@ type httpFlags struct {
 func (f *httpFlags) register(fl interface {
 	StringVar(p *string, name, value, usage string)
 }) {
-	fl.StringVar(&f.addr, "http", "", "serve the files over HTTP at `addr` (e.g. 127.0.0.1:8080; empty: off); a non-loopback address requires a token")
+	fl.StringVar(&f.addr, "http", "", "serve the torrents over HTTP at `addr` (e.g. 127.0.0.1:8080; empty: off): files, status page, metrics, and in a library add/rm/ls; a non-loopback address requires a token")
 	fl.StringVar(&f.token, "http-token", "", "require this `token` on every HTTP request (generated and printed when -http is not loopback and none is given)")
 }
 

@@ -112,7 +112,8 @@ Ctrl-C, SIGTERM or SIGHUP (or fusermount3 -u MOUNTPOINT), which unmount.
 
 Without TORRENT, MOUNTPOINT is a library: a directory per torrent, added
 and removed while mounted by 'btfs add MOUNTPOINT TORRENT', 'btfs rm
-MOUNTPOINT NAME' and -watch DIR; 'btfs ls MOUNTPOINT' lists them. A library
+MOUNTPOINT NAME' and -watch DIR; 'btfs ls MOUNTPOINT' lists them (with
+-http, also over HTTP: GET, POST and DELETE /api/torrents). A library
 mounted again at the same place with the same -cache-dir has the same
 torrents.
 
