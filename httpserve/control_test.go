@@ -20,6 +20,8 @@ import (
 type library struct {
 	mu sync.Mutex
 	ts map[metainfo.Hash]httpserve.TorrentInfo
+	// unique refuses a torrent added twice (ErrExists), as a client does.
+	unique bool
 }
 
 func (l *library) Add(_ context.Context, src httpserve.Source) (httpserve.TorrentInfo, error) {
@@ -45,7 +47,7 @@ func (l *library) Add(_ context.Context, src httpserve.Source) (httpserve.Torren
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if _, ok := l.ts[ih]; ok {
+	if _, ok := l.ts[ih]; ok && l.unique {
 		return httpserve.TorrentInfo{}, fmt.Errorf("%s: %w", ih, httpserve.ErrExists)
 	}
 	l.ts[ih] = ti
@@ -77,7 +79,7 @@ func (l *library) List(context.Context) ([]httpserve.TorrentInfo, error) {
 // Controller (one mount) adding says why it cannot (501).
 func TestControl(t *testing.T) {
 	tr := newTorrent(t, 16<<10, testFiles, testOrder)
-	lib := &library{ts: map[metainfo.Hash]httpserve.TorrentInfo{}}
+	lib := &library{ts: map[metainfo.Hash]httpserve.TorrentInfo{}, unique: true}
 	s := httpserve.New(httpserve.Config{Torrents: httpserve.Static{tr.served()}, Token: "tok", Control: lib})
 	do := func(method, target, ct, body string) *httptest.ResponseRecorder {
 		t.Helper()

@@ -328,11 +328,11 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// ErrTorrentGone ends the streams of a torrent removed while they run.
-var ErrTorrentGone = errors.New("httpserve: the torrent was removed")
+// errTorrentGone ends the streams of a torrent removed while they run.
+var errTorrentGone = errors.New("httpserve: the torrent was removed")
 
 // cutWhen ends the response when gone closes: the reads fail with
-// ErrTorrentGone (cancel) and a write blocked on a client that stopped
+// errTorrentGone (cancel) and a write blocked on a client that stopped
 // reading fails at once (a write deadline in the past). The returned
 // func stops watching.
 func (s *readSeeker) cutWhen(gone <-chan struct{}, cancel context.CancelCauseFunc) (stop func()) {
@@ -340,7 +340,7 @@ func (s *readSeeker) cutWhen(gone <-chan struct{}, cancel context.CancelCauseFun
 	go func() {
 		select {
 		case <-gone:
-			cancel(ErrTorrentGone)
+			cancel(errTorrentGone)
 			s.mu.Lock()
 			_ = s.rc.SetWriteDeadline(time.Now())
 			s.mu.Unlock()
