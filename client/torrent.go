@@ -131,6 +131,12 @@ func (t *Torrent) Running() <-chan struct{} { return t.running }
 // closed, or failed (Err).
 func (t *Torrent) Done() <-chan struct{} { return t.done }
 
+// Stopping is closed as soon as the torrent is removed or the client
+// closes, before its connections and storage are closed (that may take a
+// tracker's "stopped" announce): whoever serves its bytes (an HTTP
+// stream) ends at once rather than with the storage.
+func (t *Torrent) Stopping() <-chan struct{} { return t.ctx.Done() }
+
 // Err is why the torrent stopped by itself; nil while it runs and after a
 // Remove or Close.
 func (t *Torrent) Err() error {

@@ -35,7 +35,7 @@ import (
 // Controller adds, removes and lists torrents. Whatever owns the torrents
 // implements it (a client of many torrents); the server only translates
 // HTTP. Errors wrapping ErrNotSupported become 501, ErrUnknownTorrent 404,
-// ErrBadSource 400.
+// ErrBadSource 400, ErrExists 409.
 type Controller interface {
 	// Add starts a torrent from src; it returns once the torrent is known
 	// (a magnet's info-hash at least).
@@ -64,6 +64,15 @@ type TorrentInfo struct {
 	Files    int   `json:"files"`
 	Pieces   int   `json:"pieces"`
 	Verified int   `json:"verified"` // pieces verified
+	// VerifiedBytes, the rates (bytes/s), Peers and State are what `btfs
+	// ls` shows; a Controller that does not know them leaves them zero.
+	VerifiedBytes int64   `json:"verifiedBytes"`
+	DownloadRate  float64 `json:"downloadRate"`
+	UploadRate    float64 `json:"uploadRate"`
+	Peers         int     `json:"peers"`
+	// State is the Controller's word for where the torrent is
+	// ("metadata", "checking", "running", …); "" when it has none.
+	State string `json:"state,omitempty"`
 }
 
 // Errors a Controller wraps to choose the HTTP status.
@@ -71,6 +80,7 @@ var (
 	ErrNotSupported   = errors.New("not supported")
 	ErrUnknownTorrent = errors.New("no such torrent")
 	ErrBadSource      = errors.New("bad torrent source")
+	ErrExists         = errors.New("torrent already added")
 )
 
 // Limits of an added torrent's request body.
@@ -206,6 +216,8 @@ func controlError(w http.ResponseWriter, err error) {
 		code = http.StatusNotFound
 	case errors.Is(err, ErrBadSource):
 		code = http.StatusBadRequest
+	case errors.Is(err, ErrExists):
+		code = http.StatusConflict
 	}
 	writeJSON(w, code, map[string]string{"error": err.Error()})
 }

@@ -20,6 +20,8 @@ import (
 type library struct {
 	mu sync.Mutex
 	ts map[metainfo.Hash]httpserve.TorrentInfo
+	// unique refuses a torrent added twice (ErrExists), as a client does.
+	unique bool
 }
 
 func (l *library) Add(_ context.Context, src httpserve.Source) (httpserve.TorrentInfo, error) {
@@ -45,6 +47,9 @@ func (l *library) Add(_ context.Context, src httpserve.Source) (httpserve.Torren
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if _, ok := l.ts[ih]; ok && l.unique {
+		return httpserve.TorrentInfo{}, fmt.Errorf("%s: %w", ih, httpserve.ErrExists)
+	}
 	l.ts[ih] = ti
 	return ti, nil
 }
@@ -74,7 +79,7 @@ func (l *library) List(context.Context) ([]httpserve.TorrentInfo, error) {
 // Controller (one mount) adding says why it cannot (501).
 func TestControl(t *testing.T) {
 	tr := newTorrent(t, 16<<10, testFiles, testOrder)
-	lib := &library{ts: map[metainfo.Hash]httpserve.TorrentInfo{}}
+	lib := &library{ts: map[metainfo.Hash]httpserve.TorrentInfo{}, unique: true}
 	s := httpserve.New(httpserve.Config{Torrents: httpserve.Static{tr.served()}, Token: "tok", Control: lib})
 	do := func(method, target, ct, body string) *httptest.ResponseRecorder {
 		t.Helper()
@@ -99,6 +104,9 @@ func TestControl(t *testing.T) {
 	magnet := "magnet:?xt=urn:btih:" + strings.Repeat("ab", 20) + "&dn=x"
 	if rec := do(http.MethodPost, "/api/torrents", "text/plain", magnet+"\n"); rec.Code != http.StatusCreated {
 		t.Fatalf("add magnet: %d %s", rec.Code, rec.Body)
+	}
+	if rec := do(http.MethodPost, "/api/torrents", "text/plain", magnet); rec.Code != http.StatusConflict {
+		t.Errorf("add the same magnet again: %d %s, want 409", rec.Code, rec.Body)
 	}
 	for _, tc := range []struct{ ct, body string }{
 		{"text/plain", "file:///etc/passwd"},

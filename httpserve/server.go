@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,6 +40,11 @@ type Torrent struct {
 	// Stats, when set, is asked for the torrent's counters at each scrape
 	// of /metrics.
 	Stats func(ctx context.Context) (Stats, error)
+	// Gone, when set, is closed once the torrent is removed: its streams
+	// end at once with an error (the client sees a body cut short), even
+	// those whose bytes are all there or whose client stopped reading,
+	// instead of waiting for the storage to close under them.
+	Gone <-chan struct{}
 }
 
 // Stats are the counters of one torrent exported on /metrics: what
@@ -309,12 +315,39 @@ func (s *Server) file(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Type", contentType(name))
 	h.Set("ETag", etag(t.InfoHash, p))
-	rs := &readSeeker{ctx: r.Context(), r: sr, off: f.Offset, pieceLen: t.Info.PieceLength,
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	rs := &readSeeker{ctx: ctx, r: sr, off: f.Offset, pieceLen: t.Info.PieceLength,
 		rc: http.NewResponseController(w), stall: s.cfg.StallTimeout}
+	if t.Gone != nil {
+		defer rs.cutWhen(t.Gone, cancel)()
+	}
 	http.ServeContent(w, r, name, time.Time{}, rs)
 	if rs.err != nil && r.Context().Err() == nil {
-		s.log.Debug("http: read failed", "path", p, "err", rs.err)
+		s.log.Debug("http: stream ended", "path", p, "err", rs.err)
 	}
+}
+
+// errTorrentGone ends the streams of a torrent removed while they run.
+var errTorrentGone = errors.New("httpserve: the torrent was removed")
+
+// cutWhen ends the response when gone closes: the reads fail with
+// errTorrentGone (cancel) and a write blocked on a client that stopped
+// reading fails at once (a write deadline in the past). The returned
+// func stops watching.
+func (s *readSeeker) cutWhen(gone <-chan struct{}, cancel context.CancelCauseFunc) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-gone:
+			cancel(errTorrentGone)
+			s.mu.Lock()
+			_ = s.rc.SetWriteDeadline(time.Now())
+			s.mu.Unlock()
+		case <-done:
+		}
+	}()
+	return func() { close(done) }
 }
 
 // etag is a strong validator of a file: its torrent's info-hash and its
@@ -366,10 +399,19 @@ type readSeeker struct {
 	// connection's next request starts without it.
 	rc    *http.ResponseController
 	stall time.Duration
-	err   error
+	// mu orders the write deadline's extensions after a read with
+	// cutWhen's deadline in the past: once ctx is done, none extends it.
+	mu  sync.Mutex
+	err error
 }
 
 func (s *readSeeker) Read(p []byte) (int, error) {
+	if s.ctx.Err() != nil {
+		// Verified bytes are read without a wait, hence without a look
+		// at ctx: a stream cut (its torrent removed) stops here.
+		s.err = context.Cause(s.ctx)
+		return 0, s.err
+	}
 	size := s.r.Size()
 	if s.pos >= size {
 		return 0, io.EOF
@@ -388,7 +430,11 @@ func (s *readSeeker) Read(p []byte) (int, error) {
 	}
 	n, err := s.r.ReadAt(s.ctx, p, s.pos)
 	if n > 0 && s.rc != nil {
-		_ = s.rc.SetWriteDeadline(time.Now().Add(s.stall))
+		s.mu.Lock()
+		if s.ctx.Err() == nil {
+			_ = s.rc.SetWriteDeadline(time.Now().Add(s.stall))
+		}
+		s.mu.Unlock()
 	}
 	s.pos += int64(n)
 	if errors.Is(err, io.EOF) && n > 0 {

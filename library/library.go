@@ -24,6 +24,16 @@ import (
 	"btfs/metainfo"
 )
 
+// Errors of the commands, for a caller that answers each differently (the
+// HTTP control endpoints: 400, 404).
+var (
+	// ErrBadSource: what add was given is not a torrent (a .torrent that
+	// does not parse, a URL that serves none, a bad magnet link).
+	ErrBadSource = errors.New("not a torrent")
+	// ErrNotFound: rm of a name or info-hash the library does not have.
+	ErrNotFound = errors.New("not in the library")
+)
+
 // Config wires a Library.
 type Config struct {
 	Client *client.Client
@@ -253,7 +263,7 @@ func (l *Library) Remove(ctx context.Context, name string) (control.Entry, error
 	}
 	l.mu.Unlock()
 	if e == nil {
-		return control.Entry{}, fmt.Errorf("no torrent named %q in the library", name)
+		return control.Entry{}, fmt.Errorf("no torrent named %q: %w", name, ErrNotFound)
 	}
 	if e.origin != "" {
 		l.mu.Lock()
@@ -352,20 +362,20 @@ func writeAtomic(path string, v any) error {
 }
 
 // AddRequest carries out a control add: a .torrent's bytes, an http(s)
-// URL or a magnet link.
+// URL or a magnet link. What does not give a torrent wraps ErrBadSource.
 func (l *Library) AddRequest(ctx context.Context, req control.Request) (control.Entry, error) {
 	var src client.Source
 	switch {
 	case len(req.Torrent) > 0:
 		mi, err := metainfo.Parse(req.Torrent)
 		if err != nil {
-			return control.Entry{}, err
+			return control.Entry{}, badSource(err)
 		}
 		src.MetaInfo = mi
 	case strings.HasPrefix(req.Source, "magnet:"):
 		m, err := metainfo.ParseMagnet(req.Source)
 		if err != nil {
-			return control.Entry{}, err
+			return control.Entry{}, badSource(err)
 		}
 		src.Magnet = m
 	case strings.HasPrefix(req.Source, "http://") || strings.HasPrefix(req.Source, "https://"):
@@ -374,14 +384,22 @@ func (l *Library) AddRequest(ctx context.Context, req control.Request) (control.
 		}
 		mi, err := l.cfg.LoadTorrent(ctx, req.Source)
 		if err != nil {
-			return control.Entry{}, err
+			return control.Entry{}, badSource(err)
 		}
 		src.MetaInfo = mi
 	default:
-		return control.Entry{}, fmt.Errorf("library: %q is not a magnet link or an http(s) URL", req.Source)
+		return control.Entry{}, badSource(fmt.Errorf("library: %q is not a magnet link or an http(s) URL", req.Source))
 	}
 	return l.Add(ctx, src, "")
 }
+
+// sourceError is an add's source that gave no torrent: its message is
+// err's, and it is both ErrBadSource and err.
+type sourceError struct{ err error }
+
+func badSource(err error) error       { return sourceError{err} }
+func (e sourceError) Error() string   { return e.err.Error() }
+func (e sourceError) Unwrap() []error { return []error{ErrBadSource, e.err} }
 
 // Handler is the library as the control server's handler.
 func (l *Library) Handler() control.Handler { return handler{l} }

@@ -104,12 +104,12 @@ func pathSamples(mf *dto.MetricFamily, path string) uint64 {
 	return 0
 }
 
-// metricValue scrapes base's /metrics and returns the value of the gauge
+// metricValue scrapes url (a /metrics) and returns the value of the gauge
 // or counter name (its series with a label of value label, when given);
 // false when it is not there.
-func metricValue(t *testing.T, base, name string, label ...string) (float64, bool) {
+func metricValue(t *testing.T, url, name string, label ...string) (float64, bool) {
 	t.Helper()
-	resp, err := http.Get(base + "metrics")
+	resp, err := http.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,19 +142,23 @@ func TestMountHTTPInterruptedReleasesWants(t *testing.T) {
 	const size = 8 << 20
 	s := startSwarm(t, swarmtest.TorrentOptions{Size: size, PieceLength: 256 << 10}, true)
 	mp := mountpoint(t)
-	p := startBtfs(t, mountArgs(t, "-fetch", "reads", "-max-download-rate", "512KB", "-http", "127.0.0.1:0", s.torrentPath, mp)...)
+	const token = "t0ken"
+	p := startBtfs(t, mountArgs(t, "-fetch", "reads", "-max-download-rate", "512KB", "-http", "127.0.0.1:0", "-http-token", token, s.torrentPath, mp)...)
 	waitMounted(t, p, mp)
-	var base string
-	poll.Until(t, 30*time.Second, "btfs prints the HTTP address", func() bool {
-		m := servingRE.FindStringSubmatch(p.out.String())
-		if m != nil {
-			base = m[1]
-		}
-		return m != nil
-	})
+	api := httpAPI{base: servedAt(t, p), token: token}
+	if ts := api.list(t); len(ts) != 1 || ts[0].InfoHash != s.mi.InfoHash.String() {
+		t.Errorf("GET /api/torrents of a mount of one torrent: %+v", ts)
+	}
+	if code, body := api.do(t, http.MethodPost, "api/torrents", "text/plain", []byte(magnetOf(s.mi, nil)), true); code != http.StatusNotImplemented || !bytes.Contains(body, []byte("mount a library")) {
+		t.Errorf("POST to a mount of one torrent: %d %s, want 501 with the reason", code, body)
+	}
+	if code, body := api.do(t, http.MethodDelete, "api/torrents/"+s.mi.InfoHash.String(), "", nil, true); code != http.StatusNotImplemented || !bytes.Contains(body, []byte("mount a library")) {
+		t.Errorf("DELETE from a mount of one torrent: %d %s, want 501 with the reason", code, body)
+	}
+	metrics := api.base + "metrics?token=" + token
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"t/"+s.mi.InfoHash.String()+"/"+s.mi.Info.Name, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, api.base+"t/"+s.mi.InfoHash.String()+"/"+s.mi.Info.Name+"?token="+token, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,19 +176,19 @@ func TestMountHTTPInterruptedReleasesWants(t *testing.T) {
 		t.Fatal("the first bytes differ from the source")
 	}
 	poll.Until(t, 30*time.Second, "the engine sees the stream's wants", func() bool {
-		v, ok := metricValue(t, base, "btfs_wants")
+		v, ok := metricValue(t, metrics, "btfs_wants")
 		return ok && v > 0
 	})
 	cancel() // the client goes away mid-body
 	resp.Body.Close()
 	poll.Until(t, 30*time.Second, "the wants released after the client left", func() bool {
-		v, ok := metricValue(t, base, "btfs_wants")
+		v, ok := metricValue(t, metrics, "btfs_wants")
 		return ok && v == 0
 	})
-	if v, ok := metricValue(t, base, "btfs_readers", "http"); !ok || v != 0 {
+	if v, ok := metricValue(t, metrics, "btfs_readers", "http"); !ok || v != 0 {
 		t.Errorf("btfs_readers %v after the client left", v)
 	}
-	if v, _ := metricValue(t, base, "btfs_pieces_verified"); v >= float64(s.mi.Info.NumPieces()) {
+	if v, _ := metricValue(t, metrics, "btfs_pieces_verified"); v >= float64(s.mi.Info.NumPieces()) {
 		t.Errorf("%v pieces verified: the whole file came before the client left, nothing was interrupted", v)
 	}
 }

@@ -24,8 +24,8 @@ import (
 // its state file in the cache directory), serves its control socket, and
 // runs until ctx ends or the mount is unmounted from outside.
 func (r *mountRun) library(ctx context.Context, mountpoint string) error {
-	if r.mf.browseOnly || r.mf.keep != "" || r.mf.http.addr != "" {
-		return usagef("-browse-only, -keep and -http are for a mount of one torrent")
+	if r.mf.browseOnly || r.mf.keep != "" {
+		return usagef("-browse-only and -keep are for a mount of one torrent")
 	}
 	if err := checkMountpoint(mountpoint, r.mf.nonEmpty); err != nil {
 		return err
@@ -59,6 +59,13 @@ func (r *mountRun) library(ctx context.Context, mountpoint string) error {
 		return err
 	}
 	defer srv.Close()
+	// The HTTP control endpoints go through the socket's handler: one
+	// way to add, remove and list.
+	stopHTTP, err := startHTTP(ctx, r.mf.http, c, libraryControl{h: lib.Handler(), c: c}, r.readers, r.log, r.stderr)
+	if err != nil {
+		return err
+	}
+	defer stopHTTP()
 	unmounted := make(chan struct{})
 	go func() { m.Wait(); close(unmounted) }()
 	if err := lib.Restore(ctx); err != nil {
@@ -81,6 +88,7 @@ func (r *mountRun) library(ctx context.Context, mountpoint string) error {
 	case <-unmounted:
 		r.log.Info("unmounted from outside; stopping")
 	}
+	stopHTTP()
 	srv.Close()
 	lib.Close()
 	unmount()

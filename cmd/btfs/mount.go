@@ -129,7 +129,8 @@ Ctrl-C, SIGTERM or SIGHUP (or fusermount3 -u MOUNTPOINT), which unmount.
 
 Without TORRENT, MOUNTPOINT is a library: a directory per torrent, added
 and removed while mounted by 'btfs add MOUNTPOINT TORRENT', 'btfs rm
-MOUNTPOINT NAME' and -watch DIR; 'btfs ls MOUNTPOINT' lists them. A library
+MOUNTPOINT NAME' and -watch DIR; 'btfs ls MOUNTPOINT' lists them (with
+-http, also over HTTP: GET, POST and DELETE /api/torrents). A library
 mounted again at the same place with the same -cache-dir has the same
 torrents.
 
@@ -327,7 +328,7 @@ func (r *mountRun) one(ctx context.Context, src client.Source, mountpoint string
 	if !statusOn {
 		stopStatus = startStatus(ctx, eng, r.log, r.stderr, r.sf.quiet)
 	}
-	stopHTTP, err := startHTTP(ctx, r.mf.http, mi, sw, eng, tor.Cache(), r.readers, r.log, r.stderr)
+	stopHTTP, err := startHTTP(ctx, r.mf.http, c, nil, r.readers, r.log, r.stderr)
 	if err != nil {
 		return err
 	}
