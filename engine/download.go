@@ -119,14 +119,17 @@ func (s *state) fill(p *peer) {
 			}
 			limit += urgentExtra
 		}
-		// A reader's block asked behind a full pipeline would wait for
-		// all of it: make room first, once per fill.
-		if urgent && !preempted && len(p.outstanding) >= target {
-			s.preempt(p)
-			preempted = true
-		}
+		// A reader's blocks may go urgentExtra beyond the target; past
+		// that, they preempt the requests nobody waits on, once per
+		// fill. Not sooner: at a fast peer the blocks cancelled are
+		// mostly on their way already (preempting whenever a reader's
+		// block met a full pipeline made a shared cache's seeder send up
+		// to 1.3 × the torrent).
 		if len(p.outstanding) >= limit {
-			break
+			if !urgent || preempted || !s.preempt(p) {
+				break
+			}
+			preempted = true
 		}
 		if s.pk.EndgameCandidate(piece) {
 			// Nothing is pickable any more: fillEndgame below walks

@@ -113,20 +113,21 @@ func TestPreempt(t *testing.T) {
 			for b, at := range p.outstanding {
 				before[b] = at
 			}
-			// A piece nobody asked for yet becomes wanted.
+			// Two pieces nobody asked for yet become wanted: more blocks
+			// than urgentExtra lets a reader add beyond the target.
 			inFlight := map[int]bool{}
 			for _, i := range tor.sw.InFlight() {
 				inFlight[i] = true
 			}
 			piece := -1
-			for i := mi.Info.NumPieces() - 1; i >= 0; i-- {
-				if !inFlight[i] {
+			for i := mi.Info.NumPieces() - 1; i >= 1; i-- {
+				if !inFlight[i] && !inFlight[i-1] {
 					piece = i
 					break
 				}
 			}
-			off := mi.Info.PieceOffset(piece)
-			release := tor.sw.Want(picker.Want{Start: off, End: off + 1, Priority: tc.priority, Deadline: time.Now()})
+			off := mi.Info.PieceOffset(piece - 1)
+			release := tor.sw.Want(picker.Want{Start: off, End: off + 2*mi.Info.PieceLength, Priority: tc.priority, Deadline: time.Now()})
 			defer release()
 			s.readWants()
 			s.fill(p)
