@@ -24,6 +24,20 @@ import (
 // servingRE finds the address btfs mount -http prints.
 var servingRE = regexp.MustCompile(`serving HTTP at (http://[^ /]+/)`)
 
+// servedAt waits for p to print its HTTP address and returns it.
+func servedAt(t *testing.T, p *proc) string {
+	t.Helper()
+	var base string
+	poll.Until(t, 30*time.Second, "btfs prints the HTTP address", func() bool {
+		m := servingRE.FindStringSubmatch(p.out.String())
+		if m != nil {
+			base = m[1]
+		}
+		return m != nil
+	})
+	return base
+}
+
 // TestMountHTTPStreamsMP4 mounts a fresh torrent of an MP4 whose moov atom
 // is at the end, seeded by aria2c, with -http on an ephemeral loopback
 // port: ffprobe and a seeking ffmpeg read the file's URL, the playlist
@@ -41,14 +55,7 @@ func TestMountHTTPStreamsMP4(t *testing.T) {
 	mp := mountpoint(t)
 	p := startBtfs(t, mountArgs(t, "-http", "127.0.0.1:0", s.torrentPath, mp)...)
 	waitMounted(t, p, mp)
-	var base string
-	poll.Until(t, 30*time.Second, "btfs prints the HTTP address", func() bool {
-		m := servingRE.FindStringSubmatch(p.out.String())
-		if m != nil {
-			base = m[1]
-		}
-		return m != nil
-	})
+	base := servedAt(t, p)
 	url := base + "t/" + s.mi.InfoHash.String() + "/f.mp4"
 	if out, err := exec.Command("ffprobe", "-v", "error", "-show_format", url).CombinedOutput(); err != nil {
 		t.Fatalf("ffprobe %s: %v\n%s", url, err, out)

@@ -86,20 +86,6 @@ func (a httpAPI) get(t *testing.T, path string) []byte {
 	return b
 }
 
-// servedAt waits for p to print its HTTP address and returns it.
-func servedAt(t *testing.T, p *proc) string {
-	t.Helper()
-	var base string
-	poll.Until(t, 30*time.Second, "btfs prints the HTTP address", func() bool {
-		m := servingRE.FindStringSubmatch(p.out.String())
-		if m != nil {
-			base = m[1]
-		}
-		return m != nil
-	})
-	return base
-}
-
 // TestLibraryHTTP: a library mounted with -http is served over HTTP, and
 // its control endpoints add and remove through the library (what btfs ls
 // and the mount show). Without the token, or from another origin, the

@@ -57,14 +57,7 @@ func TestStatusPageInBrowser(t *testing.T) {
 	mp := mountpoint(t)
 	p := startBtfs(t, mountArgs(t, "-max-download-rate", "2MB", "-http", "127.0.0.1:0", "-http-token", "tok3n", s.torrentPath, mp)...)
 	waitMounted(t, p, mp)
-	var base string
-	poll.Until(t, 30*time.Second, "btfs prints the HTTP address", func() bool {
-		m := servingRE.FindStringSubmatch(p.out.String())
-		if m != nil {
-			base = m[1]
-		}
-		return m != nil
-	})
+	base := servedAt(t, p)
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromium),
