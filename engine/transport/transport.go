@@ -198,6 +198,7 @@ type Transport struct {
 	mu        sync.Mutex
 	plainOnly map[netip.AddrPort]bool   // Prefer: peers that refused MSE and took plain
 	works     map[netip.AddrPort]string // the Network of the dialler that connected last (utp.go)
+	patient   map[netip.AddrPort]bool   // a less preferred network connected, then failed its handshake (utp.go)
 	saysUTP   map[netip.AddrPort]bool   // peers said to speak uTP (HintUTP, utp.go)
 	stats     Stats
 	policyLog logLine // connections lost to the encryption policy
@@ -242,6 +243,7 @@ func New(cfg Config) *Transport {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Transport{cfg: cfg, log: log, plainOnly: map[netip.AddrPort]bool{}, works: map[netip.AddrPort]string{},
+		patient: map[netip.AddrPort]bool{},
 		saysUTP: map[netip.AddrPort]bool{}, accepting: make(chan struct{}, cfg.MaxAccepting)}
 }
 
@@ -369,8 +371,10 @@ func (t *Transport) dialOnce(ctx context.Context, addr netip.AddrPort, ours wire
 	}
 	if err != nil {
 		raw.Close()
+		t.handshakeFailed(addr, network)
 		return nil, &handshakeError{err}
 	}
+	t.handshakeDone(addr)
 	return c, nil
 }
 

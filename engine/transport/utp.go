@@ -23,6 +23,42 @@ import (
 // it (race). The dialler that connected is remembered per address: the
 // next dial uses it alone, until it fails.
 
+// PatientHeadStart is the head start the preferred dialler (uTP) gets at
+// an address where a less preferred one (TCP) connected and then failed
+// its handshake: a peer that accepts TCP and drops it (libtorrent with
+// TCP off still listens) may have won the race only because uTP was a
+// few milliseconds slower, and without this every redial would go the
+// same way.
+const PatientHeadStart = time.Second
+
+// handshakeFailed notes that a connection over network to addr failed
+// its handshake: a less preferred network is not remembered as working,
+// and the next dial gives the preferred one its head start
+// (PatientHeadStart). A handshake that succeeds clears it
+// (handshakeDone).
+func (t *Transport) handshakeFailed(addr netip.AddrPort, network string) {
+	if len(t.cfg.Dialers) < 2 || t.cfg.Dialers[0].Network() == network {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.works, addr)
+	if !t.patient[addr] && len(t.patient) >= maxRemembered {
+		for a := range t.patient { // forget one at random
+			delete(t.patient, a)
+			break
+		}
+	}
+	t.patient[addr] = true
+}
+
+// handshakeDone clears handshakeFailed's note for addr.
+func (t *Transport) handshakeDone(addr netip.AddrPort) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.patient, addr)
+}
+
 // DefaultPreferGrace is what a held TCP connection waits for uTP beyond
 // twice its own connect time: libutp's processing and scheduling, which
 // add a little to uTP's round trip.
@@ -122,6 +158,10 @@ func (t *Transport) connect(ctx context.Context, addr netip.AddrPort) (net.Conn,
 	dialers := t.cfg.Dialers
 	t.mu.Lock()
 	known := t.works[addr]
+	headStart := t.cfg.HeadStart
+	if t.patient[addr] {
+		headStart = max(headStart, PatientHeadStart)
+	}
 	t.mu.Unlock()
 	for _, d := range dialers {
 		if d.Network() == known && len(dialers) > 1 {
@@ -129,7 +169,7 @@ func (t *Transport) connect(ctx context.Context, addr netip.AddrPort) (net.Conn,
 			break
 		}
 	}
-	c, network, failed, err := t.race(ctx, addr, dialers)
+	c, network, failed, err := t.race(ctx, addr, dialers, headStart)
 	if ctx.Err() == nil {
 		t.countDial(addr, network, failed)
 	}
@@ -158,7 +198,7 @@ func (t *Transport) connect(ctx context.Context, addr netip.AddrPort) (net.Conn,
 // are cancelled (or closed, if they connected too). failed lists the
 // networks whose dial failed, or gave no answer within the grace, before a
 // winner, in order.
-func (t *Transport) race(ctx context.Context, addr netip.AddrPort, dialers []Dialer) (c net.Conn, network string, failed []string, err error) {
+func (t *Transport) race(ctx context.Context, addr netip.AddrPort, dialers []Dialer, headStart time.Duration) (c net.Conn, network string, failed []string, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
@@ -202,10 +242,10 @@ func (t *Transport) race(ctx context.Context, addr netip.AddrPort, dialers []Dia
 		return r.c, r.network, failed, nil
 	}
 	start()
-	for t.cfg.HeadStart <= 0 && next < len(dialers) {
+	for headStart <= 0 && next < len(dialers) {
 		start()
 	}
-	stagger := time.NewTimer(t.cfg.HeadStart)
+	stagger := time.NewTimer(headStart)
 	defer stagger.Stop()
 	var held *result
 	var grace <-chan time.Time
@@ -215,7 +255,7 @@ func (t *Transport) race(ctx context.Context, addr netip.AddrPort, dialers []Dia
 		case <-stagger.C:
 			if next < len(dialers) && held == nil {
 				start()
-				stagger.Reset(t.cfg.HeadStart)
+				stagger.Reset(headStart)
 			}
 		case <-grace:
 			for rank, r := range running[:held.rank] {
@@ -246,7 +286,7 @@ func (t *Transport) race(ctx context.Context, addr netip.AddrPort, dialers []Dia
 				}
 				if held == nil && next < len(dialers) && ctx.Err() == nil {
 					start()
-					stagger.Reset(t.cfg.HeadStart)
+					stagger.Reset(headStart)
 				}
 			}
 		}

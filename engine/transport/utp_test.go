@@ -325,7 +325,7 @@ func TestRacePrefersUTP(t *testing.T) {
 				tcp.conns <- b
 				tt.utp(u)
 			}()
-			c, network, failed, err := tr.race(ctx, netip.MustParseAddrPort("127.0.0.1:1"), tr.cfg.Dialers)
+			c, network, failed, err := tr.race(ctx, netip.MustParseAddrPort("127.0.0.1:1"), tr.cfg.Dialers, 0)
 			if err != nil || ctx.Err() != nil {
 				t.Fatalf("race: %v (ctx %v)", err, ctx.Err())
 			}
@@ -337,5 +337,38 @@ func TestRacePrefersUTP(t *testing.T) {
 				t.Fatal("the held TCP connection was not closed")
 			}
 		})
+	}
+}
+
+// TestPatientAfterFailedHandshake: at an address where TCP connected and
+// then failed its handshake (a peer that accepts TCP and drops it), the
+// next dial gives uTP its head start: uTP answering at once wins, and TCP
+// is not even dialled; a handshake that succeeds clears the note.
+func TestPatientAfterFailedHandshake(t *testing.T) {
+	u, tcp := newFake("utp"), newFake("tcp")
+	tr := New(Config{Dialers: []Dialer{u, tcp}})
+	addr := netip.MustParseAddrPort("127.0.0.1:1")
+	tr.handshakeFailed(addr, "tcp")
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	go func() {
+		<-u.started
+		u.answer <- nil
+	}()
+	c, network, err := tr.connect(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if network != "utp" || len(tcp.started) != 0 {
+		t.Fatalf("connected over %q, TCP dialled %d times; want utp alone", network, len(tcp.started))
+	}
+	tr.handshakeDone(addr)
+	if tr.patient[addr] {
+		t.Fatal("the note outlived a handshake that succeeded")
+	}
+	tr.handshakeFailed(addr, "utp") // the preferred network failing changes nothing
+	if tr.patient[addr] {
+		t.Fatal("a failed uTP handshake made the next dial patient")
 	}
 }
