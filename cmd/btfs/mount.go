@@ -31,6 +31,7 @@ type mountFlags struct {
 	keep        string
 	browseOnly  bool
 	nonEmpty    bool
+	passthrough bool
 	http        httpFlags
 }
 
@@ -41,6 +42,7 @@ func (f *mountFlags) register(fl *flag.FlagSet) {
 	fl.StringVar(&f.fetch, "fetch", "all", "`all`: what readers want first, then the rest; reads: only what readers want")
 	fl.BoolVar(&f.allowOther, "allow-other", false, "let other users (a media server) read the mount (needs user_allow_other in /etc/fuse.conf unless root)")
 	fl.StringVar(&f.keep, "keep", "", "on exit, write the complete files into this `dir`")
+	fl.BoolVar(&f.passthrough, "passthrough", true, "let the kernel read complete files from the cache directly (FUSE passthrough; false: every read goes through btfs)")
 	fl.BoolVar(&f.nonEmpty, "nonempty", false, "mount over a directory that is not empty (its files are hidden until the unmount)")
 	f.http.register(fl)
 	fl.BoolVar(&f.browseOnly, "browse-only", false, "show the files and fetch nothing: only the metadata of a magnet link; reads fail at once")
@@ -195,7 +197,7 @@ func mountAndServe(ctx context.Context, src source, mountpoint string, sf swarmF
 	// Mount first: the mount point is there at once (a magnet's files
 	// appear when its metadata comes), and reads simply wait while the
 	// cache is checked and peers are found.
-	fsOpts := fs.Options{AllowOther: mf.allowOther, ReadTimeout: mf.readTimeout, Logger: log}
+	fsOpts := fs.Options{AllowOther: mf.allowOther, ReadTimeout: mf.readTimeout, Logger: log, NoPassthrough: !mf.passthrough}
 	var att *attached
 	if src.mi != nil {
 		mode = capped(maxBytes, src.mi.Info, mode, &fsOpts, log)
