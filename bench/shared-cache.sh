@@ -9,7 +9,7 @@
 #   bench/shared-cache.sh [SIZE_MIB [ROUNDS]]      (default 256 MiB, 2 rounds)
 #
 # SEED_RATE caps the seeder's upload (aria2c's --max-overall-upload-limit,
-# e.g. SEED_RATE=50M for 400 Mbit/s); MOUNTS is the number of mounts of the
+# e.g. SEED_RATE=50M for 400 Mbit/s); MOUNTS_N is the number of mounts of the
 # shared run (default 3). The CPU column is the sum of the btfs processes'
 # user+system time.
 #

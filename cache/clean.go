@@ -96,12 +96,39 @@ func (c *Store) clean() error {
 // checkStamps looks for data files changed behind btfs's back (see
 // checkStampsLocked), under the directory lock.
 func (c *Store) checkStamps() {
+	if !c.stampsDiffer() {
+		return // the common case takes no lock: a process frozen while
+		// holding it (SIGSTOP) would stop the others' take-overs
+	}
 	if err := c.lockDir(); err != nil {
 		c.lim.Warn("cache: cannot check the files", "err", err)
 		return
 	}
 	defer c.unlockDir()
 	c.checkStampsLocked()
+}
+
+// stampsDiffer reports whether some data file differs from its stamp
+// (read without the lock: checkStampsLocked decides under it).
+func (c *Store) stampsDiffer() bool {
+	rec := c.rec.Load()
+	if rec == nil {
+		return false
+	}
+	for k, f := range c.info.Files {
+		path := c.fst.Path(k)
+		if path == "" || f.Length == 0 {
+			continue
+		}
+		now, err := statStamp(path)
+		if err != nil {
+			continue
+		}
+		if was, ok, err := rec.stamp(k); err == nil && (!ok || was != now) {
+			return true
+		}
+	}
+	return false
 }
 
 // checkStampsLocked compares each data file with its stamp (its size and

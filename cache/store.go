@@ -578,10 +578,14 @@ func (c *Store) Record(i int) error {
 	if c.maxBytes > 0 {
 		evicted = c.makeRoomLocked(i)
 	}
+	// A piece just fetched is as good as just read: its read time is
+	// set before its mark, so that no eviction takes it for the least
+	// recently read the moment it is marked (while the engine has yet to
+	// hear that it was verified).
+	c.touchRead(i)
 	err := c.setState(i, stateMarked)
 	c.restamp(i)
 	c.unlockDir()
-	c.touchRead(i) // a piece just fetched is as good as just read
 	c.evicted(evicted)
 	if err != nil {
 		return err

@@ -383,6 +383,13 @@ func (s *state) cancelDuplicates(b storagewrapper.Block) {
 func (s *state) pieceDone(res storagewrapper.Result) {
 	i := res.Piece
 	switch {
+	case res.Verified && !s.t.sw.DoIHave(i):
+		// Verified, then gone from the store before this result reached
+		// the loop (a full disk's eviction took it at once): its
+		// Unverified change came first, and marking it had now would
+		// leave the picker believing in a piece nobody can read.
+		s.pk.Unverified(i)
+		s.requeued(i)
 	case res.Verified:
 		s.pk.Verified(i)
 		s.pieceVerified(i)

@@ -5,7 +5,9 @@ import (
 	"io"
 	"os"
 	"testing"
+	"time"
 
+	"btfs/internal/poll"
 	"btfs/storagewrapper"
 )
 
@@ -112,7 +114,13 @@ func TestPassthrough(t *testing.T) {
 	if got := passthroughOpens.Load() - opens; got != 1 {
 		t.Fatalf("%d passthrough opens while the file was open in page cache mode, want 1", got)
 	}
-	// The next open after completion: passthrough.
+	// The next open after completion: passthrough, once the kernel sent
+	// the releases of the handles closed (asynchronous to close(2)).
+	poll.Until(t, 5*time.Second, "the page cache mode handles released", func() bool {
+		m.state.mu.Lock()
+		defer m.state.mu.Unlock()
+		return len(m.state.cachedOpens) == 0
+	})
 	later, err = os.Open(dir + "/later")
 	if err != nil {
 		t.Fatal(err)

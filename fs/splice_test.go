@@ -16,9 +16,11 @@ import (
 
 // newDirEnv mounts fx over a wrapper on a FileStore (the torrent's own
 // files, as the shared cache keeps them) with every piece verified, so
-// that reads can be spliced from the files.
+// that reads can be spliced from the files; without passthrough, which
+// would leave no read to btfs.
 func newDirEnv(t testing.TB, fx *fixture, opts Options) (dir string, ds *storagewrapper.FileStore) {
 	t.Helper()
+	opts.NoPassthrough = true
 	ds, err := storagewrapper.NewFileStore(t.TempDir(), fx.mi.Info, false)
 	if err != nil {
 		t.Fatal(err)
