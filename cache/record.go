@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"btfs/bitfield"
@@ -160,25 +161,38 @@ func (r *record) pieceOff(i int) int64 {
 	return headerSize + int64(len(r.info.Files))*fileSlotSize + int64(i)*pieceSlotSize
 }
 
-// decodePiece decodes a piece slot; an invalid one is stateNone.
-func decodePiece(b []byte) pieceSlot {
+// decodePiece decodes a piece slot; ok is false for an invalid one (torn
+// by a crash, or read while another process wrote it).
+func decodePiece(b []byte) (s pieceSlot, ok bool) {
 	if binary.LittleEndian.Uint32(b[12:]) != crc32.Checksum(b[:12], castagnoli) {
-		return pieceSlot{}
+		return pieceSlot{}, false
 	}
-	s := pieceSlot{state: b[0], gen: binary.LittleEndian.Uint32(b[4:])}
+	s = pieceSlot{state: b[0], gen: binary.LittleEndian.Uint32(b[4:])}
 	if s.state > stateSuspect {
-		return pieceSlot{}
+		return pieceSlot{}, false
 	}
-	return s
+	return s, true
 }
+
+// tornRetries is how many times an invalid slot is read again before it
+// counts as invalid (stateNone): a read that met another process's
+// pwrite of the slot sees it whole a moment later; a slot torn by a crash
+// stays invalid.
+const tornRetries = 8
 
 // piece reads piece i's slot.
 func (r *record) piece(i int) (pieceSlot, error) {
 	var b [pieceSlotSize]byte
-	if _, err := r.f.ReadAt(b[:], r.pieceOff(i)); err != nil {
-		return pieceSlot{}, fmt.Errorf("cache: record: piece %d: %w", i, err)
+	for range tornRetries {
+		if _, err := r.f.ReadAt(b[:], r.pieceOff(i)); err != nil {
+			return pieceSlot{}, fmt.Errorf("cache: record: piece %d: %w", i, err)
+		}
+		if s, ok := decodePiece(b[:]); ok {
+			return s, nil
+		}
+		runtime.Gosched()
 	}
-	return decodePiece(b[:]), nil
+	return pieceSlot{}, nil
 }
 
 // pieces reads every piece slot at once (Run's view of the others' work).
@@ -190,7 +204,14 @@ func (r *record) pieces() ([]pieceSlot, error) {
 	}
 	out := make([]pieceSlot, n)
 	for i := range out {
-		out[i] = decodePiece(b[i*pieceSlotSize:])
+		s, ok := decodePiece(b[i*pieceSlotSize:])
+		if !ok {
+			var err error
+			if s, err = r.piece(i); err != nil {
+				return nil, err
+			}
+		}
+		out[i] = s
 	}
 	return out, nil
 }
