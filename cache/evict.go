@@ -1,10 +1,10 @@
 package cache
 
 import (
+	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"slices"
 	"time"
 
@@ -38,28 +38,29 @@ func (c *Store) unlockDir() {
 	c.dirMu.Unlock()
 }
 
-// pieceFile is one published piece file found by a scan.
-type pieceFile struct {
+// markedPiece is one marked piece found by a scan.
+type markedPiece struct {
 	// i is its piece.
 	i int
-	// size is its length on disk.
-	size int64
-	// mtime is when it was published or last read (the read times are
-	// written in batches by Run).
-	mtime time.Time
+	// read is its last read (Unix ns, readsName).
+	read uint64
 }
 
-// scanPieces lists the published pieces by name (no stat): the set and
-// their total length by the torrent's piece lengths.
+// scanPieces lists the marked pieces of the record: the set and their
+// total length.
 func (c *Store) scanPieces() ([]int, int64, error) {
-	ents, err := os.ReadDir(c.ds.PiecesDir())
+	rec := c.rec.Load()
+	if rec == nil {
+		return nil, 0, fmt.Errorf("cache: scan: %w", storagewrapper.ErrClosed)
+	}
+	slots, err := rec.pieces()
 	if err != nil {
-		return nil, 0, fmt.Errorf("cache: %w", err)
+		return nil, 0, err
 	}
 	var out []int
 	var total int64
-	for _, e := range ents {
-		if i, ok := storagewrapper.ParsePieceName(e.Name()); ok && i < c.info.NumPieces() {
+	for i, s := range slots {
+		if s.state == stateMarked {
 			out = append(out, i)
 			total += c.info.PieceLen(i)
 		}
@@ -73,35 +74,26 @@ func (c *Store) slack() int64 {
 	return min(c.maxBytes/8, 8*c.info.PieceLength)
 }
 
-// aroundRename is the DirStore's publish hook under a cap: with the
-// directory locked, it makes room for piece i (evicting least recently
-// read pieces) and keeps the lock across the rename, so that processes
-// publishing at once cannot overshoot the cap together.
-func (c *Store) aroundRename(i int) (after func()) {
-	if err := c.lockDir(); err != nil {
-		c.lim.Error("cache: publishing over the cap", "piece", i, "err", err)
-		return func() {}
-	}
-	var evicted []int
-	if names, total, err := c.scanPieces(); err != nil {
+// makeRoomLocked makes room under the cap for piece i, about to be marked,
+// evicting least recently read pieces; the caller holds the directory
+// lock. It returns the pieces evicted.
+func (c *Store) makeRoomLocked(i int) []int {
+	names, total, err := c.scanPieces()
+	if err != nil {
 		c.lim.Error("cache: cannot scan before a publish", "err", err)
-	} else {
-		if slices.Contains(names, i) {
-			total -= c.info.PieceLen(i) // replaced, not added
-		}
-		if total+c.info.PieceLen(i) > c.maxBytes {
-			evicted = c.evictLocked(names, total, c.maxBytes-c.slack()-c.info.PieceLen(i), i)
-		}
+		return nil
 	}
-	return func() {
-		c.unlockDir()
-		c.evicted(evicted)
+	if slices.Contains(names, i) {
+		total -= c.info.PieceLen(i) // marked again, not added
 	}
+	if total+c.info.PieceLen(i) <= c.maxBytes {
+		return nil
+	}
+	return c.evictLocked(names, total, c.maxBytes-c.slack()-c.info.PieceLen(i), i)
 }
 
-// evictIfOver evicts down to the cap's low mark when the published pieces
-// exceed the cap (another process without a cap filled it, or files were
-// added by hand).
+// evictIfOver evicts down to the cap's low mark when the marked pieces
+// exceed the cap (another process without a cap filled it).
 func (c *Store) evictIfOver() {
 	if c.maxBytes <= 0 {
 		return
@@ -130,31 +122,43 @@ func (c *Store) evictIfOver() {
 	}
 }
 
-// evictLocked removes published pieces, least recently read first, until
-// total is at most target; never piece keep, and never a piece any process
-// pins (the probe's write lock on its byte fails). It runs under the
-// directory lock and returns the pieces removed.
-func (c *Store) evictLocked(names []int, total, target int64, keep int) []int {
-	files := make([]pieceFile, 0, len(names))
-	for _, i := range names {
-		if i == keep {
-			continue
-		}
-		st, err := os.Stat(c.ds.PiecePath(i))
-		if err != nil {
-			continue
-		}
-		files = append(files, pieceFile{i: i, size: st.Size(), mtime: st.ModTime()})
+// readTimes returns the read times of every piece (zero for those never
+// read, or when the file cannot be read).
+func (c *Store) readTimes() []uint64 {
+	n := c.info.NumPieces()
+	b := make([]byte, readSlot*n)
+	m, _ := c.reads.ReadAt(b, 0)
+	out := make([]uint64, n)
+	for i := range m / readSlot {
+		out[i] = binary.LittleEndian.Uint64(b[readSlot*i:])
 	}
-	slices.SortFunc(files, func(a, b pieceFile) int {
-		if c := a.mtime.Compare(b.mtime); c != 0 {
-			return c
+	return out
+}
+
+// evictLocked evicts marked pieces, least recently read first, until
+// total is at most target; never piece keep, and never a piece any process
+// pins (the probe's write lock on its byte fails). Each eviction clears
+// the mark first (from then on no process serves the piece: a read that
+// raced with it sees the record change and fetches it again), then punches
+// the hole that frees its disk space. It runs under the directory lock and
+// returns the pieces evicted.
+func (c *Store) evictLocked(names []int, total, target int64, keep int) []int {
+	reads := c.readTimes()
+	cands := make([]markedPiece, 0, len(names))
+	for _, i := range names {
+		if i != keep {
+			cands = append(cands, markedPiece{i: i, read: reads[i]})
+		}
+	}
+	slices.SortFunc(cands, func(a, b markedPiece) int {
+		if a.read != b.read {
+			return cmp.Compare(a.read, b.read)
 		}
 		return a.i - b.i
 	})
 	var evicted []int
 	pinned := 0
-	for _, f := range files {
+	for _, f := range cands {
 		if total <= target {
 			break
 		}
@@ -166,11 +170,17 @@ func (c *Store) evictLocked(names []int, total, target int64, keep int) []int {
 			}
 			continue
 		}
-		err := os.Remove(c.ds.PiecePath(f.i))
+		err := c.setState(f.i, stateNone)
+		if err == nil {
+			if perr := c.fst.PunchPiece(f.i); perr != nil {
+				c.lim.Warn("cache: cannot free an evicted piece's disk space", "piece", f.i, "err", perr)
+			}
+			c.restamp(f.i)
+		}
 		if uerr := lockByte(c.evictProbe, f.i, unix.F_UNLCK, false); uerr != nil {
 			c.lim.Warn("cache: cannot release an eviction probe", "piece", f.i, "err", uerr)
 		}
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err != nil {
 			c.lim.Warn("cache: cannot evict a piece", "piece", f.i, "err", err)
 			continue
 		}
@@ -187,8 +197,8 @@ func (c *Store) evictLocked(names []int, total, target int64, keep int) []int {
 	return evicted
 }
 
-// evicted updates this process for pieces it evicted: their handles are
-// closed and, had here, they are no longer.
+// evicted updates this process for pieces it evicted: had here, they are
+// no longer.
 func (c *Store) evicted(pieces []int) {
 	if len(pieces) == 0 {
 		return
@@ -198,7 +208,6 @@ func (c *Store) evicted(pieces []int) {
 	host := c.host
 	c.mu.Unlock()
 	for _, i := range pieces {
-		c.ds.Forget(i)
 		c.sawRemoved(i)
 		if host != nil {
 			host.Unverify(i)
@@ -206,7 +215,7 @@ func (c *Store) evicted(pieces []int) {
 	}
 }
 
-// resetPresent sets the published set to names minus gone (a scan).
+// resetPresent sets the marked set to names minus gone (a scan).
 func (c *Store) resetPresent(names, gone []int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -220,7 +229,7 @@ func (c *Store) resetPresent(names, gone []int) {
 }
 
 // flushReads writes the read times of the pieces pinned since the last
-// flush into their files' mtimes: the least-recently-read order that every
+// flush into the reads file: the least-recently-read order that every
 // process's eviction sees. Batched (Run calls it every poll), so that a
 // read costs no system call.
 func (c *Store) flushReads() {
@@ -231,10 +240,16 @@ func (c *Store) flushReads() {
 	}
 	clear(c.read)
 	c.mu.Unlock()
-	now := time.Now()
 	for _, i := range read {
-		if err := os.Chtimes(c.ds.PiecePath(i), now, now); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			c.log.Debug("cache: cannot record a read", "piece", i, "err", err)
-		}
+		c.touchRead(i)
+	}
+}
+
+// touchRead sets piece i's read time to now.
+func (c *Store) touchRead(i int) {
+	var b [readSlot]byte
+	binary.LittleEndian.PutUint64(b[:], readTime(time.Now()))
+	if _, err := c.reads.WriteAt(b[:], readSlot*int64(i)); err != nil {
+		c.log.Debug("cache: cannot record a read", "piece", i, "err", err)
 	}
 }
