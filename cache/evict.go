@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -124,10 +126,16 @@ func (c *Store) evictIfOver() {
 
 // readTimes returns the read times of every piece (zero for those never
 // read, or when the file cannot be read).
+// The reads file is opened for each use, not held: a torrent idle in a
+// library costs no descriptor for it.
 func (c *Store) readTimes() []uint64 {
 	n := c.info.NumPieces()
 	b := make([]byte, readSlot*n)
-	m, _ := c.reads.ReadAt(b, 0)
+	m := 0
+	if f, err := os.Open(filepath.Join(c.dir, readsName)); err == nil {
+		m, _ = f.ReadAt(b, 0)
+		f.Close()
+	}
 	out := make([]uint64, n)
 	for i := range m / readSlot {
 		out[i] = binary.LittleEndian.Uint64(b[readSlot*i:])
@@ -142,7 +150,20 @@ func (c *Store) readTimes() []uint64 {
 // raced with it sees the record change and fetches it again), then punches
 // the hole that frees its disk space. It runs under the directory lock and
 // returns the pieces evicted.
+//
+// The probe is an open file description of the pins file of its own (so
+// that it conflicts with this process's pins too), opened for each
+// eviction rather than held: an idle torrent costs no descriptor for it.
 func (c *Store) evictLocked(names []int, total, target int64, keep int) []int {
+	if total <= target {
+		return nil
+	}
+	probe, err := os.OpenFile(filepath.Join(c.dir, pinsName), os.O_RDWR, 0)
+	if err != nil {
+		c.lim.Error("cache: cannot open the pins file to evict", "err", err)
+		return nil
+	}
+	defer probe.Close()
 	reads := c.readTimes()
 	cands := make([]markedPiece, 0, len(names))
 	for _, i := range names {
@@ -162,7 +183,7 @@ func (c *Store) evictLocked(names []int, total, target int64, keep int) []int {
 		if total <= target {
 			break
 		}
-		if err := lockByte(c.evictProbe, f.i, unix.F_WRLCK, false); err != nil {
+		if err := lockByte(probe, f.i, unix.F_WRLCK, false); err != nil {
 			if errors.Is(err, unix.EAGAIN) {
 				pinned++
 			} else {
@@ -177,7 +198,7 @@ func (c *Store) evictLocked(names []int, total, target int64, keep int) []int {
 			}
 			c.restamp(f.i)
 		}
-		if uerr := lockByte(c.evictProbe, f.i, unix.F_UNLCK, false); uerr != nil {
+		if uerr := lockByte(probe, f.i, unix.F_UNLCK, false); uerr != nil {
 			c.lim.Warn("cache: cannot release an eviction probe", "piece", f.i, "err", uerr)
 		}
 		if err != nil {
@@ -240,16 +261,27 @@ func (c *Store) flushReads() {
 	}
 	clear(c.read)
 	c.mu.Unlock()
-	for _, i := range read {
-		c.touchRead(i)
+	if err := c.writeReads(read, time.Now()); err != nil {
+		c.log.Debug("cache: cannot record reads", "err", err)
 	}
 }
 
-// touchRead sets piece i's read time to now.
-func (c *Store) touchRead(i int) {
-	var b [readSlot]byte
-	binary.LittleEndian.PutUint64(b[:], readTime(time.Now()))
-	if _, err := c.reads.WriteAt(b[:], readSlot*int64(i)); err != nil {
-		c.log.Debug("cache: cannot record a read", "piece", i, "err", err)
+// writeReads sets the read time of pieces to at. The reads file is
+// opened for each batch, not held (see readTimes).
+func (c *Store) writeReads(pieces []int, at time.Time) error {
+	if len(pieces) == 0 {
+		return nil
 	}
+	f, err := os.OpenFile(filepath.Join(c.dir, readsName), os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	var b [readSlot]byte
+	binary.LittleEndian.PutUint64(b[:], readTime(at))
+	for _, i := range pieces {
+		if _, werr := f.WriteAt(b[:], readSlot*int64(i)); werr != nil {
+			err = werr
+		}
+	}
+	return errors.Join(err, f.Close())
 }

@@ -142,12 +142,6 @@ func (c *Store) restoreLayout() error {
 		lock.Close()
 		return fmt.Errorf("cache: recreate %s: %w", c.dir, err)
 	}
-	probe, err := os.OpenFile(pinsPath, os.O_RDWR, 0o644)
-	if err != nil {
-		lock.Close()
-		pins.Close()
-		return fmt.Errorf("cache: recreate %s: %w", c.dir, err)
-	}
 	for i, n := range c.pins {
 		if n > 0 {
 			if err := lockByte(pins, i, unix.F_RDLCK, true); err != nil {
@@ -155,17 +149,16 @@ func (c *Store) restoreLayout() error {
 			}
 		}
 	}
-	for _, f := range []*os.File{c.lock, c.pinFile, c.evictProbe} {
+	for _, f := range []*os.File{c.lock, c.pinFile} {
 		f.Close()
 	}
 	rec, _, err := openRecord(filepath.Join(c.dir, recordName), c.info)
 	if err != nil {
 		lock.Close()
 		pins.Close()
-		probe.Close()
 		return err
 	}
-	c.lock, c.pinFile, c.evictProbe = lock, pins, probe
+	c.lock, c.pinFile = lock, pins
 	if old := c.rec.Swap(rec); old != nil {
 		old.close()
 	}

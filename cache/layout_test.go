@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"encoding/binary"
 	"os"
 	"path/filepath"
 	"testing"
@@ -50,9 +49,7 @@ func stateOf(t *testing.T, c *Store, i int) uint8 {
 func setRead(t *testing.T, c *Store, i int, at time.Time) {
 	t.Helper()
 	c.flushReads() // pins of the test's own downloads must not overwrite it later
-	var b [readSlot]byte
-	binary.LittleEndian.PutUint64(b[:], readTime(at))
-	if _, err := c.reads.WriteAt(b[:], readSlot*int64(i)); err != nil {
+	if err := c.writeReads([]int{i}, at); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -106,8 +106,6 @@ type Store struct {
 	// rec is the shared record of verified pieces; replaced when the
 	// directory is recreated (restoreLayout).
 	rec atomic.Pointer[record]
-	// reads holds the read times (readsName).
-	reads *os.File
 	// log is never nil.
 	log *slog.Logger
 	// lim rate-limits the lines that repeat: evictions, pieces leaving,
@@ -136,10 +134,6 @@ type Store struct {
 	// lock is the flock(2) file: taken exclusively to evict, to publish
 	// under a cap, to break a stale claim and to clean.
 	lock *os.File
-	// evictProbe holds the write locks (OFD) by which eviction makes sure
-	// no process pins a piece; an open file description of its own, so
-	// that it conflicts with this process's pins too.
-	evictProbe *os.File
 	// closed is set by Close.
 	closed atomic.Bool
 	// evictions counts the pieces this Store evicted (cap or full disk).
@@ -308,12 +302,6 @@ func (c *Store) openFiles() error {
 	if c.pinFile, err = os.OpenFile(pins, os.O_RDWR|os.O_CREATE, 0o644); err != nil {
 		return fmt.Errorf("cache: %w", err)
 	}
-	if c.evictProbe, err = os.OpenFile(pins, os.O_RDWR, 0o644); err != nil {
-		return fmt.Errorf("cache: %w", err)
-	}
-	if c.reads, err = os.OpenFile(filepath.Join(c.dir, readsName), os.O_RDWR|os.O_CREATE, 0o644); err != nil {
-		return fmt.Errorf("cache: %w", err)
-	}
 	if err := c.lockDir(); err != nil {
 		return err
 	}
@@ -346,7 +334,7 @@ func (c *Store) discardOldLayout() {
 func (c *Store) closeFiles() {
 	c.pinMu.Lock()
 	defer c.pinMu.Unlock()
-	for _, f := range []*os.File{c.lock, c.pinFile, c.evictProbe, c.reads} {
+	for _, f := range []*os.File{c.lock, c.pinFile} {
 		if f != nil {
 			f.Close()
 		}
@@ -588,7 +576,9 @@ func (c *Store) Record(i int) error {
 	// set before its mark, so that no eviction takes it for the least
 	// recently read the moment it is marked (while the engine has yet to
 	// hear that it was verified).
-	c.touchRead(i)
+	if err := c.writeReads([]int{i}, time.Now()); err != nil {
+		c.log.Debug("cache: cannot record a read", "piece", i, "err", err)
+	}
 	err := c.setState(i, stateMarked)
 	c.restamp(i)
 	c.unlockDir()
