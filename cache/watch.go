@@ -166,6 +166,16 @@ func (c *Store) syncRecord(host Host) {
 				c.queueAdopt(i)
 			}
 		case host.DoIHave(i):
+			// slots is a snapshot, host is now: a piece marked since the
+			// snapshot may be had already (adopted by a worker or a
+			// reader's miss). Only the record read now says it went.
+			if cur, err := c.slot(i); err == nil {
+				if cur.state == stateMarked {
+					names = append(names, i)
+					continue
+				}
+				s = cur
+			}
 			c.vanished(i, host, s.state == stateSuspect)
 			if s.state == stateSuspect {
 				c.queueAdopt(i)
