@@ -104,8 +104,14 @@
 // # Seeing the others' pieces
 //
 // Run watches the record, claims/ and urgent/ with inotify (golang.org/x/
-// sys/unix), rescans them every poll interval (everything when inotify is
-// unavailable), and the storagewrapper checks the store on every read miss.
+// sys/unix; one instance and one reader goroutine per process, shared by
+// every Store, so that a library of many torrents stays within the
+// kernel's few instances per user), rescans them every poll interval
+// (everything when inotify is unavailable), and the storagewrapper checks
+// the store on every read miss. Adopt workers exist only while pieces wait
+// for adoption. A scan compares a snapshot of the record with what the
+// host has now: a had piece that the snapshot shows unmarked is read again
+// before it counts as gone (it may have been marked, and adopted, since).
 // A piece marked by another process is adopted without a hash
 // (Host.Adopt); a piece unmarked (evicted, discarded) is unverified here
 // (Host.Unverify): the engine stops serving it and readers fetch it again
