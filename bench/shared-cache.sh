@@ -8,6 +8,11 @@
 #
 #   bench/shared-cache.sh [SIZE_MIB [ROUNDS]]      (default 256 MiB, 2 rounds)
 #
+# SEED_RATE caps the seeder's upload (aria2c's --max-overall-upload-limit,
+# e.g. SEED_RATE=50M for 400 Mbit/s); MOUNTS_N is the number of mounts of the
+# shared run (default 3). The CPU column is the sum of the btfs processes'
+# user+system time.
+#
 # Root only (FUSE mounts, a network namespace). It re-runs itself inside
 # `unshare -n -m` with only loopback up: no packet can leave the machine, and
 # the mounts stay out of the host's mount table. Needs go, aria2c,
@@ -69,6 +74,7 @@ aria2c --no-conf=true --seed-ratio=0.0 --bt-seed-unverified=true --check-integri
 	--enable-dht=false --enable-dht6=false --bt-enable-lpd=false --enable-peer-exchange=false --disable-ipv6=true \
 	--interface=127.0.0.2 --listen-port=51413 --enable-rpc=true --rpc-listen-port=6800 --rpc-listen-all=false \
 	--console-log-level=warn --summary-interval=0 --show-console-readout=false \
+	--max-overall-upload-limit="${SEED_RATE:-0}" \
 	-d "$WORK/seed" "$WORK/bench.torrent" >"$WORK/aria2.log" 2>&1 &
 PIDS+=($!)
 uploaded() {
@@ -106,6 +112,11 @@ run() {
 	for r in "${readers[@]}"; do wait "$r"; done
 	end=$(date +%s.%N)
 	up1=$(uploaded)
+	local cpu=0 ticks
+	ticks=$(getconf CLK_TCK)
+	for p in "${pids[@]}"; do
+		cpu=$(awk -v c="$cpu" -v t="$ticks" '{ print c + ($14 + $15) / t }' "/proc/$p/stat")
+	done
 	# Checked after the clock stopped (the kernel's page cache of each
 	# mount serves most of it again).
 	for mp in "${mps[@]}"; do
@@ -114,22 +125,23 @@ run() {
 	for p in "${pids[@]}"; do kill -TERM "$p"; done
 	for p in "${pids[@]}"; do wait "$p" || true; done
 	rm -rf "$cache"
-	echo "$(awk -v a="$start" -v b="$end" 'BEGIN { print b - a }') $((up1 - up0))"
+	echo "$(awk -v a="$start" -v b="$end" 'BEGIN { print b - a }') $((up1 - up0)) $cpu"
 }
 
-say "== reading $SIZE_MIB MiB: 1 mount alone vs 3 mounts sharing one cache, $ROUNDS rounds"
-printf '%-8s %6s %10s %14s\n' round mounts seconds "upload/size"
+N=${MOUNTS_N:-3}
+say "== reading $SIZE_MIB MiB: 1 mount alone vs $N mounts sharing one cache, $ROUNDS rounds, seeder cap ${SEED_RATE:-none}"
+printf '%-8s %6s %10s %14s %10s\n' round mounts seconds "upload/size" cpu-s
 for r in $(seq "$ROUNDS"); do
-	for n in 1 3; do
-		read -r secs up < <(run "$n")
-		printf '%-8s %6d %10.2f %14.3f\n' "$r" "$n" "$secs" "$(awk -v u="$up" -v s="$SIZE" 'BEGIN { print u / s }')"
-		echo "$n $secs $up" >>"$WORK/results"
+	for n in 1 "$N"; do
+		read -r secs up cpu < <(run "$n")
+		printf '%-8s %6d %10.2f %14.3f %10.2f\n' "$r" "$n" "$secs" "$(awk -v u="$up" -v s="$SIZE" 'BEGIN { print u / s }')" "$cpu"
+		echo "$n $secs $up $cpu" >>"$WORK/results"
 	done
 done
-awk -v size="$SIZE" '
-	{ t[$1] += $2; u[$1] += $3; c[$1]++ }
+awk -v size="$SIZE" -v n="$N" '
+	{ t[$1] += $2; u[$1] += $3; p[$1] += $4; c[$1]++ }
 	END {
-		one = t[1] / c[1]; three = t[3] / c[3]
-		printf "mean: one %.2f s, three %.2f s: three/one = %.2f (target ≤ 1.3); upload of the three = %.3f × the torrent (target ≤ 1.1)\n",
-			one, three, three / one, u[3] / c[3] / size
+		one = t[1] / c[1]; many = t[n] / c[n]
+		printf "mean: one %.2f s, %d: %.2f s: ratio = %.2f; upload of the %d = %.3f × the torrent; cpu one %.2f s, %d: %.2f s (ratio %.2f)\n",
+			one, n, many, many / one, n, u[n] / c[n] / size, p[1] / c[1], n, p[n] / c[n], (p[n] / c[n]) / (p[1] / c[1])
 	}' "$WORK/results"

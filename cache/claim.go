@@ -19,7 +19,7 @@ const maxClaimAttempts = 3
 
 // claimPath is the claim file of piece i.
 func (c *Store) claimPath(i int) string {
-	return filepath.Join(c.claims, storagewrapper.PieceName(i))
+	return filepath.Join(c.claims, pieceName(i))
 }
 
 // Claim implements storagewrapper.Claimer: it creates claims/NNNNNN
@@ -47,7 +47,7 @@ func (c *Store) Claim(i int) (bool, error) {
 	c.mu.Unlock()
 	// Published already (this process has not adopted it yet): adopting
 	// costs a hash, downloading it again costs the swarm a piece.
-	if _, err := os.Stat(c.ds.PiecePath(i)); err == nil {
+	if c.marked(i) {
 		c.refuse(i, false)
 		c.queueAdopt(i)
 		return false, nil
@@ -90,9 +90,6 @@ func (c *Store) Claim(i int) (bool, error) {
 	delete(c.refused, i)
 	urgent := len(c.urgentBy[i]) > 0
 	c.mu.Unlock()
-	// A handle still open on an evicted copy of the piece must not be what
-	// our download's hash reads.
-	c.ds.Forget(i)
 	if urgent {
 		c.ackUrgent(i)
 		c.wantUrgent(i)
@@ -118,10 +115,32 @@ func (c *Store) Release(i int) {
 	delete(c.own, i)
 	want := oc.want
 	c.mu.Unlock()
-	c.removeOwnClaim(i)
+	oc.writers.Wait() // no block lands after the tidying
+	if err := c.lockDir(); err == nil {
+		c.leaveLocked(i)
+		c.removeOwnClaim(i)
+		c.unlockDir()
+	} else {
+		c.removeOwnClaim(i)
+	}
 	if want != nil {
 		want()
 	}
+}
+
+// leaveLocked tidies piece i as a claim of ours on it ends (the caller
+// holds the directory lock, and the claim is still ours): blocks written
+// under no mark (a download abandoned, dropped, or failed) are punched
+// out, so that they take no disk space; and the piece's files are stamped
+// as we leave them, so that no other process takes our writes for a
+// change behind btfs's back.
+func (c *Store) leaveLocked(i int) {
+	if s, err := c.slot(i); err == nil && s.state == stateNone {
+		if err := c.fst.PunchPiece(i); err != nil {
+			c.lim.Warn("cache: cannot free an abandoned piece's disk space", "piece", i, "err", err)
+		}
+	}
+	c.restamp(i)
 }
 
 // ownerPrefix begins the name of an owner file in the claims directory.
@@ -410,7 +429,7 @@ func (c *Store) refusedPieces(onlyPinned bool) []int {
 // so that the engine requests the piece again.
 func (c *Store) checkRefused(onlyPinned bool) {
 	for _, i := range c.refusedPieces(onlyPinned) {
-		if _, err := os.Stat(c.ds.PiecePath(i)); err == nil {
+		if c.marked(i) {
 			c.queueAdopt(i)
 			continue
 		}
@@ -442,4 +461,23 @@ func (c *Store) claimEnded(i int) {
 	if refused && host != nil {
 		host.ClaimEnded(i)
 	}
+}
+
+// pieceName is piece i's name in claims/ and urgent/.
+func pieceName(i int) string { return fmt.Sprintf("%06d", i) }
+
+// parsePieceName returns the piece index of a name in claims/ (or the
+// first part of one in urgent/); false for a name that is not a piece's.
+func parsePieceName(name string) (int, bool) {
+	if len(name) < 6 {
+		return 0, false
+	}
+	i := 0
+	for _, c := range []byte(name) {
+		if c < '0' || c > '9' || i > 1<<30 {
+			return 0, false
+		}
+		i = i*10 + int(c-'0')
+	}
+	return i, true
 }

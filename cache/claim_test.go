@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -117,9 +116,10 @@ func startChildProcessAndReap(t *testing.T) int {
 	return p.Pid
 }
 
-// TestClaimAcrossProcesses: a child process holds a claim; it is refused
-// while the child lives, taken over at once when the child is killed with
-// SIGKILL, and the child's partial file is cleaned by the next Open.
+// TestClaimAcrossProcesses: a child process holds a claim (and wrote
+// half the piece in place); it is refused while the child lives, taken
+// over at once when the child is killed with SIGKILL, and the half-written
+// bytes are never taken for the piece, by this Store or the next.
 func TestClaimAcrossProcesses(t *testing.T) {
 	f := testFixture()
 	dir := t.TempDir()
@@ -128,29 +128,17 @@ func TestClaimAcrossProcesses(t *testing.T) {
 	if ok, err := c.Claim(5); ok || err != nil {
 		t.Fatalf("Claim of a piece a live process claimed = %v, %v", ok, err)
 	}
-	partials, _ := filepath.Glob(filepath.Join(dir, "partial", "000005.*.part"))
-	if len(partials) != 1 {
-		t.Fatalf("the child's partial file: %v", partials)
-	}
-	if _, err := os.Stat(c.ds.PiecePath(5)); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("a partial piece appeared under its final name: %v", err)
+	if got, err := c.Piece(5).Completion(); got != storagewrapper.Missing || err != nil {
+		t.Fatalf("a half-written piece: Completion = %v, %v; want missing", got, err)
 	}
 	ch.kill()
 	if ok, err := c.Claim(5); !ok || err != nil {
 		t.Fatalf("Claim of a dead process's piece = %v, %v", ok, err)
 	}
 	c.Release(5)
-	// The dead child's partial file goes at the next Open; ours stay.
-	if _, err := c.Piece(6).WriteAt(f.piece(6)[:100], 0); err != nil {
-		t.Fatal(err)
-	}
 	c2 := openStore(t, dir, f, Options{})
-	if _, err := os.Stat(partials[0]); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("a dead process's partial file survived Open: %v", err)
-	}
-	ours, _ := filepath.Glob(filepath.Join(dir, "partial", "000006."+c.me.String()+".part"))
-	if len(ours) != 1 {
-		t.Fatalf("Open removed a live process's partial file")
+	if got, err := c2.Piece(5).Completion(); got != storagewrapper.Missing || err != nil {
+		t.Fatalf("a dead process's half-written piece after Open: Completion = %v, %v; want missing", got, err)
 	}
 	if ok, err := c2.Claim(5); !ok || err != nil {
 		t.Fatalf("Claim after the cleaning = %v, %v", ok, err)

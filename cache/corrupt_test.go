@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"testing"
 	"time"
@@ -13,22 +12,6 @@ import (
 	"btfs/internal/poll"
 	"btfs/storagewrapper"
 )
-
-// corrupt overwrites a few bytes of piece i's file in place, as a person or
-// a broken program would.
-func corrupt(t *testing.T, c *Store, i int) {
-	t.Helper()
-	fh, err := os.OpenFile(c.ds.PiecePath(i), os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := fh.WriteAt([]byte("garbage!"), 100); err != nil {
-		t.Fatal(err)
-	}
-	if err := fh.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // downloadWhenNotBusy downloads piece i into w, waiting (bounded) while
 // w answers that it is busy: a reader's miss is adopting the piece.
@@ -59,13 +42,16 @@ func readPiece(t *testing.T, w *storagewrapper.Wrapper, f *fixture, i int) {
 	}
 }
 
-// TestCorruptPiece: a piece file damaged by hand is detected — while the
-// process has the piece (inotify), and at the next start (Resume) — removed,
-// and fetched again; no reader sees its bytes.
+// TestCorruptPiece: a marked piece damaged by hand in the data file is
+// detected — while the process has it (the file's stamp differs at the
+// next scan: its pieces are hashed again), and at the next start (Open
+// checks the stamps, Resume hashes the suspect pieces) — unmarked, and
+// fetched again; no reader sees its bytes, and the pieces of the file that
+// were right are marked again.
 func TestCorruptPiece(t *testing.T) {
 	f := testFixture()
 	dir := t.TempDir()
-	c := openStore(t, dir, f, Options{PollInterval: time.Hour})
+	c := openStore(t, dir, f, Options{PollInterval: 20 * time.Millisecond})
 	w := newHost(t, f, c)
 	run(t, c, w)
 	for i := range 4 {
@@ -75,18 +61,16 @@ func TestCorruptPiece(t *testing.T) {
 
 	corrupt(t, c, 2)
 	waitChanges(t, w, "the damaged piece unverified", func(c changes) bool { return c.unverified[2] })
-	poll.Until(t, waitFor, "the damaged piece file to be removed", func() bool {
-		_, err := os.Stat(c.ds.PiecePath(2))
-		return errors.Is(err, fs.ErrNotExist)
+	poll.Until(t, waitFor, "the damaged piece to be unmarked, the others marked again", func() bool {
+		return stateOf(t, c, 2) == stateNone && stateOf(t, c, 0) == stateMarked && stateOf(t, c, 3) == stateMarked
 	})
 	readPiece(t, w, f, 2)
 
 	// Damage while no btfs runs: the next start verifies before serving.
-	corrupt(t, c, 1)
-	if err := os.Truncate(c.ds.PiecePath(3), 1000); err != nil {
-		t.Fatal(err)
-	}
 	w.Close()
+	c.Close()
+	corrupt(t, c, 1)
+	corrupt(t, c, 3)
 	c2 := openStore(t, dir, f, Options{})
 	w2 := newHost(t, f, c2)
 	if err := w2.Resume(context.Background()); err != nil {
@@ -98,9 +82,45 @@ func TestCorruptPiece(t *testing.T) {
 		}
 	}
 	for _, i := range []int{1, 3} {
-		if _, err := os.Stat(c2.ds.PiecePath(i)); !errors.Is(err, fs.ErrNotExist) {
-			t.Fatalf("damaged piece %d still in the cache: %v", i, err)
+		if s := stateOf(t, c2, i); s != stateNone {
+			t.Fatalf("damaged piece %d still marked: state %d", i, s)
 		}
 		readPiece(t, w2, f, i)
 	}
+}
+
+// TestUnmarkedBytesNeverServed: bytes in the data file under no mark —
+// what a process killed in the middle of a download wrote, or anything
+// else — are never served nor taken for the piece: Resume leaves the
+// piece unverified without reading it, a reader waits for a download, and
+// gets the right bytes.
+func TestUnmarkedBytesNeverServed(t *testing.T) {
+	f := testFixture()
+	dir := t.TempDir()
+	ch := startChild(t, "partial", dir, "5") // half of piece 5, then kill -9
+	ch.kill()
+	c := openStore(t, dir, f, Options{PollInterval: 20 * time.Millisecond})
+	// The rest of the piece, right bytes even, written behind its back.
+	fh, err := os.OpenFile(dataFile(c), os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fh.WriteAt(f.piece(5), f.info.PieceOffset(5)); err != nil {
+		t.Fatal(err)
+	}
+	fh.Close()
+	w := newHost(t, f, c)
+	run(t, c, w)
+	if err := w.Resume(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if w.DoIHave(5) || w.Stats().Hashed != 0 {
+		t.Fatalf("unmarked piece: had %v, %d hashed", w.DoIHave(5), w.Stats().Hashed)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := w.ReadAt(ctx, make([]byte, 100), f.info.PieceOffset(5)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("read of an unmarked piece nobody fetches: %v, want a timeout", err)
+	}
+	readPiece(t, w, f, 5)
 }

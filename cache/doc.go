@@ -9,24 +9,55 @@
 // One directory per torrent, <cache-dir>/<infohash-hex>/:
 //
 //	info                  the info dictionary (SaveInfo)
-//	pieces/000123         verified piece 123; appears only by rename
-//	partial/000123.O.part piece 123 being downloaded by owner O
+//	data/NAME[/path...]   the torrent's own files, sparse, written in place
+//	verified              the record: which pieces are verified (record.go)
+//	reads                 each piece's last read (uint64 ns), for eviction
 //	claims/.owner.O       owner O's file ("O\n"; mtime: O's last progress)
 //	claims/000123         owner O is downloading piece 123 (a link to O's file)
 //	urgent/000123.O       a reader of owner O waits for piece 123 (a link to O's file)
 //	pins                  byte i read-locked (OFD lock) by each process using piece i
-//	lock                  flock(2): eviction, capped publish, stale claims, cleaning
+//	lock                  flock(2): marks, eviction, stale claims, cleaning
 //
 // An owner O is "NS-PID-START-NONCE" (see owner): a process's PID
 // namespace, pid and start time tell whether it still runs; the nonce tells
 // apart the Stores of one process.
 //
-// The pieces are a storagewrapper.DirStore with a partial tag per owner: a
-// piece file appears only by the atomic rename of a complete, verified,
-// fsynced partial file, followed by an fsync of the directory; partial data
-// never has a final name. Two processes that publish the same piece rename
-// two complete verified files: the last rename wins, readers of the first
-// keep reading it, and nobody sees an error.
+// # The data and the record
+//
+// Blocks are written in place into the torrent's files (a
+// storagewrapper.FileStore under data/), so that a complete file is a file
+// (the kernel can read it through FUSE passthrough, -keep can move it) and
+// no byte is copied to be published. Bytes alone prove nothing: what makes
+// a piece count is its mark in the record, shared by every process. A
+// piece is hashed once, by the process that downloaded it (or, for a
+// suspect piece, by the first to adopt it); it is marked only after its
+// files are fdatasync'ed, under the directory lock; every other process
+// trusts the mark (storagewrapper.Verified: adopted without a hash).
+// Bytes under no mark are never served, never hashed on trust, and
+// punched out (fallocate PUNCH_HOLE) when the claim that wrote them ends
+// without a mark, when they are discarded, and at Open for what dead
+// processes left: a crash at any moment leaves at worst bytes under no
+// mark.
+//
+// Each slot of the record (a piece's state and generation, a file's size
+// and mtime) is one pwrite(2) with its own CRC-32C: a torn slot reads as
+// unmarked. Every change of a piece's state bumps its generation; a read
+// of a marked piece checks the slot again afterwards and fails (the
+// storagewrapper fetches the piece again) if it changed: eviction clears
+// the mark before it punches the hole, so no read serves a hole as data.
+//
+// A file changed behind btfs's back is caught by its stamp: btfs stamps a
+// file's size and mtime whenever it leaves it (a mark, the end of a claim,
+// a discard, an eviction), under the directory lock. Open and each rescan
+// compare them; a file that differs while no process holds a claim on any
+// of its pieces turns its marked pieces suspect: unverified everywhere,
+// hashed again before they are served, marked again if right. A write to
+// a marked piece by btfs itself (a late block of a piece another process
+// finished) is dropped.
+//
+// A cache directory in the layout of older btfs (pieces/, partial/) is
+// removed at Open with one line in the log: its pieces were never
+// recorded, so nothing of it is read.
 //
 // # Claims: splitting the work
 //
@@ -43,11 +74,11 @@
 // blocks arrive: a live owner that receives nothing at all loses its
 // claims; one stuck on a single piece sorts it out itself, its engine
 // re-requesting blocks that do not come) — under the directory lock, and
-// only if it is still the same claim. A live claim, or a piece already published,
+// only if it is still the same claim. A live claim, or a piece already marked,
 // is refused: the storagewrapper answers RequestClaimedElsewhere and the
-// engine sets the piece aside. It comes back when the piece is published
-// (inotify sees the rename, Run adopts it: Host.Adopt hashes it once in
-// this process, and the engine announces it with HAVE) or when the claim
+// engine sets the piece aside. It comes back when the piece is marked
+// (inotify sees the record change, Run adopts it: Host.Adopt trusts the
+// mark, and the engine announces it with HAVE) or when the claim
 // ends without a publish (the file removed, or found stale by Run, which
 // checks the claims of the pieces our readers wait for four times a
 // second): Host.ClaimEnded, and the engine requests it again, claiming it
@@ -72,15 +103,19 @@
 //
 // # Seeing the others' pieces
 //
-// Run watches pieces/, claims/ and urgent/ with inotify (golang.org/x/sys/
-// unix), rescans them every poll interval (everything when inotify is
-// unavailable), and the storagewrapper checks the store on every read miss.
-// A piece published by another process is hashed once here before it is
-// served (Host.Adopt; a damaged file is removed and the piece fetched
-// again); a piece file that disappears (evicted, removed) is unverified
-// here (Host.Unverify): the engine stops serving it and readers fetch it
-// again on demand; a piece file written in place (by hand) is unverified
-// and hashed again.
+// Run watches the record, claims/ and urgent/ with inotify (golang.org/x/
+// sys/unix; one instance and one reader goroutine per process, shared by
+// every Store, so that a library of many torrents stays within the
+// kernel's few instances per user), rescans them every poll interval
+// (everything when inotify is unavailable), and the storagewrapper checks
+// the store on every read miss. Adopt workers exist only while pieces wait
+// for adoption. A scan compares a snapshot of the record with what the
+// host has now: a had piece that the snapshot shows unmarked is read again
+// before it counts as gone (it may have been marked, and adopted, since).
+// A piece marked by another process is adopted without a hash
+// (Host.Adopt); a piece unmarked (evicted, discarded) is unverified here
+// (Host.Unverify): the engine stops serving it and readers fetch it again
+// on demand; a suspect piece is unverified and hashed again.
 //
 // # Size cap
 //
@@ -88,28 +123,30 @@
 // readers pin pieces (an OFD read lock on byte i of the pins file, taken on
 // the first pin of a piece in this process and dropped on the last unpin;
 // the kernel drops it when the process dies), each pin marks the piece
-// read, and Run writes the read times into the piece files' mtimes in
-// batches. Eviction runs under the directory lock: it sorts the piece
-// files by mtime and removes each only after taking the OFD write lock of
-// its byte without waiting — a piece pinned by any process (this one
-// included: the probe is an open file description of its own) is never
-// removed. A process publishing under a cap makes room under the directory
-// lock and holds it across the rename, so that processes publishing at
-// once cannot overshoot the cap together; evictions go below the cap by a
-// slack (an eighth, at most eight pieces) so that they do not run for every
-// piece. Partial files are outside the cap.
+// read, and Run writes the read times into the reads file in batches (a
+// piece marked counts as read then). Eviction runs under the directory
+// lock: it sorts the marked pieces by read time and evicts each only after
+// taking the OFD write lock of its byte without waiting — a piece pinned by
+// any process (this one included: the probe is an open file description
+// of its own) is never evicted. Evicting clears the mark, then punches the
+// hole. A process marking under a cap makes room under the same lock, so
+// that processes marking at once cannot overshoot the cap together;
+// evictions go below the cap by a slack (an eighth, at most eight pieces)
+// so that they do not run for every piece. Bytes in flight are outside the
+// cap.
 //
 // # Start and crash
 //
 // Open cleans what dead processes left: stale claims, their owner files,
-// partial files and urgency markers, and temp files of the metainfo. The pieces are
-// trusted only as far as they verify (storagewrapper.Resume hashes each one
-// before it is served).
+// urgency markers, probe files and temp files of the metainfo; it checks
+// the files' stamps and punches out the unmarked, unclaimed pieces. Marks
+// are trusted (their bytes were durable before they were written); a
+// piece whose file changed is hashed before it is served.
 //
 // # Locks
 //
 // In this order, never the other way: claimMu (Claim, Release; file I/O
-// under it) → dirMu with the flock (lockDir) → the eviction probe's byte
+// under it) → dirMu with the flock (lockDir; held to write the record) → the eviction probe's byte
 // locks (never waited for) → pinMu (with the pin's byte lock, which waits
 // only for an eviction's unlink) → mu (in-memory state only). No lock of
 // the Store is held while it calls the Host, except claimMu around

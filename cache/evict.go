@@ -1,10 +1,12 @@
 package cache
 
 import (
+	"cmp"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -38,28 +40,29 @@ func (c *Store) unlockDir() {
 	c.dirMu.Unlock()
 }
 
-// pieceFile is one published piece file found by a scan.
-type pieceFile struct {
+// markedPiece is one marked piece found by a scan.
+type markedPiece struct {
 	// i is its piece.
 	i int
-	// size is its length on disk.
-	size int64
-	// mtime is when it was published or last read (the read times are
-	// written in batches by Run).
-	mtime time.Time
+	// read is its last read (Unix ns, readsName).
+	read uint64
 }
 
-// scanPieces lists the published pieces by name (no stat): the set and
-// their total length by the torrent's piece lengths.
+// scanPieces lists the marked pieces of the record: the set and their
+// total length.
 func (c *Store) scanPieces() ([]int, int64, error) {
-	ents, err := os.ReadDir(c.ds.PiecesDir())
+	rec := c.rec.Load()
+	if rec == nil {
+		return nil, 0, fmt.Errorf("cache: scan: %w", storagewrapper.ErrClosed)
+	}
+	slots, err := rec.pieces()
 	if err != nil {
-		return nil, 0, fmt.Errorf("cache: %w", err)
+		return nil, 0, err
 	}
 	var out []int
 	var total int64
-	for _, e := range ents {
-		if i, ok := storagewrapper.ParsePieceName(e.Name()); ok && i < c.info.NumPieces() {
+	for i, s := range slots {
+		if s.state == stateMarked {
 			out = append(out, i)
 			total += c.info.PieceLen(i)
 		}
@@ -73,35 +76,26 @@ func (c *Store) slack() int64 {
 	return min(c.maxBytes/8, 8*c.info.PieceLength)
 }
 
-// aroundRename is the DirStore's publish hook under a cap: with the
-// directory locked, it makes room for piece i (evicting least recently
-// read pieces) and keeps the lock across the rename, so that processes
-// publishing at once cannot overshoot the cap together.
-func (c *Store) aroundRename(i int) (after func()) {
-	if err := c.lockDir(); err != nil {
-		c.lim.Error("cache: publishing over the cap", "piece", i, "err", err)
-		return func() {}
-	}
-	var evicted []int
-	if names, total, err := c.scanPieces(); err != nil {
+// makeRoomLocked makes room under the cap for piece i, about to be marked,
+// evicting least recently read pieces; the caller holds the directory
+// lock. It returns the pieces evicted.
+func (c *Store) makeRoomLocked(i int) []int {
+	names, total, err := c.scanPieces()
+	if err != nil {
 		c.lim.Error("cache: cannot scan before a publish", "err", err)
-	} else {
-		if slices.Contains(names, i) {
-			total -= c.info.PieceLen(i) // replaced, not added
-		}
-		if total+c.info.PieceLen(i) > c.maxBytes {
-			evicted = c.evictLocked(names, total, c.maxBytes-c.slack()-c.info.PieceLen(i), i)
-		}
+		return nil
 	}
-	return func() {
-		c.unlockDir()
-		c.evicted(evicted)
+	if slices.Contains(names, i) {
+		total -= c.info.PieceLen(i) // marked again, not added
 	}
+	if total+c.info.PieceLen(i) <= c.maxBytes {
+		return nil
+	}
+	return c.evictLocked(names, total, c.maxBytes-c.slack()-c.info.PieceLen(i), i)
 }
 
-// evictIfOver evicts down to the cap's low mark when the published pieces
-// exceed the cap (another process without a cap filled it, or files were
-// added by hand).
+// evictIfOver evicts down to the cap's low mark when the marked pieces
+// exceed the cap (another process without a cap filled it).
 func (c *Store) evictIfOver() {
 	if c.maxBytes <= 0 {
 		return
@@ -130,35 +124,66 @@ func (c *Store) evictIfOver() {
 	}
 }
 
-// evictLocked removes published pieces, least recently read first, until
-// total is at most target; never piece keep, and never a piece any process
-// pins (the probe's write lock on its byte fails). It runs under the
-// directory lock and returns the pieces removed.
-func (c *Store) evictLocked(names []int, total, target int64, keep int) []int {
-	files := make([]pieceFile, 0, len(names))
-	for _, i := range names {
-		if i == keep {
-			continue
-		}
-		st, err := os.Stat(c.ds.PiecePath(i))
-		if err != nil {
-			continue
-		}
-		files = append(files, pieceFile{i: i, size: st.Size(), mtime: st.ModTime()})
+// readTimes returns the read times of every piece (zero for those never
+// read, or when the file cannot be read).
+// The reads file is opened for each use, not held: a torrent idle in a
+// library costs no descriptor for it.
+func (c *Store) readTimes() []uint64 {
+	n := c.info.NumPieces()
+	b := make([]byte, readSlot*n)
+	m := 0
+	if f, err := os.Open(filepath.Join(c.dir, readsName)); err == nil {
+		m, _ = f.ReadAt(b, 0)
+		f.Close()
 	}
-	slices.SortFunc(files, func(a, b pieceFile) int {
-		if c := a.mtime.Compare(b.mtime); c != 0 {
-			return c
+	out := make([]uint64, n)
+	for i := range m / readSlot {
+		out[i] = binary.LittleEndian.Uint64(b[readSlot*i:])
+	}
+	return out
+}
+
+// evictLocked evicts marked pieces, least recently read first, until
+// total is at most target; never piece keep, and never a piece any process
+// pins (the probe's write lock on its byte fails). Each eviction clears
+// the mark first (from then on no process serves the piece: a read that
+// raced with it sees the record change and fetches it again), then punches
+// the hole that frees its disk space. It runs under the directory lock and
+// returns the pieces evicted.
+//
+// The probe is an open file description of the pins file of its own (so
+// that it conflicts with this process's pins too), opened for each
+// eviction rather than held: an idle torrent costs no descriptor for it.
+func (c *Store) evictLocked(names []int, total, target int64, keep int) []int {
+	if total <= target {
+		return nil
+	}
+	probe, err := os.OpenFile(filepath.Join(c.dir, pinsName), os.O_RDWR, 0)
+	if err != nil {
+		c.lim.Error("cache: cannot open the pins file to evict", "err", err)
+		return nil
+	}
+	defer probe.Close()
+	reads := c.readTimes()
+	cands := make([]markedPiece, 0, len(names))
+	for _, i := range names {
+		if i != keep {
+			cands = append(cands, markedPiece{i: i, read: reads[i]})
+		}
+	}
+	slices.SortFunc(cands, func(a, b markedPiece) int {
+		if a.read != b.read {
+			return cmp.Compare(a.read, b.read)
 		}
 		return a.i - b.i
 	})
 	var evicted []int
 	pinned := 0
-	for _, f := range files {
+	for _, f := range cands {
 		if total <= target {
 			break
 		}
-		if err := lockByte(c.evictProbe, f.i, unix.F_WRLCK, false); err != nil {
+		if err := lockByte(probe, f.i, unix.F_WRLCK, false); err != nil {
 			if errors.Is(err, unix.EAGAIN) {
 				pinned++
 			} else {
@@ -166,11 +191,17 @@ func (c *Store) evictLocked(names []int, total, target int64, keep int) []int {
 			}
 			continue
 		}
-		err := os.Remove(c.ds.PiecePath(f.i))
-		if uerr := lockByte(c.evictProbe, f.i, unix.F_UNLCK, false); uerr != nil {
+		err := c.setState(f.i, stateNone)
+		if err == nil {
+			if perr := c.fst.PunchPiece(f.i); perr != nil {
+				c.lim.Warn("cache: cannot free an evicted piece's disk space", "piece", f.i, "err", perr)
+			}
+			c.restamp(f.i)
+		}
+		if uerr := lockByte(probe, f.i, unix.F_UNLCK, false); uerr != nil {
 			c.lim.Warn("cache: cannot release an eviction probe", "piece", f.i, "err", uerr)
 		}
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err != nil {
 			c.lim.Warn("cache: cannot evict a piece", "piece", f.i, "err", err)
 			continue
 		}
@@ -187,8 +218,8 @@ func (c *Store) evictLocked(names []int, total, target int64, keep int) []int {
 	return evicted
 }
 
-// evicted updates this process for pieces it evicted: their handles are
-// closed and, had here, they are no longer.
+// evicted updates this process for pieces it evicted: had here, they are
+// no longer.
 func (c *Store) evicted(pieces []int) {
 	if len(pieces) == 0 {
 		return
@@ -198,7 +229,6 @@ func (c *Store) evicted(pieces []int) {
 	host := c.host
 	c.mu.Unlock()
 	for _, i := range pieces {
-		c.ds.Forget(i)
 		c.sawRemoved(i)
 		if host != nil {
 			host.Unverify(i)
@@ -206,7 +236,7 @@ func (c *Store) evicted(pieces []int) {
 	}
 }
 
-// resetPresent sets the published set to names minus gone (a scan).
+// resetPresent sets the marked set to names minus gone (a scan).
 func (c *Store) resetPresent(names, gone []int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -220,7 +250,7 @@ func (c *Store) resetPresent(names, gone []int) {
 }
 
 // flushReads writes the read times of the pieces pinned since the last
-// flush into their files' mtimes: the least-recently-read order that every
+// flush into the reads file: the least-recently-read order that every
 // process's eviction sees. Batched (Run calls it every poll), so that a
 // read costs no system call.
 func (c *Store) flushReads() {
@@ -231,10 +261,27 @@ func (c *Store) flushReads() {
 	}
 	clear(c.read)
 	c.mu.Unlock()
-	now := time.Now()
-	for _, i := range read {
-		if err := os.Chtimes(c.ds.PiecePath(i), now, now); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			c.log.Debug("cache: cannot record a read", "piece", i, "err", err)
+	if err := c.writeReads(read, time.Now()); err != nil {
+		c.log.Debug("cache: cannot record reads", "err", err)
+	}
+}
+
+// writeReads sets the read time of pieces to at. The reads file is
+// opened for each batch, not held (see readTimes).
+func (c *Store) writeReads(pieces []int, at time.Time) error {
+	if len(pieces) == 0 {
+		return nil
+	}
+	f, err := os.OpenFile(filepath.Join(c.dir, readsName), os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	var b [readSlot]byte
+	binary.LittleEndian.PutUint64(b[:], readTime(at))
+	for _, i := range pieces {
+		if _, werr := f.WriteAt(b[:], readSlot*int64(i)); werr != nil {
+			err = werr
 		}
 	}
+	return errors.Join(err, f.Close())
 }

@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -14,40 +12,7 @@ import (
 	"time"
 
 	"btfs/internal/poll"
-	"btfs/storagewrapper"
 )
-
-// piecesIn lists the published pieces of dir and their total size.
-func piecesIn(t *testing.T, dir string) ([]int, int64) {
-	t.Helper()
-	ents, err := os.ReadDir(filepath.Join(dir, "pieces"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []int
-	var total int64
-	for _, e := range ents {
-		i, ok := storagewrapper.ParsePieceName(e.Name())
-		if !ok {
-			t.Fatalf("stray file %s in pieces/", e.Name())
-		}
-		fi, err := e.Info()
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, i)
-		total += fi.Size()
-	}
-	return out, total
-}
-
-// setRead sets piece i's read time (its mtime) to at.
-func setRead(t *testing.T, c *Store, i int, at time.Time) {
-	t.Helper()
-	if err := os.Chtimes(c.ds.PiecePath(i), at, at); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // TestEviction: under a cap, publishing evicts the least recently read
 // pieces first, never a piece pinned by another process or by this one;
@@ -189,15 +154,22 @@ func TestLostPinnedReported(t *testing.T) {
 	for i := range 3 {
 		download(t, w, f, i)
 	}
-	// Piece 1 is gone before a reader pins it; piece 2 while pinned.
-	if err := os.Remove(c.ds.PiecePath(1)); err != nil {
-		t.Fatal(err)
+	// Piece 1 is unmarked before a reader pins it; piece 2 while
+	// pinned (by hand, not by the eviction protocol).
+	unmark := func(i int) {
+		t.Helper()
+		if err := c.lockDir(); err != nil {
+			t.Fatal(err)
+		}
+		defer c.unlockDir()
+		if err := c.setState(i, stateNone); err != nil {
+			t.Fatal(err)
+		}
 	}
+	unmark(1)
 	defer c.Pin(1, 2)()
 	run(t, c, w) // its first scan finds piece 1 gone
-	if err := os.Remove(c.ds.PiecePath(2)); err != nil {
-		t.Fatal(err)
-	}
+	unmark(2)
 	waitChanges(t, w, "pieces 1 and 2 unverified", func(c changes) bool { return c.unverified[1] && c.unverified[2] })
 	var errs []string
 	for _, line := range strings.Split(logs.String(), "\n") {

@@ -18,16 +18,16 @@ import (
 // storagewrapper when the directory takes data again, recreating the
 // torrent's layout first if it was removed while in use.
 
-// probeName begins the file Probe writes in partial/ (followed by our
-// owner name, so that two processes never probe the same file); Probe
-// removes it.
+// probeName begins the file Probe writes in the torrent's directory
+// (followed by our owner name, so that two processes never probe the same
+// file); Probe removes it, and Open removes those of dead processes.
 const probeName = ".probe."
 
 // roomSlack is how many pieces beyond the one asked for MakeRoom frees, so
 // that it does not run for every block.
 const roomSlack = 4
 
-// MakeRoom implements storagewrapper.Evicter: it evicts published pieces,
+// MakeRoom implements storagewrapper.Evicter: it evicts marked pieces,
 // least recently read first and never one pinned by any process, until
 // need bytes (plus a slack of a few pieces) are free, as far as removing
 // pieces can free them; it returns the bytes it removed. The disk may be
@@ -60,7 +60,7 @@ func (c *Store) MakeRoom(need int64) (int64, error) {
 
 // Probe implements storagewrapper.Prober: it recreates the torrent's
 // directory layout if it is gone (removed while in use) and writes need
-// bytes into a file of its own in partial/ (space reserved with
+// bytes into a file of its own in the directory (space reserved with
 // fallocate(2) where the file system has it), making room first when the
 // disk is full. nil means a piece can be written again.
 func (c *Store) Probe(need int64) error {
@@ -81,7 +81,7 @@ func (c *Store) Probe(need int64) error {
 
 // probeWrite writes need bytes into the probe file and removes it.
 func (c *Store) probeWrite(need int64) error {
-	path := filepath.Join(c.ds.PartialDir(), probeName+c.me.String())
+	path := filepath.Join(c.dir, probeName+c.me.String())
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("cache: probe: %w", err)
@@ -118,7 +118,7 @@ func (c *Store) restoreLayout() error {
 	if intact {
 		return nil
 	}
-	for _, d := range []string{c.ds.PiecesDir(), c.ds.PartialDir(), c.claims, c.urgent} {
+	for _, d := range []string{DataDir(c.dir), c.claims, c.urgent} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("cache: recreate %s: %w", c.dir, err)
 		}
@@ -142,12 +142,6 @@ func (c *Store) restoreLayout() error {
 		lock.Close()
 		return fmt.Errorf("cache: recreate %s: %w", c.dir, err)
 	}
-	probe, err := os.OpenFile(pinsPath, os.O_RDWR, 0o644)
-	if err != nil {
-		lock.Close()
-		pins.Close()
-		return fmt.Errorf("cache: recreate %s: %w", c.dir, err)
-	}
 	for i, n := range c.pins {
 		if n > 0 {
 			if err := lockByte(pins, i, unix.F_RDLCK, true); err != nil {
@@ -155,10 +149,19 @@ func (c *Store) restoreLayout() error {
 			}
 		}
 	}
-	for _, f := range []*os.File{c.lock, c.pinFile, c.evictProbe} {
+	for _, f := range []*os.File{c.lock, c.pinFile} {
 		f.Close()
 	}
-	c.lock, c.pinFile, c.evictProbe = lock, pins, probe
+	rec, _, err := openRecord(filepath.Join(c.dir, recordName), c.info)
+	if err != nil {
+		lock.Close()
+		pins.Close()
+		return err
+	}
+	c.lock, c.pinFile = lock, pins
+	if old := c.rec.Swap(rec); old != nil {
+		old.close()
+	}
 	ownerFile := filepath.Join(c.claims, ownerPrefix+c.me.String())
 	if err := os.WriteFile(ownerFile, []byte(c.me.String()+"\n"), 0o644); err != nil {
 		ownerFile = ""
@@ -166,7 +169,7 @@ func (c *Store) restoreLayout() error {
 	c.mu.Lock()
 	c.ownerFile = ownerFile
 	c.mu.Unlock()
-	c.ds.ForgetAll()
+	c.fst.ForgetAll()
 	c.log.Warn("cache: the torrent's cache directory was removed while in use; recreated it", "dir", c.dir)
 	return nil
 }

@@ -80,13 +80,13 @@ func TestProbeRecreatesLayout(t *testing.T) {
 	if err := c.Probe(fxPieceLen); err != nil {
 		t.Fatalf("Probe with the parent back: %v", err)
 	}
-	for _, name := range []string{"pieces", "partial", "claims", "urgent", lockName, pinsName} {
+	for _, name := range []string{dataDir, "claims", "urgent", lockName, pinsName, recordName} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			t.Fatalf("not recreated: %v", err)
 		}
 	}
-	if left, _ := os.ReadDir(filepath.Join(dir, "partial")); len(left) != 0 {
-		t.Fatalf("the probe left %s", left[0].Name())
+	if left, _ := filepath.Glob(filepath.Join(dir, probeName+"*")); len(left) != 0 {
+		t.Fatalf("the probe left %s", left[0])
 	}
 	// Our pin of piece 2 holds on the new pins file: an eviction's probe
 	// (another open file description) cannot take the piece.

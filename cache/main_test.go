@@ -290,6 +290,10 @@ func runChild(role, dir, arg string) int {
 			return fail(err)
 		}
 	case "publish": // publish piece n, then exit
+		if ok, err := c.Claim(n); err != nil || !ok {
+			return fail(fmt.Errorf("claim %d: %v %v", n, ok, err))
+		}
+		defer c.Release(n)
 		p := c.Piece(n)
 		if _, err := p.WriteAt(f.piece(n), 0); err != nil {
 			return fail(err)
@@ -297,11 +301,18 @@ func runChild(role, dir, arg string) int {
 		if err := p.Publish(); err != nil {
 			return fail(err)
 		}
-	case "race": // publish every piece, arg times over, as fast as possible
+	case "race": // claim and publish every piece not marked yet, arg times over, as fast as possible
 		fmt.Println("ready")
 		io.ReadAll(os.Stdin) // the start signal: stdin closed
 		for range n {
 			for i := range f.info.NumPieces() {
+				ok, err := c.Claim(i)
+				if err != nil {
+					return fail(err)
+				}
+				if !ok {
+					continue // the other's, or marked
+				}
 				p := c.Piece(i)
 				if _, err := p.WriteAt(f.piece(i), 0); err != nil {
 					return fail(err)
@@ -309,6 +320,7 @@ func runChild(role, dir, arg string) int {
 				if err := p.Publish(); err != nil {
 					return fail(err)
 				}
+				c.Release(i)
 			}
 		}
 		fmt.Println("done")

@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-
-	"btfs/storagewrapper"
 )
 
 // Pin implements storagewrapper.Pinner: pieces first..last are in use by a
@@ -32,7 +30,7 @@ func (c *Store) Pin(first, last int) (unpin func()) {
 		if c.pins[i] == 0 && c.pinFile != nil {
 			if err := lockByte(c.pinFile, i, unix.F_RDLCK, true); err != nil {
 				c.lim.Warn("cache: cannot pin piece; it may be evicted while in use", "piece", i, "err", err)
-			} else if _, err := os.Stat(c.ds.PiecePath(i)); err == nil {
+			} else if c.marked(i) {
 				c.pinnedThere[i] = struct{}{}
 			}
 		}
@@ -99,10 +97,8 @@ func (c *Store) Pinned(i int) bool {
 func (c *Store) sawPinnedThere(i int) {
 	c.pinMu.Lock()
 	defer c.pinMu.Unlock()
-	if c.pins[i] > 0 {
-		if _, err := os.Stat(c.ds.PiecePath(i)); err == nil {
-			c.pinnedThere[i] = struct{}{}
-		}
+	if c.pins[i] > 0 && c.marked(i) {
+		c.pinnedThere[i] = struct{}{}
 	}
 }
 
@@ -144,7 +140,7 @@ func lockByte(f *os.File, i int, typ int16, wait bool) error {
 
 // markerPath is this Store's urgency marker for piece i.
 func (c *Store) markerPath(i int) string {
-	return filepath.Join(c.urgent, storagewrapper.PieceName(i)+"."+c.me.String())
+	return filepath.Join(c.urgent, pieceName(i)+"."+c.me.String())
 }
 
 // parseMarker returns the piece and the owner name of a marker's file name.
@@ -153,7 +149,7 @@ func parseMarker(name string) (int, string, bool) {
 	if !ok || who == "" || strings.Contains(who, ".") {
 		return 0, "", false
 	}
-	i, ok := storagewrapper.ParsePieceName(num)
+	i, ok := parsePieceName(num)
 	return i, who, ok
 }
 

@@ -5,53 +5,74 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"btfs/storagewrapper"
 )
 
-// TestPublishAtomic: a piece's blocks are written under a partial name of
-// this owner's; the final name appears only with Publish, whole.
-func TestPublishAtomic(t *testing.T) {
+// TestPublishMarks: a piece's blocks are written in place in the data
+// file; the piece counts (Completion) only once Publish marked it, for
+// this Store and for the next process's, which trusts the mark: its
+// storagewrapper serves the piece without hashing it.
+func TestPublishMarks(t *testing.T) {
 	f := testFixture()
 	dir := t.TempDir()
 	c := openStore(t, dir, f, Options{})
+	if ok, err := c.Claim(4); !ok || err != nil {
+		t.Fatalf("Claim: %v, %v", ok, err)
+	}
+	defer c.Release(4)
 	p := c.Piece(4)
 	want := f.piece(4)
 	for off := int64(0); off < int64(len(want)); off += storagewrapper.BlockSize {
 		if _, err := p.WriteAt(want[off:off+storagewrapper.BlockSize], off); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := os.Stat(c.ds.PiecePath(4)); !errors.Is(err, fs.ErrNotExist) {
-			t.Fatalf("after the block at %d the piece has a final name: %v", off, err)
-		}
 		if got, err := p.Completion(); got != storagewrapper.Missing || err != nil {
 			t.Fatalf("Completion of a partial piece = %v, %v", got, err)
 		}
 	}
-	partial := filepath.Join(dir, "partial", "000004."+c.me.String()+".part")
-	if _, err := os.Stat(partial); err != nil {
-		t.Fatalf("partial file: %v", err)
-	}
 	if err := p.Publish(); err != nil {
 		t.Fatal(err)
 	}
-	got, err := os.ReadFile(c.ds.PiecePath(4))
-	if err != nil || !bytes.Equal(got, want) {
-		t.Fatalf("published piece: %v, equal %v", err, bytes.Equal(got, want))
+	if got, err := p.Completion(); got != storagewrapper.Verified || err != nil {
+		t.Fatalf("Completion of a published piece = %v, %v", got, err)
 	}
-	if _, err := os.Stat(partial); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("partial file left after Publish: %v", err)
+	data, err := os.ReadFile(dataFile(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := f.info.PieceOffset(4)
+	if !bytes.Equal(data[off:off+int64(len(want))], want) {
+		t.Fatal("the data file does not hold the piece at its offset")
+	}
+	// Another process: the mark is trusted, the piece not hashed again.
+	c2 := openStore(t, dir, f, Options{})
+	w2 := newHost(t, f, c2)
+	if err := w2.Resume(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !w2.DoIHave(4) || w2.Stats().VerifiedPieces != 1 {
+		t.Fatalf("after Resume: had 4 %v, %d verified", w2.DoIHave(4), w2.Stats().VerifiedPieces)
+	}
+	buf := make([]byte, len(want))
+	if _, err := w2.ReadAt(context.Background(), buf, off); err != nil || !bytes.Equal(buf, want) {
+		t.Fatalf("read of the marked piece: %v, right bytes %v", err, bytes.Equal(buf, want))
+	}
+	if n := w2.Stats().Hashed; n != 0 {
+		t.Fatalf("the second process hashed %d pieces; the record vouched for them", n)
 	}
 }
 
-// TestPublishRace: two processes publish every piece of the torrent, many
-// times over, at the same moment: no error, one file per piece, right
-// bytes, no partial file left.
+// TestPublishRace: two processes claim and publish every piece of the
+// torrent at the same moment, each taking what the other did not: no
+// error, every piece marked, right bytes.
 func TestPublishRace(t *testing.T) {
 	f := testFixture()
 	dir := t.TempDir()
@@ -62,29 +83,18 @@ func TestPublishRace(t *testing.T) {
 	b.stdin.Close()
 	a.finish(t)
 	b.finish(t)
-	ents, err := os.ReadDir(filepath.Join(dir, "pieces"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, e := range ents {
-		names = append(names, e.Name())
-	}
-	want := make([]string, f.info.NumPieces())
+	got, _ := piecesIn(t, dir)
+	want := make([]int, f.info.NumPieces())
 	for i := range want {
-		want[i] = storagewrapper.PieceName(i)
+		want[i] = i
 	}
-	if !slices.Equal(names, want) {
-		t.Fatalf("pieces/ holds %v, want %v", names, want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("marked %v, want %v", got, want)
 	}
-	for i := range f.info.NumPieces() {
-		got, err := os.ReadFile(filepath.Join(dir, "pieces", storagewrapper.PieceName(i)))
-		if err != nil || !bytes.Equal(got, f.piece(i)) {
-			t.Fatalf("piece %d after the race: %v, right bytes %v", i, err, bytes.Equal(got, f.piece(i)))
-		}
-	}
-	if left, _ := os.ReadDir(filepath.Join(dir, "partial")); len(left) != 0 {
-		t.Fatalf("partial files left: %v", left)
+	c := openStore(t, dir, f, Options{})
+	data, err := os.ReadFile(dataFile(c))
+	if err != nil || !bytes.Equal(data, f.data) {
+		t.Fatalf("the data file after the race: %v, right bytes %v", err, bytes.Equal(data, f.data))
 	}
 }
 
@@ -129,6 +139,38 @@ func TestDiscovery(t *testing.T) {
 			if !bytes.Equal(buf, f.data[off:off+1000]) {
 				t.Fatal("wrong bytes")
 			}
+			if n := w.Stats().Hashed; n != 0 {
+				t.Fatalf("%d pieces hashed to adopt a piece another process marked", n)
+			}
 		})
+	}
+}
+
+// TestOldLayoutDiscarded: a cache directory in the layout of older btfs
+// (one file per piece) is removed at Open with one line in the log, and
+// none of its bytes is taken for a piece.
+func TestOldLayoutDiscarded(t *testing.T) {
+	f := testFixture()
+	dir := t.TempDir()
+	for _, sub := range []string{"pieces", "partial"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "pieces", "000003"), f.piece(3), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logs logBuffer
+	c := openStore(t, dir, f, Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	for _, sub := range []string{"pieces", "partial"} {
+		if _, err := os.Stat(filepath.Join(dir, sub)); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("%s/ of the old layout still there: %v", sub, err)
+		}
+	}
+	if n := strings.Count(logs.String(), "old one-file-per-piece layout"); n != 1 {
+		t.Fatalf("%d lines about the old layout, want 1:\n%s", n, logs.String())
+	}
+	if got, err := c.Piece(3).Completion(); got != storagewrapper.Missing || err != nil {
+		t.Fatalf("a piece of the old layout: Completion = %v, %v; want missing", got, err)
 	}
 }

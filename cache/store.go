@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -39,9 +40,10 @@ const (
 	urgentAckTimeout = time.Second
 )
 
-// Layout of the torrent's directory, beside the DirStore's pieces/ and
-// partial/.
+// Layout of the torrent's directory, beside the record (recordName) and
+// the read times (readsName).
 const (
+	dataDir   = "data"   // the torrent's own files: data/NAME[/path...]
 	claimsDir = "claims" // claims/000123: the claim on piece 123
 	urgentDir = "urgent" // urgent/000123.OWNER: OWNER's reader waits for piece 123
 	lockName  = "lock"   // flock(2): eviction, capped publish, stale claims, cleaning
@@ -53,7 +55,7 @@ type Options struct {
 	// Logger receives claim take-overs, evictions and damaged pieces; nil
 	// discards them.
 	Logger *slog.Logger
-	// MaxBytes caps the published pieces of this torrent's directory;
+	// MaxBytes caps the verified pieces of this torrent's directory;
 	// least recently read pieces are evicted to stay under it. 0 means no
 	// cap. Every process enforces its own cap: the smallest one applies.
 	MaxBytes int64
@@ -89,9 +91,9 @@ type Host interface {
 	Want(w picker.Want) (release func())
 }
 
-// Store is the shared piece cache of one torrent: a storagewrapper.Store
-// (built on a storagewrapper.DirStore) that several btfs processes open at
-// once, with the claims that split the downloads between them, the pins
+// Store is the shared cache of one torrent: a storagewrapper.Store (the
+// torrent's own files, a storagewrapper.FileStore, plus the shared record
+// of verified pieces) that several btfs processes open at once, with the claims that split the downloads between them, the pins
 // that keep pieces in use from eviction, and the size cap. See the package
 // documentation for the protocol.
 type Store struct {
@@ -99,8 +101,11 @@ type Store struct {
 	dir string
 	// info gives piece lengths.
 	info *metainfo.Info
-	// ds holds the pieces' bytes.
-	ds *storagewrapper.DirStore
+	// fst holds the bytes, in the torrent's own files under data/.
+	fst *storagewrapper.FileStore
+	// rec is the shared record of verified pieces; replaced when the
+	// directory is recreated (restoreLayout).
+	rec atomic.Pointer[record]
 	// log is never nil.
 	log *slog.Logger
 	// lim rate-limits the lines that repeat: evictions, pieces leaving,
@@ -129,10 +134,6 @@ type Store struct {
 	// lock is the flock(2) file: taken exclusively to evict, to publish
 	// under a cap, to break a stale claim and to clean.
 	lock *os.File
-	// evictProbe holds the write locks (OFD) by which eviction makes sure
-	// no process pins a piece; an open file description of its own, so
-	// that it conflicts with this process's pins too.
-	evictProbe *os.File
 	// closed is set by Close.
 	closed atomic.Bool
 	// evictions counts the pieces this Store evicted (cap or full disk).
@@ -182,7 +183,9 @@ type Store struct {
 	// discarded holds the pieces whose file this Store removed as damaged
 	// (until published again): their disappearance is no surprise.
 	discarded map[int]struct{}
-	// present is the set of published pieces as last seen, and
+	// seen is the record's piece slots as Run last saw them.
+	seen []pieceSlot
+	// present is the set of marked pieces as last seen, and
 	// presentBytes their total length: the cap's estimate.
 	present      *bitfield.Bitfield
 	presentBytes int64
@@ -216,6 +219,9 @@ type ownClaim struct {
 	// want releases the urgent want registered for another process's
 	// reader, nil when none.
 	want func()
+	// writers counts the writes in progress under the claim: Release
+	// waits for them before it tidies the piece.
+	writers sync.WaitGroup
 }
 
 // Open opens (creating as needed) the cache directory dir of the torrent
@@ -263,20 +269,16 @@ func Open(dir string, info *metainfo.Info, opts Options) (*Store, error) {
 	if c.adoptWorkers <= 0 {
 		c.adoptWorkers = 2
 	}
-	dsOpts := storagewrapper.DirStoreOptions{PartialTag: me.String()}
-	if c.maxBytes > 0 {
-		dsOpts.AroundRename = c.aroundRename
-	}
-	if c.ds, err = storagewrapper.NewDirStoreWith(dir, info, dsOpts); err != nil {
+	if c.fst, err = storagewrapper.NewFileStore(filepath.Join(dir, dataDir), info, false); err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
 	if err := c.openFiles(); err != nil {
-		c.ds.Close()
+		c.fst.Close()
 		c.closeFiles()
 		return nil, err
 	}
 	if err := c.clean(); err != nil {
-		c.ds.Close()
+		c.fst.Close()
 		c.closeFiles()
 		return nil, err
 	}
@@ -300,34 +302,63 @@ func (c *Store) openFiles() error {
 	if c.pinFile, err = os.OpenFile(pins, os.O_RDWR|os.O_CREATE, 0o644); err != nil {
 		return fmt.Errorf("cache: %w", err)
 	}
-	if c.evictProbe, err = os.OpenFile(pins, os.O_RDWR, 0o644); err != nil {
-		return fmt.Errorf("cache: %w", err)
+	if err := c.lockDir(); err != nil {
+		return err
 	}
+	defer c.unlockDir()
+	c.discardOldLayout()
+	rec, _, err := openRecord(filepath.Join(c.dir, recordName), c.info)
+	if err != nil {
+		return err
+	}
+	c.rec.Store(rec)
 	return nil
+}
+
+// discardOldLayout removes a cache of this torrent in the layout of older
+// btfs (one file per piece in pieces/, partial files in partial/), saying
+// so in one line: its pieces were never recorded, and nothing of it is
+// read. The caller holds the directory lock.
+func (c *Store) discardOldLayout() {
+	old := filepath.Join(c.dir, "pieces")
+	ents, err := os.ReadDir(old)
+	if errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	rmErr := errors.Join(os.RemoveAll(old), os.RemoveAll(filepath.Join(c.dir, "partial")))
+	c.log.Warn("cache: discarded a cache in the old one-file-per-piece layout; its pieces will be fetched again",
+		"dir", c.dir, "pieces", len(ents), "err", rmErr)
 }
 
 // closeFiles closes the lock files that are open.
 func (c *Store) closeFiles() {
 	c.pinMu.Lock()
 	defer c.pinMu.Unlock()
-	for _, f := range []*os.File{c.lock, c.pinFile, c.evictProbe} {
+	for _, f := range []*os.File{c.lock, c.pinFile} {
 		if f != nil {
 			f.Close()
 		}
 	}
 	c.pinFile = nil
+	if rec := c.rec.Swap(nil); rec != nil {
+		rec.close()
+	}
 }
 
 // Dir is the torrent's cache directory.
 func (c *Store) Dir() string { return c.dir }
 
-// DirStore is the store of the piece files, for reading them directly
-// (btfs mount -keep).
-func (c *Store) DirStore() *storagewrapper.DirStore { return c.ds }
+// DataDir is where the torrent's files are, laid out as the torrent says,
+// in the cache directory dir of a torrent: complete files can be linked
+// from there (btfs mount -keep) and read by the kernel (FUSE passthrough).
+func DataDir(dir string) string { return filepath.Join(dir, dataDir) }
+
+// FileStore is the store of the torrent's files.
+func (c *Store) FileStore() *storagewrapper.FileStore { return c.fst }
 
 // Piece returns piece i.
 func (c *Store) Piece(i int) storagewrapper.Piece {
-	return piece{c: c, i: i, p: c.ds.Piece(i)}
+	return piece{c: c, i: i, p: c.fst.Piece(i)}
 }
 
 // Close stops Run, removes this Store's claims and urgency markers, and
@@ -349,8 +380,10 @@ func (c *Store) Close() error {
 	c.mu.Lock()
 	var wants []func()
 	var claims, markers []int
+	var ocs []*ownClaim
 	for i, oc := range c.own {
 		claims = append(claims, i)
+		ocs = append(ocs, oc)
 		if oc.want != nil {
 			wants = append(wants, oc.want)
 		}
@@ -361,8 +394,15 @@ func (c *Store) Close() error {
 	clear(c.own)
 	clear(c.markers)
 	c.mu.Unlock()
-	for _, i := range claims {
-		c.removeOwnClaim(i)
+	for _, oc := range ocs {
+		oc.writers.Wait()
+	}
+	if err := c.lockDir(); err == nil {
+		for _, i := range claims {
+			c.leaveLocked(i)
+			c.removeOwnClaim(i)
+		}
+		c.unlockDir()
 	}
 	c.claimMu.Unlock()
 	for _, i := range markers {
@@ -375,7 +415,7 @@ func (c *Store) Close() error {
 		release()
 	}
 	c.lim.Stop()
-	err := c.ds.Close()
+	err := c.fst.Close()
 	c.closeFiles()
 	if err != nil {
 		return fmt.Errorf("cache: %w", err)
@@ -383,20 +423,69 @@ func (c *Store) Close() error {
 	return nil
 }
 
-// piece is one piece of the Store: the DirStore's, plus the claim's
-// progress on writes and the cap's bookkeeping on publish.
+// piece is one piece of the Store: the FileStore's bytes, with the
+// record deciding what they are worth.
 type piece struct {
 	// c is the store.
 	c *Store
-	// i is the piece index (the DirStore checks it).
+	// i is the piece index (the FileStore checks it).
 	i int
-	// p is the DirStore's piece.
+	// p is the FileStore's piece.
 	p storagewrapper.Piece
 }
 
-func (p piece) ReadAt(b []byte, off int64) (int, error) { return p.p.ReadAt(b, off) }
+// ReadAt reads the piece's bytes. Bytes under no mark are read only by
+// the download that wrote them (our claim: its hash) or, for a suspect
+// piece, by its hash; anyone else gets fs.ErrNotExist, and so does a
+// reader of a marked piece whose slot changed while it read (evicted, its
+// hole punched, perhaps downloaded again): the storagewrapper then fetches
+// the piece again rather than serve what was read.
+func (p piece) ReadAt(b []byte, off int64) (int, error) {
+	before, err := p.c.slot(p.i)
+	if err != nil {
+		return 0, err
+	}
+	if before.state == stateNone && !p.c.owns(p.i) {
+		return 0, fmt.Errorf("cache: piece %d is not in the cache: %w", p.i, fs.ErrNotExist)
+	}
+	n, err := p.p.ReadAt(b, off)
+	if before.state != stateMarked {
+		return n, err // for the hash
+	}
+	after, aerr := p.c.slot(p.i)
+	if aerr != nil {
+		return 0, aerr
+	}
+	if after != before {
+		return 0, fmt.Errorf("cache: piece %d left the cache during a read: %w", p.i, fs.ErrNotExist)
+	}
+	return n, err
+}
 
+// owns reports whether this Store holds the claim on piece i.
+func (c *Store) owns(i int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.own[i] != nil
+}
+
+// WriteAt writes a block in place, under our claim on the piece: a block
+// of a piece whose claim we no longer hold (a late block of a piece
+// dropped, abandoned or finished elsewhere) is dropped, so that no byte
+// lands after the claim's end punched the piece out (the bytes would take
+// disk space under no mark), nor under another process's mark.
 func (p piece) WriteAt(b []byte, off int64) (int, error) {
+	p.c.mu.Lock()
+	oc := p.c.own[p.i]
+	if oc != nil {
+		oc.writers.Add(1)
+	}
+	p.c.mu.Unlock()
+	if oc == nil {
+		p.c.log.Debug("cache: a block of a piece we do not hold dropped", "piece", p.i)
+		return len(b), nil
+	}
+	defer oc.writers.Done()
 	n, err := p.p.WriteAt(b, off)
 	if err == nil {
 		p.c.progress(p.i)
@@ -404,28 +493,179 @@ func (p piece) WriteAt(b []byte, off int64) (int, error) {
 	return n, err
 }
 
-func (p piece) Completion() (storagewrapper.Completion, error) { return p.p.Completion() }
-
-func (p piece) Publish() error {
-	if err := p.p.Publish(); err != nil {
-		return err
+// Completion is the record's word: Verified for a marked piece (trusted
+// without a hash), Unknown for a suspect one (its file changed behind
+// btfs's back: hash it), Missing otherwise (bytes under no mark, a
+// download that a crash or a failed hash ended, are never read).
+func (p piece) Completion() (storagewrapper.Completion, error) {
+	s, err := p.c.slot(p.i)
+	if err != nil {
+		return storagewrapper.Unknown, err
 	}
-	p.c.sawPublished(p.i)
-	return nil
+	switch s.state {
+	case stateMarked:
+		return storagewrapper.Verified, nil
+	case stateSuspect:
+		return storagewrapper.Unknown, nil
+	}
+	return storagewrapper.Missing, nil
 }
 
+// Publish records the piece, which the storagewrapper verified.
+func (p piece) Publish() error { return p.c.Record(p.i) }
+
+// Discard drops what this process wrote for the piece, or a suspect
+// piece that failed its hash: the mark of a suspect piece is cleared, and
+// the bytes are punched out. A marked piece is left alone (marked by
+// another process after our claim ended: the storagewrapper drops a piece
+// in flight after releasing its claim), and so are the bytes of a piece
+// another process has claimed meanwhile (its download is under way).
 func (p piece) Discard() error {
 	p.c.mu.Lock()
 	p.c.discarded[p.i] = struct{}{}
 	p.c.mu.Unlock()
-	err := p.p.Discard()
-	if err == nil || errors.Is(err, os.ErrNotExist) {
-		p.c.sawRemoved(p.i)
+	if err := p.c.lockDir(); err != nil {
+		return err
 	}
-	return err
+	defer p.c.unlockDir()
+	s, err := p.c.slot(p.i)
+	if err != nil {
+		return err
+	}
+	switch s.state {
+	case stateMarked:
+		return nil
+	case stateSuspect:
+		if err := p.c.setState(p.i, stateNone); err != nil {
+			return err
+		}
+	}
+	if h, err := p.c.readClaim(p.i); err == nil && h.raw != p.c.me.String() {
+		return nil
+	}
+	if err := p.c.fst.PunchPiece(p.i); err != nil {
+		p.c.lim.Warn("cache: cannot free a discarded piece's disk space", "piece", p.i, "err", err)
+	}
+	p.c.restamp(p.i)
+	p.c.sawRemoved(p.i)
+	return nil
 }
 
-// sawPublished records that piece i is published and wakes Run when the
+// Record implements storagewrapper.Recorder: it makes piece i's bytes
+// durable (fdatasync of its files), then marks it in the record — under a
+// cap, after making room under the same lock, so that processes marking at
+// once cannot overshoot the cap together.
+func (c *Store) Record(i int) error {
+	if c.closed.Load() {
+		return fmt.Errorf("cache: record piece %d: %w", i, storagewrapper.ErrClosed)
+	}
+	if err := c.fst.SyncPiece(i); err != nil {
+		return fmt.Errorf("cache: record piece %d: %w", i, err)
+	}
+	if err := c.checkLayout(); err != nil {
+		return fmt.Errorf("cache: record piece %d: %w", i, err)
+	}
+	if err := c.lockDir(); err != nil {
+		return err
+	}
+	var evicted []int
+	if c.maxBytes > 0 {
+		evicted = c.makeRoomLocked(i)
+	}
+	// A piece just fetched is as good as just read: its read time is
+	// set before its mark, so that no eviction takes it for the least
+	// recently read the moment it is marked (while the engine has yet to
+	// hear that it was verified).
+	if err := c.writeReads([]int{i}, time.Now()); err != nil {
+		c.log.Debug("cache: cannot record a read", "piece", i, "err", err)
+	}
+	err := c.setState(i, stateMarked)
+	c.restamp(i)
+	c.unlockDir()
+	c.evicted(evicted)
+	if err != nil {
+		return err
+	}
+	c.sawPublished(i)
+	return nil
+}
+
+// checkLayout fails when the record can no longer be written where it
+// is: the torrent's directory removed or replaced (an error wrapping
+// fs.ErrNotExist), or turned read-only (EROFS). Blocks go through files
+// opened earlier, which outlive both; the mark of each piece goes through
+// a fresh open of the record's path, so that such a change shows at the
+// next piece, and the storagewrapper's health (and Probe) take over.
+func (c *Store) checkLayout() error {
+	rec := c.rec.Load()
+	if rec == nil {
+		return storagewrapper.ErrClosed
+	}
+	f, err := os.OpenFile(filepath.Join(c.dir, recordName), os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	a, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	b, err := rec.f.Stat()
+	if err != nil {
+		return err
+	}
+	if !os.SameFile(a, b) {
+		return fmt.Errorf("the torrent's cache directory was replaced: %w", fs.ErrNotExist)
+	}
+	return nil
+}
+
+// slot reads piece i's slot in the record.
+func (c *Store) slot(i int) (pieceSlot, error) {
+	rec := c.rec.Load()
+	if rec == nil || c.closed.Load() {
+		return pieceSlot{}, fmt.Errorf("cache: piece %d: %w", i, storagewrapper.ErrClosed)
+	}
+	return rec.piece(i)
+}
+
+// marked reports whether piece i is marked (false when the record cannot
+// be read).
+func (c *Store) marked(i int) bool {
+	s, err := c.slot(i)
+	return err == nil && s.state == stateMarked
+}
+
+// setState sets piece i's state in the record; the caller holds the
+// directory lock (and so dirMu).
+func (c *Store) setState(i int, state uint8) error {
+	rec := c.rec.Load()
+	if rec == nil {
+		return fmt.Errorf("cache: piece %d: %w", i, storagewrapper.ErrClosed)
+	}
+	return rec.setPiece(i, state)
+}
+
+// restamp records the files of piece i as btfs leaves them now (their
+// size and mtime), so that a change that is not btfs's shows; the caller
+// holds the directory lock.
+func (c *Store) restamp(i int) {
+	rec := c.rec.Load()
+	if rec == nil || i < 0 || i >= c.info.NumPieces() {
+		return
+	}
+	for _, k := range c.fst.FilesOf(i) {
+		st, err := statStamp(c.fst.Path(k))
+		if err == nil {
+			err = rec.setStamp(k, st)
+		}
+		if err != nil {
+			c.lim.Warn("cache: cannot stamp a file", "file", c.fst.Path(k), "err", err)
+		}
+	}
+}
+
+// sawPublished records that piece i is marked and wakes Run when the
 // cap's estimate is exceeded.
 func (c *Store) sawPublished(i int) {
 	c.mu.Lock()
@@ -439,7 +679,7 @@ func (c *Store) sawPublished(i int) {
 	}
 }
 
-// sawRemoved records that piece i's file is gone.
+// sawRemoved records that piece i is no longer marked.
 func (c *Store) sawRemoved(i int) {
 	c.mu.Lock()
 	if c.present.Clear(i) {
@@ -456,11 +696,33 @@ func (c *Store) signal() {
 	}
 }
 
-// PieceFile implements storagewrapper.PieceFiler: the DirStore's piece
-// file. The caller pins the piece (storagewrapper.Wrapper.ReadFiles does)
-// so that it counts as read; a piece evicted while its file is open stays
-// readable through it.
-func (c *Store) PieceFile(i int) (*os.File, func(), error) { return c.ds.PieceFile(i) }
+// PieceFiles implements storagewrapper.PieceFiler: the torrent's files
+// under data/, for a marked piece only (others fail with fs.ErrNotExist:
+// the caller reads through ReadAt, which notices). The caller pins the
+// piece (storagewrapper.Wrapper.ReadFiles does), so that it is not evicted
+// after this check.
+func (c *Store) PieceFiles(i int, off int64, n int, fn func(f *os.File, at int64, m int) error) error {
+	if !c.marked(i) {
+		return fmt.Errorf("cache: piece %d is not in the cache: %w", i, fs.ErrNotExist)
+	}
+	return c.fst.PieceFiles(i, off, n, fn)
+}
+
+// BackingFile implements storagewrapper.FileBacker: file k of the torrent
+// under data/, if every piece holding its bytes is marked (the caller
+// pinned them: none is evicted while the kernel reads the file).
+func (c *Store) BackingFile(k int) (*os.File, error) {
+	if k < 0 || k >= len(c.info.Files) {
+		return nil, fmt.Errorf("cache: backing file %d: %w", k, storagewrapper.ErrOutOfRange)
+	}
+	first, end := c.info.FileRange(k)
+	for i := first; i < end; i++ {
+		if !c.marked(i) {
+			return nil, fmt.Errorf("cache: backing file %d: piece %d is not in the cache: %w", k, i, fs.ErrNotExist)
+		}
+	}
+	return c.fst.BackingFile(k)
+}
 
 // Usage is what a Store holds, for the status page and /metrics.
 type Usage struct {

@@ -7,13 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
-	"btfs/bitfield"
 	"btfs/storagewrapper"
 )
 
@@ -64,7 +64,7 @@ func (c *Store) Run(ctx context.Context, host Host) error {
 	}()
 	poll := c.pollInterval
 	if !c.noInotify {
-		w, err = newWatcher(map[dirKind]string{piecesKind: c.ds.PiecesDir(), claimsKind: c.claims, urgentKind: c.urgent})
+		w, err = newWatcher(map[dirKind]string{recordKind: filepath.Join(c.dir, recordName), claimsKind: c.claims, urgentKind: c.urgent})
 		if err != nil {
 			c.log.Warn("cache: inotify unavailable; polling the cache directory", "err", err)
 		} else {
@@ -116,21 +116,10 @@ func (c *Store) handle(ev fsEvent, host Host) {
 		return
 	}
 	switch ev.kind {
-	case piecesKind:
-		i, ok := storagewrapper.ParsePieceName(ev.name)
-		if !ok || i >= c.info.NumPieces() {
-			return
-		}
-		switch {
-		case ev.mask&unix.IN_MOVED_TO != 0:
-			c.appeared(i, host)
-		case ev.mask&unix.IN_CLOSE_WRITE != 0:
-			c.modified(i, host)
-		case ev.mask&(unix.IN_DELETE|unix.IN_MOVED_FROM) != 0:
-			c.vanished(i, host)
-		}
+	case recordKind:
+		c.syncRecord(host)
 	case claimsKind:
-		i, ok := storagewrapper.ParsePieceName(ev.name)
+		i, ok := parsePieceName(ev.name)
 		if ok && ev.mask&(unix.IN_DELETE|unix.IN_MOVED_FROM) != 0 {
 			c.claimGone(i)
 		}
@@ -141,44 +130,76 @@ func (c *Store) handle(ev fsEvent, host Host) {
 	}
 }
 
-// appeared handles a piece file published (by anyone): adopt it unless had.
-func (c *Store) appeared(i int, host Host) {
-	c.ds.Forget(i) // a handle on a file it replaced would hold its disk space
-	c.sawPublished(i)
-	c.mu.Lock()
-	delete(c.discarded, i)
-	c.mu.Unlock()
-	c.sawPinnedThere(i)
-	if !host.DoIHave(i) {
-		c.queueAdopt(i)
-	}
-}
-
-// modified handles a piece file written in place: no btfs does that, so
-// someone changed a published piece; it is verified again before it is
-// served again.
-func (c *Store) modified(i int, host Host) {
-	c.ds.Forget(i)
-	if host.Unverify(i) {
-		c.log.Warn("cache: a piece file was changed in place; verifying it again", "piece", i)
-	}
-	c.queueAdopt(i)
-}
-
-// vanished handles a piece file removed (evicted or discarded by another
-// process, or by hand): a had piece is had no longer.
-func (c *Store) vanished(i int, host Host) {
-	c.ds.Forget(i)
-	if _, err := os.Stat(c.ds.PiecePath(i)); err == nil {
-		c.appeared(i, host) // published again meanwhile
+// syncRecord compares the record with what this process has: pieces
+// marked by another process are adopted (trusted: no hash), pieces
+// unmarked (evicted, discarded) are had no longer, suspect ones (their
+// file changed behind btfs's back) are had no longer and hashed again.
+func (c *Store) syncRecord(host Host) {
+	rec := c.rec.Load()
+	if rec == nil {
 		return
 	}
+	slots, err := rec.pieces()
+	if err != nil {
+		c.lim.Warn("cache: cannot read the record", "err", err)
+		return
+	}
+	c.mu.Lock()
+	prev := c.seen
+	c.seen = slots
+	c.mu.Unlock()
+	var names []int
+	for i, s := range slots {
+		if s.state == stateMarked {
+			names = append(names, i)
+		}
+		changed := prev == nil || prev[i] != s
+		switch {
+		case s.state == stateMarked:
+			if changed {
+				c.mu.Lock()
+				delete(c.discarded, i)
+				c.mu.Unlock()
+				c.sawPinnedThere(i)
+			}
+			if !host.DoIHave(i) {
+				c.queueAdopt(i)
+			}
+		case host.DoIHave(i):
+			// slots is a snapshot, host is now: a piece marked since the
+			// snapshot may be had already (adopted by a worker or a
+			// reader's miss). Only the record read now says it went.
+			if cur, err := c.slot(i); err == nil {
+				if cur.state == stateMarked {
+					names = append(names, i)
+					continue
+				}
+				s = cur
+			}
+			c.vanished(i, host, s.state == stateSuspect)
+			if s.state == stateSuspect {
+				c.queueAdopt(i)
+			}
+		case s.state == stateSuspect && changed:
+			c.queueAdopt(i)
+		}
+	}
+	c.resetPresent(names, nil)
+}
+
+// vanished handles a had piece whose mark went (evicted or discarded by
+// another process, or found changed behind btfs's back): had no longer.
+func (c *Store) vanished(i int, host Host, suspect bool) {
 	c.sawRemoved(i)
-	if c.lostPinned(i) {
+	if c.lostPinned(i) && !suspect {
 		c.lim.Error("cache: a piece in use left the cache: removed outside the eviction protocol", "piece", i)
 	}
 	if host.Unverify(i) {
-		c.lim.Info("cache: a piece left the cache; it will be fetched again when read", "piece", i)
+		if suspect {
+			c.lim.Warn("cache: a file was changed behind btfs's back; verifying its pieces again", "piece", i)
+		} else {
+			c.lim.Info("cache: a piece left the cache; it will be fetched again when read", "piece", i)
+		}
 	}
 }
 
@@ -191,7 +212,7 @@ func (c *Store) claimGone(i int) {
 	if !refused {
 		return
 	}
-	if _, err := os.Stat(c.ds.PiecePath(i)); err == nil {
+	if c.marked(i) {
 		c.queueAdopt(i)
 		return
 	}
@@ -200,25 +221,8 @@ func (c *Store) claimGone(i int) {
 
 // rescan compares the directory with what this process has: the poll.
 func (c *Store) rescan(host Host) {
-	names, _, err := c.scanPieces()
-	if err != nil {
-		c.lim.Warn("cache: cannot scan the cache directory", "err", err)
-		return
-	}
-	c.resetPresent(names, nil)
-	have := host.Bitfield()
-	there := bitfield.New(c.info.NumPieces())
-	for _, i := range names {
-		there.Set(i)
-		if !have.Has(i) {
-			c.queueAdopt(i)
-		}
-	}
-	for i := range have.Ones() {
-		if !there.Has(i) {
-			c.vanished(i, host)
-		}
-	}
+	c.checkStamps()
+	c.syncRecord(host)
 	c.syncMarkers()
 	c.checkRefused(false)
 	c.flushReads()
@@ -290,18 +294,18 @@ func (c *Store) adopted(i int, ok bool) {
 		c.mu.Unlock()
 		return
 	}
-	if _, err := os.Stat(c.ds.PiecePath(i)); err == nil {
+	if s, err := c.slot(i); err == nil && s.state != stateNone {
 		return // in flight here, or being adopted by a reader: the next scan retries
 	}
 	c.sawRemoved(i)
 	c.claimEnded(i)
 }
 
-// dirKind names the watched directories.
+// dirKind names the watched files and directories.
 type dirKind int8
 
 const (
-	piecesKind dirKind = iota
+	recordKind dirKind = iota
 	claimsKind
 	urgentKind
 )
@@ -318,7 +322,7 @@ type fsEvent struct {
 
 // watchMask is what each directory is watched for.
 var watchMask = map[dirKind]uint32{
-	piecesKind: unix.IN_MOVED_TO | unix.IN_CLOSE_WRITE | unix.IN_DELETE | unix.IN_MOVED_FROM,
+	recordKind: unix.IN_MODIFY,
 	claimsKind: unix.IN_DELETE | unix.IN_MOVED_FROM,
 	urgentKind: unix.IN_CREATE | unix.IN_MOVED_TO | unix.IN_DELETE | unix.IN_MOVED_FROM,
 }

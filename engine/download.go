@@ -382,6 +382,12 @@ func (s *state) cancelDuplicates(b storagewrapper.Block) {
 func (s *state) pieceDone(res storagewrapper.Result) {
 	i := res.Piece
 	switch {
+	case res.Verified && !s.t.sw.DoIHave(i):
+		// Verified, then gone from the store before this result reached
+		// the loop (a full disk's eviction took it at once): its
+		// Unverified change came first, and marking it had now would
+		// leave the picker believing in a piece nobody can read.
+		s.sync(i)
 	case res.Verified:
 		s.sync(i)
 		s.pieceVerified(i)

@@ -14,7 +14,7 @@ import (
 )
 
 // TestStoreFailureStopsRequests drives the loop's state over a real
-// DirStore whose directory is moved away mid-download: the first block
+// FileStore whose directory is moved away mid-download: the first block
 // that cannot be stored puts the store in its failed state, the loop
 // cancels every request it has out (the swarm sends nothing we cannot
 // keep) and asks for nothing more, and it requests again by itself once
@@ -23,7 +23,7 @@ func TestStoreFailureStopsRequests(t *testing.T) {
 	_, mi := swarmtest.MakeTorrent(t, t.TempDir(), swarmtest.TorrentOptions{Size: 4 << 20, PieceLength: 64 << 10})
 	base := t.TempDir()
 	dir := filepath.Join(base, "store")
-	ds, err := storagewrapper.NewDirStore(dir, mi.Info)
+	ds, err := storagewrapper.NewFileStore(dir, mi.Info, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,7 +26,15 @@ func (f *fileNode) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, u
 	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
 		return nil, 0, syscall.EROFS
 	}
-	return f.m.open(f), fuse.FOPEN_KEEP_CACHE, 0
+	if h := f.m.openPassthrough(f); h != nil {
+		return h, 0, 0
+	}
+	h := f.m.open(f)
+	h.cached = true
+	f.m.mu.Lock()
+	f.m.cachedOpens[f]++
+	f.m.mu.Unlock()
+	return h, fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // handle is one open file: a stream.Reader (position, readahead window,
@@ -44,6 +52,10 @@ type handle struct {
 	m *mountState
 	// r follows the handle's reader over the file's bytes.
 	r *stream.Reader
+
+	// cached is set for a handle in the kernel's page cache mode (not
+	// passthrough): counted in mountState.cachedOpens until released.
+	cached bool
 
 	// mu guards timedOut.
 	mu sync.Mutex
@@ -176,6 +188,11 @@ func (h *handle) Release(ctx context.Context) syscall.Errno {
 	h.close()
 	h.m.mu.Lock()
 	delete(h.m.handles, h)
+	if h.cached {
+		if h.m.cachedOpens[h.f]--; h.m.cachedOpens[h.f] <= 0 {
+			delete(h.m.cachedOpens, h.f)
+		}
+	}
 	h.m.mu.Unlock()
 	return 0
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
@@ -71,11 +72,21 @@ type mountState struct {
 	// cancel cancels ctx.
 	cancel context.CancelCauseFunc
 
-	// mu guards handles.
+	// noPassthrough is Options.NoPassthrough.
+	noPassthrough bool
+	// passthroughOff is set once the kernel sent a read for a file opened
+	// in passthrough: passthrough is unavailable (said once in the log).
+	passthroughOff atomic.Bool
+
+	// mu guards handles and cachedOpens.
 	mu sync.Mutex
 	// handles are the open handles, whose wants Unmount and Wait release
 	// if the kernel never sends RELEASE (a lazy unmount, a killed reader).
 	handles map[*handle]struct{}
+	// cachedOpens counts, per file, its open handles not in passthrough:
+	// the kernel refuses a passthrough open of a file open in its page
+	// cache mode, so such a file gets no passthrough until they close.
+	cachedOpens map[*fileNode]int
 }
 
 // releaseAll releases the wants of every open handle.
@@ -271,6 +282,8 @@ func newMountState(parent context.Context, ih metainfo.Hash, mi *metainfo.MetaIn
 		uid:           uint32(os.Getuid()),
 		gid:           uint32(os.Getgid()),
 		handles:       map[*handle]struct{}{},
+		cachedOpens:   map[*fileNode]int{},
+		noPassthrough: opts.NoPassthrough,
 	}
 	if m.mediaHeadTail <= 0 {
 		m.mediaHeadTail = DefaultMediaHeadTail

@@ -42,6 +42,10 @@ type Options struct {
 	// Debug logs every FUSE request and reply (go-fuse's debug output) to
 	// Logger at debug level.
 	Debug bool
+	// NoPassthrough turns FUSE passthrough off: complete files are read
+	// through btfs like the others (for comparisons, and kernels whose
+	// passthrough misbehaves).
+	NoPassthrough bool
 }
 
 // Options' defaults, the stream package's.

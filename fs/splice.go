@@ -11,8 +11,8 @@ import (
 	"github.com/hanwen/go-fuse/v2/splice"
 )
 
-// fileReader is implemented by a Torrent whose verified bytes live in piece
-// files (storagewrapper.Wrapper over a DirStore or the shared cache): see
+// fileReader is implemented by a Torrent whose verified bytes live in
+// files (storagewrapper.Wrapper over a FileStore or the shared cache): see
 // storagewrapper.Wrapper.ReadFiles.
 type fileReader interface {
 	ReadFiles(off int64, n int, fn func(f *os.File, at int64, m int) error) (bool, error)

@@ -14,12 +14,14 @@ import (
 	"btfs/storagewrapper"
 )
 
-// newDirEnv mounts fx over a wrapper on a DirStore (piece files, as the
-// shared cache keeps them) with every piece verified, so that reads can be
-// spliced from the piece files.
-func newDirEnv(t testing.TB, fx *fixture, opts Options) (dir string, ds *storagewrapper.DirStore) {
+// newDirEnv mounts fx over a wrapper on a FileStore (the torrent's own
+// files, as the shared cache keeps them) with every piece verified, so
+// that reads can be spliced from the files; without passthrough, which
+// would leave no read to btfs.
+func newDirEnv(t testing.TB, fx *fixture, opts Options) (dir string, ds *storagewrapper.FileStore) {
 	t.Helper()
-	ds, err := storagewrapper.NewDirStore(t.TempDir(), fx.mi.Info)
+	opts.NoPassthrough = true
+	ds, err := storagewrapper.NewFileStore(t.TempDir(), fx.mi.Info, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,17 +101,15 @@ func TestSpliceRead(t *testing.T) {
 	}
 }
 
-// A piece file removed behind the mount's back (another process evicted
-// it): the read does not fail; it takes the copy path, whose ReadAt
-// notices the missing piece and waits for it to be fetched again. Here
+// A file truncated behind the mount's back: the read does not fail; it
+// takes the copy path, whose ReadAt notices the missing piece and waits for it to be fetched again. Here
 // nobody fetches it, so the read must time out with EIO, not return
 // garbage or zeros.
 func TestSpliceReadPieceGone(t *testing.T) {
 	const piece = 64 << 10
 	fx := newFixture(t, "gone", piece, true, []fileSpec{{path: "f", size: 4 * piece}})
 	dir, ds := newDirEnv(t, fx, Options{ReadTimeout: 300 * time.Millisecond})
-	ds.Forget(2)
-	if err := os.Remove(ds.PiecePath(2)); err != nil {
+	if err := os.Truncate(ds.Path(0), 2*piece+100); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.OpenFile(dir+"/gone", os.O_RDONLY|0o40000, 0)
@@ -155,7 +155,7 @@ func TestSpliceArithmetic(t *testing.T) {
 }
 
 // BenchmarkSpliceRead reads a fully verified 64 MiB file whose pieces are
-// files (a DirStore, as in the shared cache) through the mount with dd in
+// files (a FileStore, as in the shared cache) through the mount with dd in
 // its own process, copying (pread into memory, then write to /dev/fuse)
 // or splicing (spliceRead). "direct" reads with O_DIRECT, 1 MiB at a time,
 // the piece files in the page cache: the server's cost per byte. "cold"
@@ -174,8 +174,8 @@ func BenchmarkSpliceRead(b *testing.B) {
 	p := dir + "/bench.bin"
 	dropAll := func(b *testing.B) {
 		dropCache(b, p)
-		for i := range fx.mi.Info.NumPieces() {
-			dropCache(b, ds.PiecePath(i))
+		for k := range fx.mi.Info.Files {
+			dropCache(b, ds.Path(k))
 		}
 	}
 	for _, mode := range []string{"direct", "cold"} {

@@ -17,16 +17,16 @@ func BenchmarkPieceCameIn(b *testing.B) {
 	const pieceLen, pieces = 1 << 20, 32
 	f := newFixture(b, pieceLen, pieceLen*pieces)
 	root := b.TempDir()
-	for _, kind := range []string{"mem", "dir"} {
+	for _, kind := range []string{"mem", "file"} {
 		b.Run(kind, func(b *testing.B) {
 			open := func() *Wrapper {
 				var store Store = NewMemStore(f.info)
-				if kind == "dir" {
+				if kind == "file" {
 					dir := filepath.Join(root, kind)
 					if err := os.RemoveAll(dir); err != nil {
 						b.Fatal(err)
 					}
-					ds, err := NewDirStore(dir, f.info)
+					ds, err := NewFileStore(dir, f.info, false)
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -90,11 +90,11 @@ func BenchmarkPieceCameInParallel(b *testing.B) {
 	for i := range info.Pieces {
 		info.Pieces[i] = one.info.Pieces[0]
 	}
-	for _, kind := range []string{"mem", "dir"} {
+	for _, kind := range []string{"mem", "file"} {
 		b.Run(kind, func(b *testing.B) {
 			var store Store = NewMemStore(&info)
-			if kind == "dir" {
-				ds, err := NewDirStore(b.TempDir(), &info)
+			if kind == "file" {
+				ds, err := NewFileStore(b.TempDir(), &info, false)
 				if err != nil {
 					b.Fatal(err)
 				}

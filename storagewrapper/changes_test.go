@@ -3,9 +3,6 @@ package storagewrapper
 import (
 	"bytes"
 	"context"
-	"errors"
-	"io/fs"
-	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -17,20 +14,14 @@ import (
 // instead of failing.
 func TestUnverifyRefetch(t *testing.T) {
 	f := newFixture(t, 4*BlockSize, 3*4*BlockSize)
-	ds, err := NewDirStore(t.TempDir(), f.info)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ds := NewMemStore(f.info)
 	w := newWrapper(t, f, ds, Config{})
 	downloadAll(t, w, f)
 	if c := w.TakeChanges(); !c.Empty() {
 		t.Fatalf("own downloads reported as changes: %+v", c)
 	}
-	// Another process evicts piece 1 (our open handle goes with it).
-	if err := os.Remove(ds.PiecePath(1)); err != nil {
-		t.Fatal(err)
-	}
-	ds.Forget(1)
+	// Another process evicts piece 1.
+	ds.removeByHand(1)
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -65,17 +56,9 @@ func TestUnverifyRefetch(t *testing.T) {
 // (and reported as a change), a damaged one removed, and the read waits.
 func TestReadMissAdopts(t *testing.T) {
 	f := newFixture(t, 4*BlockSize, 3*4*BlockSize)
-	ds, err := NewDirStore(t.TempDir(), f.info)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ds := NewMemStore(f.info)
 	w := newWrapper(t, f, ds, Config{})
-	publishByHand := func(p int, data []byte) {
-		t.Helper()
-		if err := os.WriteFile(ds.PiecePath(p), data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishByHand := ds.publishByHand
 	publishByHand(2, f.piece(2))
 	buf := make([]byte, 300)
 	off := f.info.PieceOffset(2) + 5
@@ -93,8 +76,8 @@ func TestReadMissAdopts(t *testing.T) {
 	defer cancel()
 	res := startReader(ctx, &wg, w, 10, 100)
 	waitWants(t, w, 1) // checked, found wrong, waiting
-	if _, err := os.Stat(ds.PiecePath(0)); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("the damaged piece file is still there: %v", err)
+	if ds.hasPublished(0) {
+		t.Fatal("the damaged piece is still there")
 	}
 	if r := fetch(t, w, 0, "peer", f.block); !r.Verified {
 		t.Fatalf("fetch: %+v", r)
@@ -164,13 +147,8 @@ func (p gatedPiece) ReadAt(b []byte, off int64) (int, error) {
 // adoption fails (the data was bad), the piece is reported as one to fetch.
 func TestAdoptFailureRequeues(t *testing.T) {
 	f := newFixture(t, 4*BlockSize, 3*4*BlockSize)
-	ds, err := NewDirStore(t.TempDir(), f.info)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(ds.PiecePath(1), corrupt(f.piece(1)), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	ds := NewMemStore(f.info)
+	ds.publishByHand(1, corrupt(f.piece(1)))
 	gs := &gatedStore{Store: ds, piece: 1, gate: make(chan struct{}), reading: make(chan struct{})}
 	w := newWrapper(t, f, gs, Config{})
 	adopted := make(chan bool, 1)

@@ -7,6 +7,10 @@ import (
 	"sync"
 )
 
+// DefaultMaxOpenFiles is how many files a FileStore keeps open at most
+// (the seed's FilePool cap): a torrent's file count is not the bound.
+const DefaultMaxOpenFiles = 64
+
 // filePool is the seed's FilePool: a bounded set of open *os.File, reused
 // across reads and writes and closed least-recently-used first. A torrent
 // with 100 000 pieces must not mean 100 000 open descriptors.

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sort"
 
+	"golang.org/x/sys/unix"
+
 	"btfs/metainfo"
 )
 
@@ -24,6 +26,7 @@ import (
 // BEP 47 padding files are never created: they read as zeros and writes to
 // them are dropped (after the hash check has seen them as zeros).
 type FileStore struct {
+	root     string // the directory the files are in
 	info     *metainfo.Info
 	paths    []string // per file, the path on disk ("" for padding files)
 	readOnly bool     // seeding existing data: never create or write
@@ -37,7 +40,7 @@ func NewFileStore(dir string, info *metainfo.Info, readOnly bool) (*FileStore, e
 	if err := checkInfo(info); err != nil {
 		return nil, err
 	}
-	s := &FileStore{info: info, readOnly: readOnly, pool: newFilePool(DefaultMaxOpenFiles)}
+	s := &FileStore{root: dir, info: info, readOnly: readOnly, pool: newFilePool(DefaultMaxOpenFiles)}
 	s.paths = make([]string, len(info.Files))
 	for i, f := range info.Files {
 		if f.Padding {
@@ -55,6 +58,9 @@ func NewFileStore(dir string, info *metainfo.Info, readOnly bool) (*FileStore, e
 		s.paths[i] = p
 	}
 	if !readOnly {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("storagewrapper: %w", err)
+		}
 		// Zero-length files exist from the start: nothing will ever write them.
 		for i, f := range info.Files {
 			if f.Length == 0 && s.paths[i] != "" {
@@ -185,7 +191,13 @@ func (p filePiece) WriteAt(b []byte, off int64) (int, error) {
 		}
 		e, err := p.s.pool.acquire(path, p.s.flag())
 		if errors.Is(err, os.ErrNotExist) {
-			if err = os.MkdirAll(filepath.Dir(path), 0o755); err == nil {
+			// The torrent's subdirectories are made as needed, but a
+			// store whose directory was removed under it fails: that
+			// is a fault to report (storagewrapper/health.go), not to
+			// paper over.
+			if _, serr := os.Stat(p.s.root); serr != nil {
+				err = serr
+			} else if err = os.MkdirAll(filepath.Dir(path), 0o755); err == nil {
 				e, err = p.s.pool.acquire(path, p.s.flag())
 			}
 		}
@@ -231,3 +243,134 @@ func (p filePiece) Publish() error { return nil }
 // Discard leaves the bytes (they will be overwritten by the next download
 // of the piece); the Wrapper already treats the piece as missing.
 func (p filePiece) Discard() error { return nil }
+
+// Path returns file k's path on disk ("" for a padding file).
+func (s *FileStore) Path(k int) string { return s.paths[k] }
+
+// FilesOf returns the files (indexes in info.Files) that hold bytes of
+// piece i, padding files left out.
+func (s *FileStore) FilesOf(i int) []int {
+	var out []int
+	for _, sg := range s.segments(s.info.PieceOffset(i), int(s.info.PieceLen(i))) {
+		if s.paths[sg.file] != "" {
+			out = append(out, sg.file)
+		}
+	}
+	return out
+}
+
+// SyncPiece makes piece i's bytes durable: fdatasync(2) of each file that
+// holds some (the whole file: a range sync would leave the allocation of a
+// sparse file's new blocks in the journal). A file that does not exist has
+// nothing to flush.
+func (s *FileStore) SyncPiece(i int) error {
+	return s.eachFile(i, func(f *os.File, _ segment) error {
+		if err := unix.Fdatasync(int(f.Fd())); err != nil {
+			return fmt.Errorf("fdatasync %s: %w", f.Name(), err)
+		}
+		return nil
+	})
+}
+
+// PunchPiece deallocates piece i's bytes (fallocate PUNCH_HOLE, the file
+// sizes kept): they read as zeros afterwards and take no disk space beyond
+// the blocks they share with neighbouring pieces. A file that does not
+// exist has nothing to punch.
+func (s *FileStore) PunchPiece(i int) error {
+	return s.eachFile(i, func(f *os.File, sg segment) error {
+		err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, sg.off, int64(sg.n))
+		if err != nil {
+			return fmt.Errorf("punch %s at %d+%d: %w", f.Name(), sg.off, sg.n, err)
+		}
+		return nil
+	})
+}
+
+// eachFile calls fn with each existing file holding bytes of piece i and
+// the segment of the piece in it.
+func (s *FileStore) eachFile(i int, fn func(f *os.File, sg segment) error) error {
+	if i < 0 || i >= s.info.NumPieces() {
+		return fmt.Errorf("storagewrapper: piece %d of %d: %w", i, s.info.NumPieces(), ErrOutOfRange)
+	}
+	if s.readOnly {
+		return fmt.Errorf("storagewrapper: piece %d: read-only file store", i)
+	}
+	for _, sg := range s.segments(s.info.PieceOffset(i), int(s.info.PieceLen(i))) {
+		path := s.paths[sg.file]
+		if path == "" {
+			continue
+		}
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		e, err := s.pool.acquire(path, s.flag())
+		if err != nil {
+			return fmt.Errorf("storagewrapper: piece %d: %w", i, err)
+		}
+		err = fn(e.f, sg)
+		s.pool.release(e)
+		if err != nil {
+			return fmt.Errorf("storagewrapper: piece %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// ForgetAll drops the open handles: the files were removed (a cache
+// directory removed while in use), and a handle kept would write into a
+// file that is gone.
+func (s *FileStore) ForgetAll() { s.pool.forgetAll() }
+
+// PieceFiles implements PieceFiler: the segments of the torrent's files
+// that hold [off, off+n) of piece i. A padding file, or a file missing or
+// short, fails with an error wrapping fs.ErrNotExist (the caller reads
+// through ReadAt instead).
+func (s *FileStore) PieceFiles(i int, off int64, n int, fn func(f *os.File, at int64, m int) error) error {
+	if _, err := pieceSpan(s.info, i, off, n); err != nil {
+		return fmt.Errorf("storagewrapper: %w", err)
+	}
+	for _, sg := range s.segments(s.info.PieceOffset(i)+off, n) {
+		path := s.paths[sg.file]
+		if path == "" {
+			return fmt.Errorf("storagewrapper: piece %d: padding: %w", i, os.ErrNotExist)
+		}
+		e, ok := s.pool.acquireOpen(path)
+		if !ok {
+			// Not created here: a file removed behind our back is gone.
+			if _, err := os.Stat(path); err != nil {
+				return fmt.Errorf("storagewrapper: piece %d: %w", i, err)
+			}
+			var err error
+			if e, err = s.pool.acquire(path, s.flag()); err != nil {
+				return fmt.Errorf("storagewrapper: piece %d: %w", i, err)
+			}
+		}
+		err := fn(e.f, sg.off, sg.n)
+		s.pool.release(e)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// BackingFile implements FileBacker: file k opened for reading, if it has
+// the torrent's length.
+func (s *FileStore) BackingFile(k int) (*os.File, error) {
+	if k < 0 || k >= len(s.paths) || s.paths[k] == "" {
+		return nil, fmt.Errorf("storagewrapper: backing file %d: %w", k, ErrOutOfRange)
+	}
+	f, err := os.Open(s.paths[k])
+	if err != nil {
+		return nil, fmt.Errorf("storagewrapper: %w", err)
+	}
+	st, err := f.Stat()
+	if err == nil && st.Size() != s.info.Files[k].Length {
+		err = fmt.Errorf("%s has %d bytes, the torrent says %d: %w", s.paths[k], st.Size(), s.info.Files[k].Length, io.ErrUnexpectedEOF)
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("storagewrapper: backing file %d: %w", k, err)
+	}
+	return f, nil
+}

@@ -221,12 +221,12 @@ func TestStoreFailures(t *testing.T) {
 		{"disk full on publish", func(s *faultyStore) { s.publishErr[0] = enospc }, 1, []error{ErrStore, enospc}},
 	}
 	for _, tt := range tests {
-		for _, kind := range []string{"mem", "dir"} {
+		for _, kind := range []string{"mem", "file"} {
 			t.Run(tt.name+"/"+kind, func(t *testing.T) {
 				f := newFixture(t, 2*BlockSize, 4*BlockSize)
 				var base Store = NewMemStore(f.info)
-				if kind == "dir" {
-					ds, err := NewDirStore(t.TempDir(), f.info)
+				if kind == "file" {
+					ds, err := NewFileStore(t.TempDir(), f.info, false)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -311,12 +311,12 @@ func TestDownloadAll(t *testing.T) {
 		{"one piece, one byte", 1 << 20, 1},
 	}
 	for _, sh := range shapes {
-		for _, kind := range []string{"mem", "dir"} {
+		for _, kind := range []string{"mem", "file"} {
 			t.Run(sh.name+"/"+kind, func(t *testing.T) {
 				f := newFixture(t, sh.pieceLen, sh.total)
 				var store Store = NewMemStore(f.info)
-				if kind == "dir" {
-					ds, err := NewDirStore(t.TempDir(), f.info)
+				if kind == "file" {
+					ds, err := NewFileStore(t.TempDir(), f.info, false)
 					if err != nil {
 						t.Fatal(err)
 					}

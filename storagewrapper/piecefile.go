@@ -5,43 +5,28 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
 
-// PieceFiler is implemented by a Store whose published pieces are files of
-// their own (DirStore, and the shared cache built on it): a reader can then
-// move verified bytes from the piece file to where they go (a FUSE reply,
-// through splice(2)) without copying them through user space.
+// PieceFiler is implemented by a Store whose pieces' bytes lie in files
+// (the torrent's own files: FileStore, and the shared cache built on one):
+// a reader can then move verified bytes from those files to where they go
+// (a FUSE reply, through splice(2)) without copying them through user
+// space, and ask the kernel to read them ahead.
 type PieceFiler interface {
-	// PieceFile returns piece i's published file, open for reading, and
-	// release, which the caller calls once it is done with the file
-	// (exactly once). Until then the file stays readable, even if the
-	// piece is evicted or replaced meanwhile: an open file outlives its
-	// name. A piece with no published file fails with an error wrapping
-	// fs.ErrNotExist.
-	PieceFile(i int) (f *os.File, release func(), err error)
-}
-
-// PieceFile implements PieceFiler. The file comes from the store's pool of
-// open files, shared with ReadAt.
-func (s *DirStore) PieceFile(i int) (*os.File, func(), error) {
-	if i < 0 || i >= s.info.NumPieces() {
-		return nil, nil, fmt.Errorf("dirstore: piece %d of %d: %w", i, s.info.NumPieces(), ErrOutOfRange)
-	}
-	if s.closed.Load() {
-		return nil, nil, fmt.Errorf("dirstore: piece file %d: %w", i, ErrClosed)
-	}
-	e, err := s.pool.acquire(s.finalPath(i), os.O_RDONLY)
-	if err != nil {
-		return nil, nil, fmt.Errorf("dirstore: piece file %d: %w", i, err)
-	}
-	return e.f, func() { s.pool.release(e) }, nil
+	// PieceFiles calls fn(f, at, m) for each file segment holding bytes
+	// [off, off+n) of piece i, in order: the m bytes at offset at of the
+	// open file f, valid only during fn. A piece whose file is gone fails
+	// with an error wrapping fs.ErrNotExist; fn's error is returned as is.
+	PieceFiles(i int, off int64, n int, fn func(f *os.File, at int64, m int) error) error
 }
 
 // ReadFiles hands the verified bytes [off, off+n) of the torrent to fn as
-// ranges of the store's piece files, in order: fn(f, at, m) for the m bytes
-// at offset at of the file f, once per piece the range covers. The files
+// ranges of the store's files, in order: fn(f, at, m) for the m bytes
+// at offset at of the file f, once per file segment of each piece the
+// range covers. The files
 // are valid only during fn. The pieces are pinned meanwhile (a shared
 // cache counts it as a read and evicts none of them).
 //
@@ -83,17 +68,18 @@ func (w *Wrapper) ReadFiles(off int64, n int, fn func(f *os.File, at int64, m in
 		piece := int(at / plen)
 		inPiece := at - w.info.PieceOffset(piece)
 		m := int(min(end-at, w.info.PieceLen(piece)-inPiece))
-		f, release, err := filer.PieceFile(piece)
-		if errors.Is(err, fs.ErrNotExist) {
+		var fnErr error
+		err := filer.PieceFiles(piece, inPiece, m, func(f *os.File, at int64, m int) error {
+			fnErr = fn(f, at, m)
+			return fnErr
+		})
+		switch {
+		case fnErr != nil:
+			return false, fnErr
+		case errors.Is(err, fs.ErrNotExist):
 			return false, nil // gone: ReadAt will notice and fetch it again
-		}
-		if err != nil {
-			return false, fmt.Errorf("storagewrapper: piece file %d: %w: %w", piece, ErrStore, err)
-		}
-		err = fn(f, inPiece, m)
-		release()
-		if err != nil {
-			return false, err
+		case err != nil:
+			return false, fmt.Errorf("storagewrapper: piece files %d: %w: %w", piece, ErrStore, err)
 		}
 		at += int64(m)
 	}
@@ -132,16 +118,72 @@ func (w *Wrapper) Prefetch(off int64, n int64) {
 			if !verified {
 				continue
 			}
-			f, release, err := filer.PieceFile(piece)
-			if err != nil {
-				continue // gone: a read will notice
-			}
-			if rc, err := f.SyscallConn(); err == nil {
-				_ = rc.Control(func(fd uintptr) {
-					_ = unix.Fadvise(int(fd), inPiece, m, unix.FADV_WILLNEED)
-				})
-			}
-			release()
+			_ = filer.PieceFiles(piece, inPiece, int(m), func(f *os.File, at int64, m int) error {
+				if rc, err := f.SyscallConn(); err == nil {
+					_ = rc.Control(func(fd uintptr) {
+						_ = unix.Fadvise(int(fd), at, int64(m), unix.FADV_WILLNEED)
+					})
+				}
+				return nil
+			}) // gone: a read will notice
 		}
 	}()
+}
+
+// FileBacker is implemented by a Store that keeps the torrent's files
+// whole (FileStore, and the shared cache built on one): a file whose
+// pieces are all verified can then be read by the kernel itself (FUSE
+// passthrough), with no server in between.
+type FileBacker interface {
+	// BackingFile opens file k of the torrent (an index in Info.Files)
+	// for reading. The caller verified and pinned every piece holding its
+	// bytes; a store that cannot vouch for them (the shared cache: not
+	// all marked) or whose file has not the torrent's length fails.
+	BackingFile(k int) (*os.File, error)
+}
+
+// BackingFile returns file k of the torrent, open for reading, when every
+// piece holding its bytes is verified and the store keeps it whole
+// (FileBacker); its pieces stay pinned until release (a shared cache
+// evicts none of them while the kernel reads the file directly). ok is
+// false otherwise: the caller reads through ReadAt.
+func (w *Wrapper) BackingFile(k int) (f *os.File, release func(), ok bool) {
+	fb, isBacker := w.store.(FileBacker)
+	if !isBacker || k < 0 || k >= len(w.info.Files) {
+		return nil, nil, false
+	}
+	if file := w.info.Files[k]; file.Length == 0 || file.Padding {
+		return nil, nil, false
+	}
+	first, end := w.info.FileRange(k)
+	complete := func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		missing, some := w.verified.NextClear(first)
+		return !w.closed && (!some || missing >= end)
+	}
+	if !complete() {
+		return nil, nil, false
+	}
+	unpin := func() {}
+	if w.pinner != nil {
+		unpin = w.pinner.Pin(first, end-1)
+	}
+	if !complete() { // evicted before the pin
+		unpin()
+		return nil, nil, false
+	}
+	f, err := fb.BackingFile(k)
+	if err != nil {
+		unpin()
+		w.log.Debug("storagewrapper: no backing file", "file", k, "err", err)
+		return nil, nil, false
+	}
+	var once sync.Once
+	return f, func() {
+		once.Do(func() {
+			f.Close()
+			unpin()
+		})
+	}, true
 }

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 	"unsafe"
@@ -33,7 +33,8 @@ func gather(t *testing.T, w *Wrapper, off int64, n int) ([]byte, bool, error) {
 func TestReadFiles(t *testing.T) {
 	const pieceLen = 16 << 10
 	f := newFixture(t, pieceLen, 5*pieceLen+777)
-	ds, err := NewDirStore(t.TempDir(), f.info)
+	dir := t.TempDir()
+	ds, err := NewFileStore(dir, f.info, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,20 +81,20 @@ func TestReadFiles(t *testing.T) {
 		}
 	}
 
-	// A piece file that disappeared (evicted, removed behind our back):
-	// not ok, no error, so that the caller reads through ReadAt, which
-	// notices and fetches it again.
-	ds.Forget(2)
-	if err := os.Remove(ds.PiecePath(2)); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok, err := gather(t, w, pieceLen, 3*pieceLen); ok || err != nil {
-		t.Fatalf("piece file gone: ok %v err %v, want false, nil", ok, err)
-	}
 	// fn's error stops it and comes back.
 	boom := errors.New("boom")
 	if ok, err := w.ReadFiles(0, 10, func(*os.File, int64, int) error { return boom }); ok || !errors.Is(err, boom) {
 		t.Fatalf("fn failing: ok %v err %v, want false, boom", ok, err)
+	}
+	// A file that disappeared (removed behind our back): not ok, no
+	// error, so that the caller reads through ReadAt, which notices and
+	// fetches it again.
+	ds.ForgetAll()
+	if err := os.Remove(filepath.Join(dir, f.info.Name)); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := gather(t, w, pieceLen, 3*pieceLen); ok || err != nil {
+		t.Fatalf("piece file gone: ok %v err %v, want false, nil", ok, err)
 	}
 }
 
@@ -107,40 +108,9 @@ func TestReadFilesMemStore(t *testing.T) {
 	}
 }
 
-// An open piece file stays readable after its name is gone: what makes
-// handing it out safe while a shared cache may evict the piece.
-func TestPieceFileOutlivesRemoval(t *testing.T) {
-	f := newFixture(t, 16<<10, 32<<10)
-	ds, err := NewDirStore(t.TempDir(), f.info)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := newWrapper(t, f, ds, Config{})
-	downloadAll(t, w, f)
-	file, release, err := ds.PieceFile(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer release()
-	ds.Forget(1)
-	if err := os.Remove(ds.PiecePath(1)); err != nil {
-		t.Fatal(err)
-	}
-	got := make([]byte, 16<<10)
-	if _, err := file.ReadAt(got, 0); err != nil || !bytes.Equal(got, f.piece(1)) {
-		t.Fatalf("read after removal: err %v, same bytes %v", err, bytes.Equal(got, f.piece(1)))
-	}
-	if _, _, err := ds.PieceFile(1); !errors.Is(err, fs.ErrNotExist) {
-		t.Fatalf("PieceFile of a removed piece: %v, want fs.ErrNotExist", err)
-	}
-	if _, _, err := ds.PieceFile(7); !errors.Is(err, ErrOutOfRange) {
-		t.Fatalf("PieceFile(7): %v, want ErrOutOfRange", err)
-	}
-}
-
-// resident reports how many pages of the file at path are in the page
-// cache.
-func resident(t testing.TB, path string) int {
+// resident reports how many pages of [off, off+n) of the file at path are
+// in the page cache.
+func resident(t testing.TB, path string, off, n int64) int {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -160,11 +130,13 @@ func resident(t testing.TB, path string) int {
 	if _, _, e := unix.Syscall(unix.SYS_MINCORE, uintptr(unsafe.Pointer(&m[0])), uintptr(len(m)), uintptr(unsafe.Pointer(&vec[0]))); e != 0 {
 		t.Fatal(e)
 	}
-	n := 0
-	for _, v := range vec {
-		n += int(v & 1)
+	pages := 0
+	for k, v := range vec {
+		if at := int64(k) * 4096; at+4096 > off && at < off+n {
+			pages += int(v & 1)
+		}
 	}
-	return n
+	return pages
 }
 
 // evict drops the file at path from the page cache.
@@ -185,26 +157,29 @@ func evict(t testing.TB, path string) {
 func TestPrefetch(t *testing.T) {
 	const pieceLen = 64 << 10
 	f := newFixture(t, pieceLen, 4*pieceLen)
-	ds, err := NewDirStore(t.TempDir(), f.info)
+	dir := t.TempDir()
+	ds, err := NewFileStore(dir, f.info, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	w := newWrapper(t, f, ds, Config{})
 	downloadAll(t, w, f)
-	for p := range 4 {
-		evict(t, ds.PiecePath(p))
+	path := filepath.Join(dir, f.info.Name)
+	if err := ds.SyncPiece(0); err != nil { // dirty pages cannot be dropped
+		t.Fatal(err)
 	}
-	if resident(t, ds.PiecePath(2)) != 0 {
+	evict(t, path)
+	if resident(t, path, 2*pieceLen, pieceLen) != 0 {
 		t.Skip("this file system keeps evicted pages: cannot tell")
 	}
 	w.Prefetch(pieceLen+100, 2*pieceLen) // pieces 1, 2 and the start of 3
 	poll.UntilNil(t, 5*time.Second, "piece 2 to be read into the page cache", func() error {
-		if n := resident(t, ds.PiecePath(2)); n < pieceLen/4096 {
+		if n := resident(t, path, 2*pieceLen, pieceLen); n < pieceLen/4096 {
 			return fmt.Errorf("%d pages resident", n)
 		}
 		return nil
 	})
-	if n := resident(t, ds.PiecePath(0)); n != 0 {
+	if n := resident(t, path, 0, pieceLen); n != 0 {
 		t.Errorf("piece 0, outside the range, has %d pages resident", n)
 	}
 }

@@ -252,12 +252,12 @@ func TestCloseFailsBlockedReaders(t *testing.T) {
 // fails its hash: the reader keeps waiting (its piece's channel stays open)
 // and returns the good bytes once they arrive.
 func TestNeverUnverifiedBytes(t *testing.T) {
-	for _, kind := range []string{"mem", "dir"} {
+	for _, kind := range []string{"mem", "file"} {
 		t.Run(kind, func(t *testing.T) {
 			f := newFixture(t, 2*BlockSize, 4*BlockSize)
 			var store Store = NewMemStore(f.info)
-			if kind == "dir" {
-				ds, err := NewDirStore(t.TempDir(), f.info)
+			if kind == "file" {
+				ds, err := NewFileStore(t.TempDir(), f.info, false)
 				if err != nil {
 					t.Fatal(err)
 				}

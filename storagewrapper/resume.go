@@ -50,13 +50,27 @@ func (w *Wrapper) adopt(ctx context.Context, piece int, onlyComplete bool) (bool
 	if err != nil {
 		return false, fmt.Errorf("storagewrapper: adopt piece %d: %w: %w", piece, ErrStore, err)
 	}
-	if c == Missing || (onlyComplete && c != Complete) {
+	if c == Missing || (onlyComplete && c != Complete && c != Verified) {
 		return false, nil
 	}
 	if done, ok, err := w.adoptableLocked(piece, true); done {
 		return ok, err
 	}
 	verified := false
+	if c == Verified {
+		// The store's shared record vouches for it: another process (or
+		// this one, before a restart) hashed it once its bytes were on
+		// disk. Hashing it again is what the record exists to avoid.
+		verified = true
+		w.mu.Lock()
+		close(w.adopting[piece])
+		delete(w.adopting, piece)
+		w.markVerifiedLocked(piece)
+		w.changed[piece] = struct{}{}
+		w.mu.Unlock()
+		w.signal()
+		return true, nil
+	}
 	defer func() {
 		w.mu.Lock()
 		close(w.adopting[piece])
@@ -84,6 +98,13 @@ func (w *Wrapper) adopt(ctx context.Context, piece int, onlyComplete bool) (bool
 			return false, fmt.Errorf("storagewrapper: adopt piece %d: discard: %w: %w", piece, ErrStore, err)
 		}
 		return false, nil
+	}
+	if rec, ok := w.store.(Recorder); ok && c == Unknown {
+		// Verified by hashing here: recorded, so that no process hashes
+		// it again.
+		if err := rec.Record(piece); err != nil {
+			return false, fmt.Errorf("storagewrapper: adopt piece %d: record: %w: %w", piece, ErrStore, err)
+		}
 	}
 	verified = true
 	w.mu.Lock()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -13,82 +12,6 @@ import (
 
 	"btfs/internal/poll"
 )
-
-// TestResumeDirStore resumes from a directory that holds a good piece, a
-// corrupt piece, a piece file of the wrong size and a partial file: only
-// the good piece counts; the bad ones are removed; the rest downloads.
-func TestResumeDirStore(t *testing.T) {
-	f := newFixture(t, 2*BlockSize, 5*BlockSize)
-	dir := t.TempDir()
-	pieceFile := func(p string) string { return filepath.Join(dir, "pieces", p) }
-	s, err := NewDirStore(dir, f.info)
-	if err != nil {
-		t.Fatal(err)
-	}
-	put := func(p int, data []byte) {
-		if _, err := s.Piece(p).WriteAt(data, 0); err != nil {
-			t.Fatal(err)
-		}
-	}
-	put(0, f.piece(0))
-	if err := s.Piece(0).Publish(); err != nil {
-		t.Fatal(err)
-	}
-	put(1, corrupt(f.piece(1)))
-	if err := s.Piece(1).Publish(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(pieceFile("000002"), f.piece(2)[:10], 0o644); err != nil {
-		t.Fatal(err)
-	}
-	// The partial file of a crashed run, with the right bytes even.
-	if err := os.WriteFile(filepath.Join(dir, "partial", "000002.part"), f.piece(2), 0o644); err != nil {
-		t.Fatal(err)
-	}
-
-	s, err = NewDirStore(dir, f.info)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu       sync.Mutex
-		progress [][2]int
-	)
-	w := newWrapper(t, f, s, Config{HashWorkers: 2, ResumeProgress: func(done, total int) {
-		mu.Lock()
-		progress = append(progress, [2]int{done, total})
-		mu.Unlock()
-	}})
-	if err := w.Resume(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	if got := w.Bitfield().String(); got != "100" {
-		t.Fatalf("verified after resume: %s, want 100", got)
-	}
-	if st := w.Stats(); st.VerifiedBytes != 2*BlockSize {
-		t.Fatalf("VerifiedBytes = %d", st.VerifiedBytes)
-	}
-	if want := [][2]int{{1, 3}, {2, 3}, {3, 3}}; !slices.Equal(progress, want) {
-		t.Fatalf("progress %v, want %v", progress, want)
-	}
-	for _, name := range []string{"000001", "000002"} {
-		if _, err := os.Stat(pieceFile(name)); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("bad piece file %s kept: %v", name, err)
-		}
-	}
-	for p := 1; p < 3; p++ {
-		if res := fetch(t, w, p, "a", f.block); !res.Verified {
-			t.Fatalf("piece %d: %+v", p, res)
-		}
-	}
-	buf := make([]byte, f.info.TotalLength)
-	if _, err := w.ReadAt(t.Context(), buf, 0); err != nil || !slices.Equal(buf, f.data) {
-		t.Fatalf("ReadAt: %v", err)
-	}
-}
 
 // completionErrStore fails Completion of one piece, as a store that cannot
 // stat a file would.

@@ -32,6 +32,9 @@ type Stats struct {
 	InFlight int
 	// Wants is the number of registered wants.
 	Wants int
+	// Hashed counts the pieces this wrapper hashed (downloads, adoptions,
+	// resume), whatever the outcome.
+	Hashed int64
 }
 
 // Stats returns the current counts.
@@ -45,6 +48,7 @@ func (w *Wrapper) Stats() Stats {
 		VerifiedBytes:  w.verifiedBytes,
 		InFlight:       len(w.downloads),
 		Wants:          len(w.wants),
+		Hashed:         w.hashed.Load(),
 	}
 }
 

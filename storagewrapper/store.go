@@ -21,6 +21,11 @@ const (
 	// Complete: the store holds published data for the piece. The wrapper
 	// still hashes it once (Resume, Adopt) before serving it.
 	Complete
+	// Verified: the store holds the piece and a durable record that it
+	// was verified (by this process or another sharing the store, after
+	// its bytes were on disk): the wrapper trusts it without hashing it.
+	// Only a Recorder says so.
+	Verified
 )
 
 func (c Completion) String() string {
@@ -31,6 +36,8 @@ func (c Completion) String() string {
 		return "missing"
 	case Complete:
 		return "complete"
+	case Verified:
+		return "verified"
 	}
 	return "completion(?)"
 }
@@ -134,4 +141,16 @@ type Pinner interface {
 	// Pin marks pieces first..last (inclusive) in use until unpin is
 	// called; unpin may be called more than once.
 	Pin(first, last int) (unpin func())
+}
+
+// Recorder is implemented by a Store that keeps a durable record of which
+// pieces are verified, shared by every process using it (package cache):
+// such a store answers Completion with Verified for a recorded piece, and a
+// piece is hashed once per store, not once per process. Publish records
+// the piece (after its bytes are durable); Record does the same for a piece
+// the wrapper verified by hashing data already in the store (Adopt of a
+// piece the store reported Unknown, e.g. one changed behind its back).
+type Recorder interface {
+	// Record makes piece i's bytes durable, then records it verified.
+	Record(i int) error
 }

@@ -2,6 +2,7 @@ package storagewrapper
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"slices"
 	"testing"
 	"testing/iotest"
+
+	"btfs/metainfo"
 )
 
 // storeKinds builds each Store implementation for a contract test.
@@ -17,13 +20,6 @@ var storeKinds = []struct {
 	open func(t *testing.T, f *fixture) Store
 }{
 	{"mem", func(t *testing.T, f *fixture) Store { return NewMemStore(f.info) }},
-	{"dir", func(t *testing.T, f *fixture) Store {
-		s, err := NewDirStore(t.TempDir(), f.info)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}},
 }
 
 // TestStoreContract runs the Piece contract against every Store.
@@ -118,82 +114,16 @@ func TestStoreContract(t *testing.T) {
 	}
 }
 
-// TestDirStoreAtomicity checks that nothing appears under a piece's final
-// name before Publish, that a short partial file is never published, and
-// that a partial file is not taken for a piece, by this store or the next.
-func TestDirStoreAtomicity(t *testing.T) {
-	f := newFixture(t, 2*BlockSize, 4*BlockSize)
-	dir := t.TempDir()
-	s, err := NewDirStore(dir, f.info)
-	if err != nil {
-		t.Fatal(err)
-	}
-	final := filepath.Join(dir, "pieces", "000000")
-	partial := filepath.Join(dir, "partial", "000000.part")
-	exists := func(path string) bool {
-		_, err := os.Stat(path)
-		return err == nil
-	}
-	p := s.Piece(0)
-	if _, err := p.WriteAt(f.piece(0)[:BlockSize], 0); err != nil {
-		t.Fatal(err)
-	}
-	if exists(final) || !exists(partial) {
-		t.Fatalf("after one block: final %v, partial %v", exists(final), exists(partial))
-	}
-	if err := p.Publish(); !errors.Is(err, io.ErrUnexpectedEOF) || exists(final) {
-		t.Fatalf("Publish of half a piece: %v; final exists %v", err, exists(final))
-	}
-	if _, err := p.WriteAt(f.piece(0)[BlockSize:], BlockSize); err != nil {
-		t.Fatal(err)
-	}
-	if exists(final) {
-		t.Fatal("final name exists before Publish")
-	}
-	if c, _ := p.Completion(); c != Missing {
-		t.Fatalf("complete partial file: Completion = %v, want missing", c)
-	}
-	if err := p.Publish(); err != nil {
-		t.Fatal(err)
-	}
-	if got, err := os.ReadFile(final); err != nil || !slices.Equal(got, f.piece(0)) || exists(partial) {
-		t.Fatalf("after Publish: %v, equal %v, partial left %v", err, slices.Equal(got, f.piece(0)), exists(partial))
-	}
-	// A partial file left by a crash is neither a piece nor kept.
-	if _, err := s.Piece(1).WriteAt(f.piece(1), 0); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s2, err := NewDirStore(dir, f.info)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s2.Close() })
-	if c, _ := s2.Piece(1).Completion(); c != Missing {
-		t.Fatalf("leftover partial: Completion = %v", c)
-	}
-	if exists(filepath.Join(dir, "partial", "000001.part")) {
-		t.Fatal("leftover partial file not removed")
-	}
-	if c, _ := s2.Piece(0).Completion(); c != Complete {
-		t.Fatalf("published piece after reopen: %v", c)
-	}
-	// A file of the wrong size under a final name is Unknown: to be hashed.
-	if err := os.WriteFile(filepath.Join(dir, "pieces", "000001"), []byte("short"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if c, err := s2.Piece(1).Completion(); c != Unknown || err != nil {
-		t.Fatalf("wrong-size piece file: %v, %v", c, err)
-	}
-}
-
-// TestFilePoolBound writes and reads many pieces through a DirStore with a
-// small pool: the open handles stay within the cap.
+// TestFilePoolBound writes and reads many pieces through a FileStore of
+// 40 files with a small pool: the open handles stay within the cap.
 func TestFilePoolBound(t *testing.T) {
 	f := newFixture(t, 5, 200)
-	s, err := NewDirStore(t.TempDir(), f.info)
+	f.info.MultiFile = true
+	f.info.Files = nil
+	for k := range 40 {
+		f.info.Files = append(f.info.Files, metainfo.File{Path: []string{fmt.Sprintf("f%02d", k)}, Length: 5, Offset: int64(5 * k)})
+	}
+	s, err := NewFileStore(t.TempDir(), f.info, false)
 	if err != nil {
 		t.Fatal(err)
 	}

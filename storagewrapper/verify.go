@@ -24,6 +24,7 @@ var hashBufs = sync.Pool{New: func() any { b := make([]byte, hashChunk); return 
 // not exist is a mismatch; other read errors are errors. It stops early when
 // ctx is done (returning ctx's error) or the wrapper closes (ErrClosed).
 func (w *Wrapper) hashPiece(ctx context.Context, p int) (bool, error) {
+	w.hashed.Add(1)
 	plen := w.info.PieceLen(p)
 	bp := hashBufs.Get().(*[]byte)
 	defer hashBufs.Put(bp)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"btfs/bitfield"
@@ -77,6 +78,9 @@ type Wrapper struct {
 	ctx context.Context
 	// cancel cancels ctx.
 	cancel context.CancelFunc
+	// hashed counts the pieces hashed (Stats.Hashed): how a test sees that
+	// a piece recorded by another process is not hashed again.
+	hashed atomic.Int64
 	// ops counts Store operations in progress; Close waits for them.
 	// Add is only called under mu while closed is false.
 	ops sync.WaitGroup

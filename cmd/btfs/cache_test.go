@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"btfs/bitfield"
+	"btfs/cache"
 	"btfs/internal/poll"
 	"btfs/internal/swarmtest"
 	"btfs/metainfo"
@@ -99,32 +101,40 @@ func readAllConcurrently(t *testing.T, s cacheSwarm, f metainfo.File, mps ...str
 	}
 }
 
-// checkPieceFiles hashes every piece file of the cache: all there (when
-// all), all right, and nothing left of the downloads (partial files,
-// claims) once every btfs has stopped.
-func checkPieceFiles(t *testing.T, dir string, info *metainfo.Info, all bool) {
+// marked is the set of pieces the cache's record marks verified.
+func marked(t *testing.T, dir string, info *metainfo.Info) *bitfield.Bitfield {
 	t.Helper()
-	ents, err := os.ReadDir(filepath.Join(dir, "pieces"))
+	bf, err := cache.Verified(dir, info)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range ents {
-		i, ok := storagewrapper.ParsePieceName(e.Name())
-		if !ok || i >= info.NumPieces() {
-			t.Fatalf("stray file pieces/%s", e.Name())
-		}
-		data, err := os.ReadFile(filepath.Join(dir, "pieces", e.Name()))
-		if err != nil {
-			t.Fatal(err)
+	return bf
+}
+
+// checkPieceFiles hashes every marked piece in the cache's data files: all
+// marked (when all), all right, and nothing left of the downloads (claims,
+// urgency markers) once every btfs has stopped.
+func checkPieceFiles(t *testing.T, dir string, info *metainfo.Info, all bool) {
+	t.Helper()
+	bf := marked(t, dir, info)
+	fst, err := storagewrapper.NewFileStore(cache.DataDir(dir), info, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fst.Close()
+	for i := range bf.Ones() {
+		data := make([]byte, info.PieceLen(i))
+		if _, err := fst.Piece(i).ReadAt(data, 0); err != nil {
+			t.Fatalf("piece %d: %v", i, err)
 		}
 		if sha1.Sum(data) != info.Pieces[i] {
-			t.Fatalf("piece file %s does not verify", e.Name())
+			t.Fatalf("marked piece %d does not verify", i)
 		}
 	}
-	if all && len(ents) != info.NumPieces() {
-		t.Fatalf("%d piece files, want %d", len(ents), info.NumPieces())
+	if all && bf.Count() != info.NumPieces() {
+		t.Fatalf("%d pieces marked, want %d", bf.Count(), info.NumPieces())
 	}
-	for _, sub := range []string{"partial", "claims", "urgent"} {
+	for _, sub := range []string{"claims", "urgent"} {
 		if left, _ := os.ReadDir(filepath.Join(dir, sub)); len(left) > 0 {
 			t.Fatalf("%s/ not empty after every btfs stopped: %v", sub, left[0].Name())
 		}
@@ -202,10 +212,9 @@ func TestSharedCacheKill9(t *testing.T) {
 	// Kill the second once a quarter of the pieces are published.
 	n := s.mi.Info.NumPieces()
 	poll.Until(t, 30*time.Second, fmt.Sprintf("a quarter of the %d pieces to be published", n), func() bool {
-		ents, _ := os.ReadDir(filepath.Join(dir, "pieces"))
-		return len(ents) >= n/4
+		return marked(t, dir, s.mi.Info).Count() >= n/4
 	})
-	if ents, _ := os.ReadDir(filepath.Join(dir, "pieces")); len(ents) == n {
+	if marked(t, dir, s.mi.Info).Count() == n {
 		t.Fatal("the download was over before the kill")
 	}
 	ps[1].cmd.Process.Kill()
@@ -245,39 +254,49 @@ func TestSharedCacheKill9(t *testing.T) {
 	checkPieceFiles(t, dir, s.mi.Info, true)
 }
 
-// TestSharedCacheCorruptPiece: a piece file damaged by hand is detected,
-// removed and fetched again — by a running btfs that had it, and by one
-// that starts on the damaged cache — and no reader sees its bytes.
+// TestSharedCacheCorruptPiece: a marked piece damaged by hand in the data
+// file (its mtime moves) is detected, unmarked and fetched again — by a
+// running btfs that had it (its next scan sees the file's stamp differ),
+// and by one that starts on the damaged cache — and no reader sees its
+// bytes.
 func TestSharedCacheCorruptPiece(t *testing.T) {
 	s := startCacheSwarm(t, swarmtest.TorrentOptions{Name: "corrupt.bin", Size: 4<<20 + 7, PieceLength: 256 << 10, Seed: 23})
 	cacheDir := t.TempDir()
 	dir := torrentDir(cacheDir, s.mi)
 	f := s.mi.Info.Files[0]
+	info := s.mi.Info
+	data := filepath.Join(cache.DataDir(dir), info.Name)
 	mp := mountpoint(t)
 	p := mountShared(t, s, cacheDir, mp)
 	readAllConcurrently(t, s, f, mp)
 
 	damage := func(i int) {
 		t.Helper()
-		path := filepath.Join(dir, "pieces", storagewrapper.PieceName(i))
-		fh, err := os.OpenFile(path, os.O_WRONLY, 0)
+		fh, err := os.OpenFile(data, os.O_WRONLY, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := fh.WriteAt(bytes.Repeat([]byte{0xAA}, 4096), 1000); err != nil {
+		if _, err := fh.WriteAt(bytes.Repeat([]byte{0xAA}, 4096), info.PieceOffset(i)+1000); err != nil {
 			t.Fatal(err)
 		}
 		fh.Close()
 	}
-	// While btfs runs: it sees the write, drops the piece and fetches it
-	// again (it fetches everything); the file verifies again.
+	// While btfs runs: it sees the file changed, verifies its pieces
+	// again, drops the damaged one and fetches it again (it fetches
+	// everything); the piece verifies again.
 	damage(5)
 	good := func(i int) bool {
-		data, err := os.ReadFile(filepath.Join(dir, "pieces", storagewrapper.PieceName(i)))
-		return err == nil && sha1.Sum(data) == s.mi.Info.Pieces[i]
+		buf := make([]byte, info.PieceLen(i))
+		fh, err := os.Open(data)
+		if err != nil {
+			return false
+		}
+		defer fh.Close()
+		_, err = fh.ReadAt(buf, info.PieceOffset(i))
+		return err == nil && sha1.Sum(buf) == info.Pieces[i] && marked(t, dir, info).Has(i)
 	}
 	poll.Until(t, 30*time.Second, "the damaged piece 5 to be fetched again", func() bool { return good(5) })
-	if !strings.Contains(p.out.String(), "changed in place") {
+	if !strings.Contains(p.out.String(), "changed behind btfs's back") {
 		t.Fatalf("btfs did not notice the damage:\n%s", p.out.String())
 	}
 	// A fresh mount point: its reads come to btfs, not the page cache.
@@ -291,7 +310,7 @@ func TestSharedCacheCorruptPiece(t *testing.T) {
 		t.Fatalf("the new btfs did not report the damaged piece:\n%s", p2.out.String())
 	}
 	p2.stop(t)
-	checkPieceFiles(t, dir, s.mi.Info, true)
+	checkPieceFiles(t, dir, info, true)
 }
 
 // TestSharedCacheCap: two btfs with a cache cap smaller than the torrent
@@ -316,10 +335,9 @@ func TestSharedCacheCap(t *testing.T) {
 	measured.Go(func() {
 		for {
 			var total int64
-			ents, _ := os.ReadDir(filepath.Join(dir, "pieces"))
-			for _, e := range ents {
-				if fi, err := e.Info(); err == nil {
-					total += fi.Size()
+			if bf, err := cache.Verified(dir, s.mi.Info); err == nil {
+				for i := range bf.Ones() {
+					total += s.mi.Info.PieceLen(i)
 				}
 			}
 			peak = max(peak, total)

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"btfs/cache"
 	"btfs/internal/poll"
 	"btfs/internal/swarmtest"
 )
@@ -338,7 +339,7 @@ func TestCacheDirRemoved(t *testing.T) {
 	}
 	undo()
 	checkRecovers(t, s, p, path)
-	if _, err := os.Stat(filepath.Join(dir, "pieces")); err != nil {
+	if _, err := os.Stat(cache.DataDir(dir)); err != nil {
 		t.Fatalf("the cache layout was not recreated: %v", err)
 	}
 	if !strings.Contains(p.out.String(), "recreated it") {

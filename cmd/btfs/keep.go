@@ -8,16 +8,17 @@ import (
 	"path/filepath"
 
 	"btfs/bitfield"
+	"btfs/cache"
 	"btfs/metainfo"
 	"btfs/storagewrapper"
 )
 
 // keepFiles writes every file whose pieces are all verified (bf) from the
-// piece cache in cacheDir into dst, laid out as the torrent says (like
+// torrent's cache directory cacheDir into dst, laid out as the torrent says (like
 // johang/btfs --keep). Incomplete files are skipped and named in the log.
 // Each file appears by rename only once complete.
 func keepFiles(mi *metainfo.MetaInfo, cacheDir string, bf *bitfield.Bitfield, dst string, log *slog.Logger) error {
-	store, err := storagewrapper.NewDirStore(cacheDir, mi.Info)
+	store, err := storagewrapper.NewFileStore(cache.DataDir(cacheDir), mi.Info, true)
 	if err != nil {
 		return err
 	}

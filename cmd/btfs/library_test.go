@@ -534,7 +534,9 @@ func TestLibrary200(t *testing.T) {
 	if perG > 4 {
 		t.Errorf("%.1f goroutines per idle torrent, want at most 4", perG)
 	}
-	// Today 3: the cache directory's lock and pin files.
+	// Today 3: the cache directory's lock file, its pins file (this
+	// process's pin locks) and its record of verified pieces; the reads
+	// file, the eviction probe and the data files are opened on use.
 	if perFD > 4 {
 		t.Errorf("%.2f fds per idle torrent, want at most 4", perFD)
 	}

@@ -31,6 +31,7 @@ type mountFlags struct {
 	keep        string
 	browseOnly  bool
 	nonEmpty    bool
+	passthrough bool
 	http        httpFlags
 	// watch: -watch DIR, a library's watched directory.
 	watch string
@@ -43,6 +44,7 @@ func (f *mountFlags) register(fl *flag.FlagSet) {
 	fl.StringVar(&f.fetch, "fetch", "all", "`all`: what readers want first, then the rest; reads: only what readers want")
 	fl.BoolVar(&f.allowOther, "allow-other", false, "let other users (a media server) read the mount (needs user_allow_other in /etc/fuse.conf unless root)")
 	fl.StringVar(&f.keep, "keep", "", "on exit, write the complete files into this `dir`")
+	fl.BoolVar(&f.passthrough, "passthrough", true, "let the kernel read complete files from the cache directly (FUSE passthrough; false: every read goes through btfs)")
 	fl.BoolVar(&f.nonEmpty, "nonempty", false, "mount over a directory that is not empty (its files are hidden until the unmount)")
 	f.http.register(fl)
 	fl.StringVar(&f.watch, "watch", "", "library mount: add the .torrent and .magnet files dropped into this `dir`, remove those deleted")
@@ -213,7 +215,8 @@ func (r *mountRun) newClient(ctx context.Context, private, offline bool) (*clien
 // fsOptions are the mount's options; info, when known, sizes the readahead
 // to a capped cache, or to a cache disk with less room than -cache-size.
 func (r *mountRun) fsOptions(info *metainfo.Info) fs.Options {
-	opts := fs.Options{AllowOther: r.mf.allowOther, ReadTimeout: r.mf.readTimeout, Logger: r.log, Readers: r.readers}
+	opts := fs.Options{AllowOther: r.mf.allowOther, ReadTimeout: r.mf.readTimeout, Logger: r.log, Readers: r.readers,
+		NoPassthrough: !r.mf.passthrough}
 	maxBytes, _ := r.mf.maxCacheBytes()
 	if room := freeSpace(r.mf.cacheDir); room > 0 && (maxBytes <= 0 || room < maxBytes) {
 		// A readahead window larger than the disk thrashes once the disk

@@ -2,10 +2,7 @@ package main
 
 import (
 	"bytes"
-	"errors"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,7 +12,6 @@ import (
 
 	"btfs/internal/poll"
 	"btfs/internal/swarmtest"
-	"btfs/storagewrapper"
 )
 
 // TestEvictedPieceRefetchedAtOnce: a mount with a cache cap far below the
@@ -58,10 +54,8 @@ func TestEvictedPieceRefetchedAtOnce(t *testing.T) {
 			t.Fatalf("read of piece %d: %v\n%s", piece, err, p.out.String())
 		}
 	}
-	piece0 := filepath.Join(torrentDir(cacheDir, s.mi), "pieces", storagewrapper.PieceName(0))
 	poll.Until(t, 10*time.Second, "piece 0 evicted from the cache", func() bool {
-		_, err := os.Stat(piece0)
-		return errors.Is(err, fs.ErrNotExist)
+		return !marked(t, torrentDir(cacheDir, s.mi), s.mi.Info).Has(0)
 	})
 	if err := read(0); err != nil {
 		t.Fatalf("read of evicted piece 0: %v\n%s", err, p.out.String())
