@@ -33,23 +33,22 @@ func TestBudget(t *testing.T) {
 	}
 	// waitOne waits for one of ls to complete, checking the cap all along.
 	waitOne := func(ls ...*Torrent) *Torrent {
-		deadline := time.Now().Add(time.Minute)
-		for {
+		var done *Torrent
+		poll.Until(t, time.Minute, "one of the torrents to complete", func() bool {
 			if n := budget.InUse(); n > 2 {
 				t.Fatalf("%d connections in use, budget 2", n)
 			}
 			for _, l := range ls {
 				select {
 				case <-l.Complete():
-					return l
+					done = l
+					return true
 				default:
 				}
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("none of %d torrents complete after a minute", len(ls))
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+			return false
+		})
+		return done
 	}
 	first := waitOne(leechers...)
 	other := leechers[0]
